@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the project's environment from nothing on Debian 12, idempotently:
+#   Debian's QGIS 3.22 Python bindings (apt) + a venv made from QGIS's own Python (/usr/bin/python3,
+#   --system-site-packages) holding torch, sam2, open_clip, torchscale, rasterio & co, pinned by constraints.txt
+#   so that they coexist with QGIS's GDAL/numpy in one process.
+# A second run checks a stamp (hash of the files that define the environment) and returns in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=${RS2SAM2_VENV:-$ROOT/.venv}
+SYS_PY=/usr/bin/python3
+APT_PACKAGES="python3-qgis qgis-providers python3-venv xvfb xauth"
+
+log() { printf '[setup_env] %s\n' "$*"; }
+
+# 1. QGIS from Debian (installed only when qgis.core cannot be imported).
+if ! "$SYS_PY" -c "import qgis.core" >/dev/null 2>&1 || ! command -v xvfb-run >/dev/null 2>&1; then
+  log "installing Debian packages: $APT_PACKAGES"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $APT_PACKAGES >/dev/null
+fi
+
+# 2. The venv, rebuilt only when the files that define it change.
+STAMP_SRC=$(cat constraints.txt pyproject.toml scripts/setup_env.sh | sha256sum | cut -c1-16)
+STAMP=$VENV/.rs2sam2-env-$STAMP_SRC
+if [ -f "$STAMP" ]; then
+  log "environment up to date ($VENV)"
+  exit 0
+fi
+
+START=$(date +%s)
+[ -x "$VENV/bin/python" ] || "$SYS_PY" -m venv --system-site-packages "$VENV"
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q -c "$ROOT/constraints.txt")
+
+log "installing torch + torchvision"
+"${PIP[@]}" torch torchvision
+log "installing geospatial and model packages"
+"${PIP[@]}" "setuptools>=69" wheel numpy affine pyproj rasterio shapely pyogrio tqdm pillow safetensors \
+  sentencepiece open_clip_torch timm fairscale hydra-core iopath pytest
+# sam2 would otherwise re-download torch into a build environment and try to compile CUDA.
+log "installing sam2 (no CUDA extension)"
+SAM2_BUILD_CUDA=0 "${PIP[@]}" --no-build-isolation sam2
+# torchscale 0.3.0 pins timm==0.6.13 and fairscale==0.4.0, which clash with open_clip's timm>=1.0.17;
+# the modules we use only need timm's drop_path and fairscale's wrappers, both present in the newer releases.
+"${PIP[@]}" --no-deps torchscale
+log "installing this project (editable)"
+"${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+
+rm -f "$VENV"/.rs2sam2-env-*
+touch "$STAMP"
+log "environment built in $(( $(date +%s) - START )) s; venv size $(du -sh "$VENV" | cut -f1)"
