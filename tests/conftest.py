@@ -1,0 +1,39 @@
+"""Shared pytest set-up: headless Qt, offline model hubs, and one QgsApplication for the whole session
+(two QgsApplication objects in one process crash, so every QGIS test goes through `qgis_app`)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp/runtime-rs2sam2")
+os.makedirs(os.environ["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+@pytest.fixture(scope="session")
+def qgis_app():
+    """The session's QgsApplication (reused if a plugin such as pytest-qgis already made one)."""
+    qgis_core = pytest.importorskip("qgis.core")
+    app = qgis_core.QgsApplication.instance()
+    if app is None:
+        app = qgis_core.QgsApplication([], False)
+        app.initQgis()
+    processing_dir = "/usr/share/qgis/python/plugins"
+    if processing_dir not in sys.path:
+        sys.path.append(processing_dir)
+    return app
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """`../shared` beside the repository (reference files of the authors' model)."""
+    return SHARED_DIR
