@@ -1,0 +1,161 @@
+"""Predictor: numpy uint8 tiles + text queries -> per-tile probability maps.
+
+Family-agnostic: it uses only the segmentation-model protocol (docs/ARCHITECTURE.md):
+``model.input_size``, ``model.name``, ``model.predict_masks(pixels[N,3,S,S] in [0,1], texts[N]) -> logits[N,1,h,w]``
+and, when present, ``model.logits_to_prob(logits)`` (otherwise sigmoid).
+
+Every image is paired with every text; the pairs are run in batches of ``batch_size`` pairs. Tiles are resized to
+``input_size`` (bilinear, antialiased when shrinking) and the logits back to each tile's own size before the
+probability is taken, so the caller gets probabilities at the pixels it gave.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["Predictor", "resolve_device"]
+
+_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: Union[str, torch.device, None] = "auto") -> tuple[torch.device, str]:
+    """The device to run on and a one-line reason (shown to the analyst: "is my GPU used?")."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    device = (device or "auto").strip().lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda"), f"CUDA available ({torch.cuda.get_device_name(0)})"
+        if torch.version.cuda is None:
+            why = "this torch build has no CUDA support"
+        else:
+            why = "no CUDA device visible to torch (driver missing or CUDA_VISIBLE_DEVICES empty)"
+        return torch.device("cpu"), f"CPU: {why}"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA device visible"
+            raise RuntimeError(f"device '{device}' requested but {why}; use --device cpu or auto")
+        dev = torch.device(device)
+        return dev, f"CUDA requested ({torch.cuda.get_device_name(dev)})"
+    if device == "cpu":
+        return torch.device("cpu"), "CPU requested"
+    if device == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise RuntimeError("device 'mps' requested but MPS is not available; use cpu or auto")
+        return torch.device("mps"), "MPS requested"
+    raise ValueError(f"unknown device '{device}': use auto, cpu or cuda")
+
+
+def _resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    precision = (precision or "auto").strip().lower()
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if precision not in _PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}': use auto, fp32, bf16 or fp16")
+    dtype = _PRECISIONS[precision]
+    if device.type == "cpu" and dtype == torch.float16:
+        raise ValueError("fp16 autocast is not supported on CPU; use bf16 or fp32")
+    return dtype
+
+
+class Predictor:
+    """Runs a model that follows the segmentation-model protocol on numpy tiles.
+
+    ``predict(images, texts)`` -> float32 ``[B, T, H, W]`` in [0, 1].
+    """
+
+    def __init__(self, model: torch.nn.Module, device="auto", precision: str = "auto",
+                 batch_size: int | None = None):
+        for attr in ("input_size", "name", "predict_masks"):
+            if not hasattr(model, attr):
+                raise TypeError(f"model {type(model).__name__} lacks '{attr}' (see the model protocol)")
+        self.device, self.device_reason = resolve_device(device)
+        self.dtype = _resolve_precision(precision, self.device)
+        self.precision = {v: k for k, v in _PRECISIONS.items()}[self.dtype]
+        self.model = model.to(self.device).eval()
+        self.input_size = int(model.input_size)
+        self.model_name = str(model.name)
+        if batch_size is None:
+            batch_size = 8 if self.device.type == "cuda" else 4
+        self.batch_size = max(1, int(batch_size))
+
+    def __repr__(self):
+        return (f"Predictor(model={self.model_name!r}, device={str(self.device)!r}, precision={self.precision!r}, "
+                f"input_size={self.input_size})")
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _as_batch(images) -> np.ndarray:
+        if isinstance(images, np.ndarray):
+            arr = images
+            if arr.ndim == 3:
+                arr = arr[None]
+        else:
+            images = list(images)
+            if not images:
+                raise ValueError("no images given")
+            shapes = {np.asarray(im).shape for im in images}
+            if len(shapes) != 1:
+                raise ValueError(f"images must share one size, got {sorted(shapes)}")
+            arr = np.stack([np.asarray(im) for im in images])
+        if arr.ndim != 4 or arr.shape[-1] != 3:
+            raise ValueError(f"images must be [B,H,W,3] (RGB), got shape {arr.shape}")
+        if arr.dtype != np.uint8:
+            raise ValueError(f"images must be uint8, got {arr.dtype}")
+        return arr
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def _to_prob(self, logits: torch.Tensor) -> torch.Tensor:
+        fn = getattr(self.model, "logits_to_prob", None)
+        return fn(logits) if callable(fn) else torch.sigmoid(logits)
+
+    # ------------------------------------------------------------------ API
+    def predict(self, images, texts: Union[str, Sequence[str]], batch_size: int | None = None) -> np.ndarray:
+        """Probabilities ``[B, T, H, W]`` (float32, [0, 1]) for every (image, text) pair."""
+        arr = self._as_batch(images)
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = [str(t) for t in texts]
+        if not texts:
+            raise ValueError("no texts given")
+        n_img, h, w, _ = arr.shape
+        n_txt = len(texts)
+        bs = max(1, int(batch_size or self.batch_size))
+        s = self.input_size
+        out = np.empty((n_img, n_txt, h, w), dtype=np.float32)
+        pairs = [(i, j) for i in range(n_img) for j in range(n_txt)]
+        with torch.inference_mode():
+            for start in range(0, len(pairs), bs):
+                chunk = pairs[start:start + bs]
+                img_idx = sorted({i for i, _ in chunk})
+                px = torch.from_numpy(np.ascontiguousarray(arr[img_idx])).to(self.device)
+                px = px.permute(0, 3, 1, 2).float().div_(255.0)
+                if (h, w) != (s, s):
+                    px = F.interpolate(px, size=(s, s), mode="bilinear", align_corners=False,
+                                       antialias=(h > s or w > s))
+                pos = {i: k for k, i in enumerate(img_idx)}
+                sel = torch.tensor([pos[i] for i, _ in chunk], device=self.device)
+                pixels = px.index_select(0, sel).contiguous()
+                with self._autocast():
+                    logits = self.model.predict_masks(pixels, [texts[j] for _, j in chunk])
+                if logits.ndim == 3:
+                    logits = logits[:, None]
+                logits = logits.float()
+                if tuple(logits.shape[-2:]) != (h, w):
+                    logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+                prob = self._to_prob(logits).float().clamp_(0.0, 1.0)[:, 0].cpu().numpy()
+                for k, (i, j) in enumerate(chunk):
+                    out[i, j] = prob[k]
+        return out
+
+    __call__ = predict

@@ -1,0 +1,68 @@
+"""A deterministic test model that follows the segmentation-model protocol (docs/ARCHITECTURE.md).
+
+What it computes, exactly: the text is searched for a colour word (``COLOURS``); with target colour c (RGB in
+[0, 1]) the mask logit of a pixel p is ``gain * (tolerance - max(|p - c|))`` (Chebyshev distance), so its sigmoid
+is > 0.5 exactly where every channel is within ``tolerance`` of the target. A text without a colour word gives
+``-gain`` everywhere (nothing found). With ``out_stride`` > 1 the logits come out at input_size / out_stride
+(average-pooled), to exercise the predictor's resize back to the tile size.
+
+The production path (Predictor + engine) is the same code that runs the real models.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+COLOURS = {
+    "red": (1.0, 0.0, 0.0),
+    "green": (0.0, 1.0, 0.0),
+    "blue": (0.0, 0.0, 1.0),
+    "white": (1.0, 1.0, 1.0),
+    "black": (0.0, 0.0, 0.0),
+    "yellow": (1.0, 1.0, 0.0),
+}
+
+
+def colour_of(text: str):
+    for word in text.lower().replace(",", " ").split():
+        if word in COLOURS:
+            return word
+    return None
+
+
+class ColourModel(nn.Module):
+    def __init__(self, input_size: int = 64, gain: float = 20.0, tolerance: float = 0.25, out_stride: int = 1,
+                 name: str = "colour-test"):
+        super().__init__()
+        self.input_size = int(input_size)
+        self.gain = float(gain)
+        self.tolerance = float(tolerance)
+        self.out_stride = int(out_stride)
+        self.name = name
+        self.register_buffer("targets", torch.tensor(list(COLOURS.values()), dtype=torch.float32))
+        self.calls = 0  # number of predict_masks calls (tests use it to check batching)
+
+    def predict_masks(self, pixels: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        assert pixels.ndim == 4 and pixels.shape[1] == 3 and pixels.shape[0] == len(texts)
+        assert pixels.shape[-1] == self.input_size and pixels.shape[-2] == self.input_size
+        self.calls += 1
+        names = list(COLOURS)
+        out = []
+        for k, text in enumerate(texts):
+            c = colour_of(text)
+            p = pixels[k].float()
+            if c is None:
+                logit = torch.full_like(p[:1], -self.gain)
+            else:
+                target = self.targets[names.index(c)].view(3, 1, 1)
+                dist = (p - target).abs().amax(dim=0, keepdim=True)
+                logit = self.gain * (self.tolerance - dist)
+            out.append(logit)
+        logits = torch.stack(out)
+        if self.out_stride > 1:
+            logits = F.avg_pool2d(logits, self.out_stride)
+        return logits
+
+    def forward(self, pixels, texts):
+        return {"logits": self.predict_masks(pixels, texts)}
