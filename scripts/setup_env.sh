@@ -5,6 +5,8 @@
 #   so that they coexist with QGIS's GDAL/numpy in one process.
 # A second run checks a stamp (hash of the files that define the environment) and returns in seconds.
 set -euo pipefail
+# sam2 would otherwise try to compile its optional CUDA extension.
+export SAM2_BUILD_CUDA=0
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=${RS2SAM2_VENV:-$ROOT/.venv}
@@ -31,21 +33,25 @@ fi
 
 START=$(date +%s)
 [ -x "$VENV/bin/python" ] || "$SYS_PY" -m venv --system-site-packages "$VENV"
-PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q -c "$ROOT/constraints.txt")
+# The machine's pip config names local wheel folders that may be absent; its "is ignored" warnings are noise.
+pip_install() {
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -c "$ROOT/constraints.txt" "$@" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 
 log "installing torch + torchvision"
-"${PIP[@]}" torch torchvision
+pip_install torch torchvision
 log "installing geospatial and model packages"
-"${PIP[@]}" "setuptools>=69" wheel numpy affine pyproj rasterio shapely pyogrio tqdm pillow safetensors \
+pip_install "setuptools>=69" wheel numpy affine pyproj rasterio shapely pyogrio tqdm pillow safetensors \
   sentencepiece open_clip_torch timm fairscale hydra-core iopath pytest
 # sam2 would otherwise re-download torch into a build environment and try to compile CUDA.
 log "installing sam2 (no CUDA extension)"
-SAM2_BUILD_CUDA=0 "${PIP[@]}" --no-build-isolation sam2
+pip_install --no-build-isolation sam2
 # torchscale 0.3.0 pins timm==0.6.13 and fairscale==0.4.0, which clash with open_clip's timm>=1.0.17;
 # the modules we use only need timm's drop_path and fairscale's wrappers, both present in the newer releases.
-"${PIP[@]}" --no-deps torchscale
+pip_install --no-deps torchscale
 log "installing this project (editable)"
-"${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+pip_install --no-deps --no-build-isolation -e "$ROOT"
 
 rm -f "$VENV"/.rs2sam2-env-*
 touch "$STAMP"
