@@ -1,0 +1,49 @@
+"""Fast checks of the nano preset: the protocol training and the predictor rely on."""
+import pytest
+import torch
+
+from model_core import PRESETS, build_model
+
+
+@pytest.fixture(scope="module")
+def nano():
+    torch.manual_seed(0)
+    return build_model("nano")
+
+
+def test_presets_listed():
+    assert {"paper", "clip-b", "tiny", "nano"} <= set(PRESETS)
+
+
+def test_forward_shapes_and_loss(nano):
+    S = nano.input_size
+    assert S == PRESETS["nano"].sam.image_size
+    x = torch.rand(2, 3, S, S)
+    out = nano(x, ["the red roof", "a long road crossing the field"])
+    assert out["logits"].shape == (2, 1, S, S)
+    assert out["boundary_weight"].shape == (2,)
+    g = nano.union_encoder.grid
+    assert out["pseudo_mask"].shape == (2, 1, g[0], g[1])
+    target = (torch.rand(2, S, S) > 0.5).float()
+    total, parts = nano.loss(out, target)
+    assert torch.isfinite(total) and set(parts) >= {"ce", "dice", "boundary"}
+    total.backward()
+
+
+def test_predict_masks_and_prob(nano):
+    S = nano.input_size
+    with torch.no_grad():
+        logits = nano.predict_masks(torch.rand(1, 3, S, S), ["water"])
+    assert logits.shape[:2] == (1, 1)
+    p = nano.logits_to_prob(logits)
+    assert float(p.min()) >= 0 and float(p.max()) <= 1
+    pa = nano.logits_to_prob(logits, rule="authors")
+    assert torch.equal(pa > 0.5, logits > 0.5)
+
+
+def test_param_groups_cover_trainable(nano):
+    groups = nano.param_groups(1e-4)
+    assert [g["lr"] for g in groups] == [2e-4, 1e-4]
+    ids = {id(p) for g in groups for p in g["params"]}
+    assert ids == {id(p) for _, p in nano.trainable_parameters()}
+    assert len(groups[0]["params"]) > 0 and len(groups[1]["params"]) > 0
