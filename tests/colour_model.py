@@ -66,3 +66,34 @@ class ColourModel(nn.Module):
 
     def forward(self, pixels, texts):
         return {"logits": self.predict_masks(pixels, texts)}
+
+
+# ---------------------------------------------------------------------------- small GeoTIFFs for the engine tests
+def write_raster(path, data, crs="EPSG:32633", transform=None, nodata=None, **profile):
+    """Write ``data`` [bands, H, W] (any dtype) as a GeoTIFF; ``transform`` defaults to 1 m pixels in UTM 33N."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    if transform is None:
+        transform = Affine(1.0, 0.0, 500000.0, 0.0, -1.0, 5000000.0)
+    prof = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype,
+                crs=crs, transform=transform, nodata=nodata)
+    prof.update(profile)
+    with rasterio.open(path, "w", **prof) as ds:
+        ds.write(data)
+    return str(path)
+
+
+def rgb_scene(h, w, boxes, background=(60, 60, 60), dtype="uint8", scale=1):
+    """[3, H, W] image of the given background with ``boxes`` = [(row0, col0, row1, col1, (r, g, b)), ...]."""
+    import numpy as np
+
+    img = np.empty((3, h, w), dtype=np.float64)
+    img[:] = np.array(background, dtype=np.float64)[:, None, None]
+    for r0, c0, r1, c1, colour in boxes:
+        img[:, r0:r1, c0:c1] = np.array(colour, dtype=np.float64)[:, None, None]
+    return (img * scale).astype(dtype)

@@ -1,0 +1,90 @@
+"""SegmentOptions: the single place for the engine's defaults (CLI, dock and Processing algorithm all build one)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Optional, Sequence
+
+from .errors import InputError
+
+
+@dataclass
+class SegmentOptions:
+    #: tile side in (possibly resampled) raster pixels; None = the model's input_size
+    tile: Optional[int] = None
+    #: fraction of the tile shared with each neighbour (0 <= overlap < 0.9)
+    overlap: float = 0.25
+    #: probability above which a pixel is foreground
+    threshold: float = 0.5
+    #: polygons with a smaller ground area (m2) are dropped (pixel units when the raster has no CRS)
+    min_area_m2: float = 0.0
+    #: polygons with fewer pixels than this are dropped (speckle); 0 keeps all
+    min_pixels: int = 4
+    #: Douglas-Peucker tolerance in map units; None = half a pixel; 0 = no simplification
+    simplify: Optional[float] = None
+    #: holes with a smaller ground area (m2) are filled; 0 keeps all holes
+    fill_holes_m2: float = 0.0
+    #: 1-based band indices mapped to R, G, B (one index = grey replicated); None = RGB / 1,2,3 / grey
+    bands: Optional[Sequence[int]] = None
+    #: (xmin, ymin, xmax, ymax) in the raster's CRS; None = the whole raster
+    extent: Optional[Sequence[float]] = None
+    #: a shapely (Multi)Polygon in the raster's CRS: only pixels inside it can be detected
+    mask_geometry: Any = None
+    #: tiles per predictor call
+    batch_size: int = 4
+    #: batches read ahead of inference by the reader thread
+    prefetch: int = 2
+    #: resample to this ground sample distance (map units per pixel); None = native resolution
+    gsd: Optional[float] = None
+    #: percentiles for the stretch of non-uint8 rasters, computed once per raster with nodata masked
+    stretch_percentiles: tuple = (2.0, 98.0)
+    #: one stretch for all three bands (keeps hues) or one per band
+    stretch_per_band: bool = False
+    #: accept a raster without a CRS and write pixel coordinates (column, row)
+    allow_pixel_coords: bool = False
+    #: probability canvases larger than this (MB) go to a temporary tiled GeoTIFF instead of memory
+    in_memory_max_mb: float = 256.0
+    #: folder for temporary rasters (None = the system's temp folder)
+    temp_dir: Optional[str] = None
+    #: GDAL block cache (MB) while the engine runs
+    gdal_cache_mb: int = 64
+    #: 4- or 8-connected regions when polygonizing
+    connectivity: int = 4
+    #: GeoPackage: one layer with a query column for all queries instead of one layer per query
+    single_layer: bool = False
+
+    def replace(self, **changes) -> "SegmentOptions":
+        return replace(self, **changes)
+
+    def validate(self) -> "SegmentOptions":
+        if self.tile is not None and not (16 <= int(self.tile) <= 16384):
+            raise InputError(f"tile size {self.tile} is out of range; use 16..16384 pixels (default: the model's)")
+        if not (0.0 <= float(self.overlap) < 0.9):
+            raise InputError(f"overlap {self.overlap} is out of range; use a fraction in [0, 0.9), e.g. 0.25")
+        if not (0.0 < float(self.threshold) < 1.0):
+            raise InputError(f"threshold {self.threshold} is out of range; use a probability in (0, 1), e.g. 0.5")
+        if float(self.min_area_m2) < 0 or float(self.fill_holes_m2) < 0 or int(self.min_pixels) < 0:
+            raise InputError("min area, min pixels and hole size must be >= 0")
+        if self.simplify is not None and float(self.simplify) < 0:
+            raise InputError(f"simplify tolerance {self.simplify} is negative; use >= 0 (map units)")
+        if self.bands is not None:
+            b = list(self.bands)
+            if len(b) not in (1, 3) or any(int(i) < 1 for i in b):
+                raise InputError(f"bands {b} invalid; give three 1-based band numbers R,G,B (e.g. 3,2,1) or one")
+        if self.extent is not None:
+            e = list(self.extent)
+            if len(e) != 4 or not (e[0] < e[2] and e[1] < e[3]):
+                raise InputError(f"extent {e} invalid; give xmin,ymin,xmax,ymax with xmin < xmax and ymin < ymax")
+        if int(self.batch_size) < 1:
+            raise InputError("batch size must be >= 1")
+        if self.gsd is not None and float(self.gsd) <= 0:
+            raise InputError(f"gsd {self.gsd} must be > 0 (map units per pixel)")
+        lo, hi = self.stretch_percentiles
+        if not (0 <= lo < hi <= 100):
+            raise InputError(f"stretch percentiles {self.stretch_percentiles} invalid; use e.g. 2,98")
+        if int(self.connectivity) not in (4, 8):
+            raise InputError("connectivity must be 4 or 8")
+        return self
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

@@ -1,0 +1,195 @@
+"""segment_raster: raster + text queries + predictor -> polygons per query (the engine's one entry point)."""
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+from .batching import Prefetcher, batched
+from .errors import Cancelled, InputError
+from .options import SegmentOptions
+from .polygonize import (DetectedPolygon, Polygonizer, band_reader, memory_reader, shapes_from_band,
+                         shapes_from_memory)
+from .source import RasterSource, open_source
+from .stitching import GeoTiffSink, MemorySink, Stitcher
+from .tiling import TileGrid, aoi_valid, area_of_interest, mask_in_window
+
+ProgressFn = Callable[[float, str], None]
+CancelFn = Callable[[], bool]
+
+
+@dataclass
+class RunStats:
+    tiles_total: int = 0
+    tiles_run: int = 0
+    megapixels: float = 0.0          # area of interest, grid pixels
+    seconds_total: float = 0.0
+    seconds_read: float = 0.0        # reader thread (overlaps inference)
+    seconds_inference: float = 0.0
+    seconds_stitch: float = 0.0
+    seconds_polygonize: float = 0.0
+    device: str = ""
+    device_reason: str = ""
+    precision: str = ""
+    model: str = ""
+    canvas: str = ""                 # "memory" or "disk"
+    tile: int = 0
+    overlap_px: int = 0
+
+    @property
+    def seconds_per_megapixel(self) -> float:
+        return self.seconds_total / self.megapixels if self.megapixels else float("nan")
+
+
+@dataclass
+class SegmentResult:
+    queries: list
+    polygons: dict                   # query -> list[DetectedPolygon]
+    crs_wkt: Optional[str]           # None: pixel coordinates
+    raster_path: str
+    model: str
+    created_at: str
+    stats: RunStats = field(default_factory=RunStats)
+    single_layer: bool = False       # GeoPackage: one layer with a query column instead of one per query
+
+    def all_polygons(self) -> list:
+        return [p for q in self.queries for p in self.polygons[q]]
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.polygons.values())
+
+    @property
+    def total_area_m2(self) -> float:
+        return float(sum(p.area_m2 or 0.0 for p in self.all_polygons()))
+
+
+def clean_queries(queries) -> list[str]:
+    if isinstance(queries, str):
+        queries = [queries]
+    out = []
+    for q in queries or []:
+        q = " ".join(str(q).split())
+        if not q:
+            raise InputError('empty query; type what to find, e.g. "the white storage tanks"')
+        if q not in out:
+            out.append(q)
+    if not out:
+        raise InputError('no query given; type what to find, e.g. "the white storage tanks"')
+    return out
+
+
+def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options: Optional[SegmentOptions] = None,
+                   progress: Optional[ProgressFn] = None, is_cancelled: Optional[CancelFn] = None) -> SegmentResult:
+    """Find the queried objects in a raster; returns polygons per query in the raster's CRS.
+
+    ``progress(fraction, message)`` is called as tiles finish; ``is_cancelled()`` is polled between batches and
+    during polygonizing, and raises ``Cancelled`` (nothing is written by this function). Bad input raises
+    ``InputError``.
+    """
+    t_start = time.perf_counter()
+    options = (options or SegmentOptions()).validate()
+    queries = clean_queries(queries)
+    src = open_source(raster_path, options)
+    mask_geom = options.mask_geometry
+    if mask_geom is not None and src.pixel_coords:
+        raise InputError("a mask polygon needs a raster with a CRS; drop the mask or georeference the raster")
+    aoi = area_of_interest(src, options.extent, mask_geom)
+    tile = int(options.tile or predictor.input_size)
+    grid = TileGrid(src, tile, options.overlap, aoi)
+    transform = src.grid_transform
+    aoi_transform = transform * Affine.translation(aoi.col, aoi.row)
+    created_at = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    stats = RunStats(tiles_total=len(grid), megapixels=aoi.height * aoi.width / 1e6,
+                     device=str(predictor.device), device_reason=getattr(predictor, "device_reason", ""),
+                     precision=getattr(predictor, "precision", ""), model=predictor.model_name, tile=tile,
+                     overlap_px=grid.overlap_px)
+    T = len(queries)
+    canvas_mb = aoi.height * aoi.width * (4 * T) / 2**20
+    if canvas_mb > options.in_memory_max_mb:
+        sink = GeoTiffSink(T, aoi, options.threshold, aoi_transform, src.crs_wkt, options.temp_dir)
+    else:
+        sink = MemorySink(T, aoi, options.threshold)
+    stats.canvas = sink.kind
+    cancelled = is_cancelled or (lambda: False)
+
+    def report(frac, msg):
+        if progress is not None:
+            progress(float(min(max(frac, 0.0), 1.0)), msg)
+
+    def produce():
+        with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb), src.open() as ds:
+            for batch in batched(grid, options.batch_size):
+                items = []
+                for t in batch:
+                    rgb, valid = src.read(ds, t.row, t.col, t.size, t.size)
+                    if mask_geom is not None:
+                        valid &= mask_in_window(mask_geom, transform, t.row, t.col, t.size, t.size)
+                    items.append((t, rgb, valid, aoi_valid(valid, t, aoi)))
+                yield items
+
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb):
+            stitcher = Stitcher(T, aoi, tile, grid.overlap_px, sink)
+            report(0.0, f"{len(grid)} tiles of {tile} px on {stats.device}")
+            done = 0
+            with Prefetcher(produce, depth=options.prefetch) as reader:
+                for items in reader:
+                    if cancelled():
+                        raise Cancelled()
+                    run = [it for it in items if it[3]]
+                    if run:
+                        t0 = time.perf_counter()
+                        prob = predictor.predict(np.stack([it[1] for it in run]), queries)
+                        stats.seconds_inference += time.perf_counter() - t0
+                        stats.tiles_run += len(run)
+                    t0 = time.perf_counter()
+                    k = 0
+                    for t, _rgb, valid, has in items:
+                        if has:
+                            stitcher.add(t, prob[k], valid)
+                            k += 1
+                    stats.seconds_stitch += time.perf_counter() - t0
+                    done += len(items)
+                    report(0.9 * done / max(1, len(grid)), f"tile {done}/{len(grid)}")
+                stats.seconds_read = reader.seconds_busy
+            if cancelled():
+                raise Cancelled()
+            t0 = time.perf_counter()
+            stitcher.finish()
+            stats.seconds_stitch += time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            simplify = 0.5 * src.pixel_size if options.simplify is None else float(options.simplify)
+            if src.pixel_coords and options.simplify is None:
+                simplify = 0.5
+            poly = Polygonizer(aoi_transform, src.crs_wkt, options.threshold, simplify, options.min_area_m2,
+                               options.min_pixels, options.fill_holes_m2, predictor.model_name, created_at,
+                               options.connectivity)
+            polygons = {}
+            if sink.kind == "memory":
+                for i, q in enumerate(queries):
+                    report(0.9 + 0.1 * i / T, f"polygonizing '{q}'")
+                    shapes = shapes_from_memory(sink.prob[i], options.threshold, aoi_transform,
+                                                options.connectivity)
+                    polygons[q] = poly.polygons(q, shapes, memory_reader(sink.prob[i]), cancelled)
+            else:
+                with rasterio.open(sink.mask_path) as mds, rasterio.open(sink.prob_path) as pds:
+                    for i, q in enumerate(queries):
+                        report(0.9 + 0.1 * i / T, f"polygonizing '{q}'")
+                        shapes = shapes_from_band(mds, i + 1, options.connectivity)
+                        polygons[q] = poly.polygons(q, shapes, band_reader(pds, i + 1), cancelled)
+            stats.seconds_polygonize = time.perf_counter() - t0
+    finally:
+        sink.cleanup()
+    stats.seconds_total = time.perf_counter() - t_start
+    n = sum(len(v) for v in polygons.values())
+    report(1.0, f"{n} polygon(s) in {stats.seconds_total:.1f} s on {stats.device}")
+    return SegmentResult(queries=queries, polygons=polygons, crs_wkt=src.crs_wkt, raster_path=str(raster_path),
+                         model=predictor.model_name, created_at=created_at, stats=stats,
+                         single_layer=options.single_layer)
