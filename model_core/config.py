@@ -231,7 +231,7 @@ def _tiny() -> ModelConfig:
         sam=SamConfig(image_size=256, dim=64, decoder_heads=4, decoder_mlp_dim=256, iou_head_hidden_dim=64,
                       text_attn_heads=4),
         union=UnionConfig(backend="beit3", image_size=64, patch_size=16, width=64, layers=2, heads=4, ffn_dim=256,
-                          vocab_size=1000, max_text_positions=64, spm_path="tiny_spm.model"),
+                          vocab_size=264, max_text_positions=64, spm_path="tiny_spm.model"),
         heads=HeadsConfig(mask_prompt_heads=4),
         fusion=FusionConfig(mask_text_padding=True),
     )

@@ -85,6 +85,7 @@ class RS2SAM2(nn.Module):
         self.criterion = RS2SAM2Loss(cfg.loss)
         self.apply_freezing()
 
+
     # ------------------------------------------------------------------ freezing
     def inert_parameter_names(self) -> List[str]:
         """Parameters kept for checkpoint compatibility that this forward never uses (no gradient can reach them)."""

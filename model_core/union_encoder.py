@@ -57,14 +57,17 @@ class XLMRTokenizer:
     BOS, PAD_ORIG, EOS, UNK = 0, 1, 2, 3
     OFFSET = 1
 
-    def __init__(self, spm_path, max_tokens: Optional[int] = None):
+    def __init__(self, spm_path=None, max_tokens: Optional[int] = None, proto: Optional[bytes] = None):
         import sentencepiece as spm
 
-        path = Path(spm_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"sentencepiece model not found: {path}")
-        self.path = path
-        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        if proto is None:
+            path = Path(spm_path)
+            if not path.is_file():
+                raise FileNotFoundError(f"sentencepiece model not found: looked for {path.resolve()}")
+            proto = path.read_bytes()
+        self.path = spm_path
+        self.proto = proto
+        self.sp = spm.SentencePieceProcessor(model_proto=proto)
         self.max_tokens = max_tokens
         self.pad_id = self.UNK
 
