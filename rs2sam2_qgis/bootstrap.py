@@ -1,0 +1,191 @@
+"""Where the plugin finds its Python packages, and what is missing.
+
+Layout of a deployed plugin (see pb_tool.cfg):
+    <plugins>/rs2sam2_qgis/            this package (with pipeline/, the QGIS-free engine)
+    <plugins>/rs2sam2_qgis/extlibs/    model_core (pure PyTorch), deployed beside the plugin by pb_tool
+    <QGIS profile>/rs2sam2/python3.11/ torch, rasterio & co, installed by the user with the command that
+                                       `dependency_report()` prints (a folder of our own, keyed by Python version,
+                                       so QGIS's own numpy/GDAL/PROJ stay untouched)
+In a development checkout `model_core` is already importable (editable install or PYTHONPATH) and nothing is added.
+Both folders are *appended* to sys.path: QGIS's own packages always win.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import sys
+from pathlib import Path
+
+PLUGIN_DIR = Path(__file__).resolve().parent
+EXTLIBS_DIR = PLUGIN_DIR / "extlibs"
+
+# (import name, pip requirement) for what a run needs; versions follow the project's pyproject/constraints.
+REQUIRED = [
+    ("numpy", "numpy<2"),
+    ("torch", "torch>=2.5.1"),
+    ("torchvision", "torchvision>=0.20.1"),
+    ("affine", "affine<3"),
+    ("rasterio", "rasterio>=1.3.10"),
+    ("shapely", "shapely>=2.0"),
+    ("pyproj", "pyproj>=3.6"),
+    ("pyogrio", "pyogrio>=0.9"),
+    ("safetensors", "safetensors>=0.4"),
+]
+# Needed by the full models (SAM2 + CLIP / BEiT-3), not by the demo model.
+OPTIONAL = [
+    ("sam2", "sam2==1.1.0"),
+    ("open_clip", "open_clip_torch>=3.0"),
+    ("timm", "timm>=1.0.17"),
+    ("torchscale", "torchscale==0.3.0"),
+    ("sentencepiece", "sentencepiece>=0.2"),
+]
+
+
+def user_libs_dir() -> Path:
+    """The folder of our own for pip packages, keyed by QGIS's Python version."""
+    base = os.environ.get("RS2SAM2_LIBS_DIR")
+    if base:
+        return Path(base)
+    try:
+        from qgis.core import QgsApplication
+
+        root = Path(QgsApplication.qgisSettingsDirPath())
+    except Exception:  # noqa: BLE001 - outside QGIS
+        root = Path.home() / ".local" / "share" / "rs2sam2"
+    return root / "rs2sam2" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+DEPS_STATUS = None  # rs2sam2_qgis.deps.startup()'s status, when that installer is present
+
+
+def ensure_import_paths() -> list[str]:
+    """Append extlibs/ (when model_core is not importable) and the user's libs folder to sys.path; activate the
+    dependency installer's live package set (rs2sam2_qgis.deps) when it is part of this plugin."""
+    global DEPS_STATUS
+    try:
+        from .deps import startup
+
+        DEPS_STATUS = startup()
+    except Exception:  # noqa: BLE001 - installer absent or broken: the folders below still work
+        DEPS_STATUS = None
+    added = []
+    candidates = []
+    if importlib.util.find_spec("model_core") is None and EXTLIBS_DIR.is_dir():
+        candidates.append(EXTLIBS_DIR)
+    libs = user_libs_dir()
+    if libs.is_dir():
+        candidates.append(libs)
+    for path in candidates:
+        text = str(path)
+        if text not in sys.path:
+            sys.path.append(text)
+            added.append(text)
+    if added:
+        importlib.invalidate_caches()
+    return added
+
+
+def python_executable() -> str:
+    """QGIS's Python interpreter (inside QGIS sys.executable is often the qgis binary itself)."""
+    exe = Path(sys.executable)
+    if exe.name.lower().startswith("python"):
+        return str(exe)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if os.name == "nt":
+        for name in ("python3.exe", "python.exe"):
+            candidate = Path(sys.exec_prefix) / name
+            if candidate.exists():
+                return str(candidate)
+        return "python3"
+    for name in (f"python{version}", "python3"):
+        candidate = Path(sys.exec_prefix) / "bin" / name
+        if candidate.exists():
+            return str(candidate)
+    return "python3"
+
+
+def missing_packages(include_optional: bool = True) -> list[tuple[str, str]]:
+    """(import name, pip requirement) of every package that cannot be found (without importing it)."""
+    wanted = REQUIRED + (OPTIONAL if include_optional else [])
+    missing = []
+    for module, requirement in wanted:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append((module, requirement))
+    if importlib.util.find_spec("model_core") is None:
+        missing.append(("model_core", "(deploy the plugin with pb_tool: model_core goes into extlibs/)"))
+    return missing
+
+
+def pip_command(requirements: list[str]) -> str:
+    """The exact command that installs `requirements` for QGIS's Python into our own folder."""
+    reqs = [r for r in requirements if not r.startswith("(")]
+    if not reqs:
+        return ""
+    quoted = " ".join(f'"{r}"' for r in reqs)
+    return (f'"{python_executable()}" -m pip install --upgrade --target "{user_libs_dir()}" '
+            f'"numpy<2" {quoted}')
+
+
+def dependency_report() -> str:
+    """Plain-text report: what is missing and the pip command to fix it, plus versions for a bug report."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = []
+    missing = missing_packages()
+    required_missing = [m for m in missing if m[0] in {r[0] for r in REQUIRED} | {"model_core"}]
+    if missing:
+        lines.append("Missing packages:")
+        for module, requirement in missing:
+            kind = "required" if (module, requirement) in required_missing else "needed by the full models"
+            lines.append(f"  - {module} ({kind})")
+        command = pip_command([r for _, r in missing])
+        if command:
+            lines.append("")
+            lines.append("Install them for QGIS's Python (into a folder of their own, QGIS's numpy/GDAL untouched):")
+            lines.append(f"  {command}")
+            lines.append("then restart QGIS.")
+    else:
+        lines.append("All dependencies found.")
+    lines.append("")
+    lines.append("Diagnostics:")
+    lines.append(f"  OS: {platform.platform()}")
+    try:
+        from qgis.core import Qgis
+
+        lines.append(f"  QGIS: {Qgis.version()}")
+    except Exception:  # noqa: BLE001
+        lines.append("  QGIS: (not running inside QGIS)")
+    lines.append(f"  Python: {sys.version.split()[0]} ({python_executable()})")
+    for dist in ("torch", "torchvision", "numpy", "rasterio", "shapely", "pyproj", "pyogrio", "sam2",
+                 "open_clip_torch", "torchscale", "timm"):
+        try:
+            lines.append(f"  {dist}: {version(dist)}")
+        except PackageNotFoundError:
+            lines.append(f"  {dist}: not installed")
+    if "torch" in sys.modules:  # only report CUDA when torch is already loaded (no heavy import here)
+        torch = sys.modules["torch"]
+        cuda = torch.cuda.is_available()
+        lines.append(f"  CUDA: {torch.version.cuda} (available: {cuda})")
+        if cuda:
+            lines.append(f"  GPU: {torch.cuda.get_device_name(0)}")
+    lines.append(f"  extra import folders: {EXTLIBS_DIR}, {user_libs_dir()}")
+    return "\n".join(lines)
+
+
+def device_report() -> dict:
+    """Which devices torch can use here, and why CUDA cannot when it cannot (imports torch)."""
+    import torch
+
+    info = {"cpu": True, "cuda": bool(torch.cuda.is_available()), "cuda_name": "", "why_not_cuda": ""}
+    if info["cuda"]:
+        info["cuda_name"] = torch.cuda.get_device_name(0)
+    elif torch.version.cuda is None:
+        info["why_not_cuda"] = "this torch build has no CUDA support"
+    else:
+        info["why_not_cuda"] = f"torch built for CUDA {torch.version.cuda}, but no usable GPU/driver was found"
+    return info

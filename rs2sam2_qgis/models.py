@@ -1,0 +1,93 @@
+"""Model choice -> model_core.Predictor, cached between runs (torch is imported here, on the first run only).
+
+A model spec is one string, the same in the dock, the Processing algorithm and qgis_process:
+  - "demo"                    model_core.load_model("demo") (small, CPU-friendly)
+  - a preset name             model_core.build_model(preset): the architecture with *random* weights (for
+                              trying the pipeline / timing; trained weights come as a checkpoint file)
+  - a path                    model_core.load_model(path): any checkpoint kind model_core detects
+  - "py:module:callable"      a Python callable returning a model that follows the model protocol
+                              (for your own models and for tests; the module must be importable)
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+
+DEMO = "demo"
+PY_PREFIX = "py:"
+
+_cache: dict = {}
+_lock = threading.Lock()
+
+
+class ModelSpecError(ValueError):
+    """The model choice cannot be resolved (message says what to do)."""
+
+
+def describe(spec: str) -> str:
+    spec = (spec or "").strip()
+    if spec == DEMO:
+        return "demo model"
+    if spec.startswith(PY_PREFIX):
+        return f"model from {spec[len(PY_PREFIX):]}"
+    if os.path.sep in spec or spec.endswith((".pt", ".pth", ".safetensors", ".bin", ".ckpt")):
+        return f"checkpoint {os.path.basename(spec.rstrip(os.path.sep))}"
+    return f"preset {spec}"
+
+
+def preset_names() -> list[str]:
+    """Names of model_core's presets (imports model_core, hence torch)."""
+    import model_core
+
+    return sorted(getattr(model_core, "PRESETS", {}) or {})
+
+
+def build(spec: str):
+    """The nn.Module for `spec` (no caching)."""
+    spec = (spec or "").strip()
+    if not spec:
+        raise ModelSpecError("no model chosen: pick 'demo', a preset or a checkpoint file")
+    if spec.startswith(PY_PREFIX):
+        target = spec[len(PY_PREFIX):]
+        module_name, _, attr = target.partition(":")
+        if not module_name or not attr:
+            raise ModelSpecError(f"'{spec}': write py:module:callable")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ModelSpecError(f"cannot load model factory '{target}': {exc}") from exc
+        return factory()
+    import model_core
+
+    if spec == DEMO:
+        return model_core.load_model(DEMO)
+    presets = getattr(model_core, "PRESETS", {}) or {}
+    if spec in presets:
+        # model_core builds presets with random weights; trained weights come as a checkpoint file.
+        return model_core.build_model(spec)
+    if os.path.exists(spec):
+        return model_core.load_model(spec)
+    known = ", ".join(["demo", *sorted(presets)])
+    raise ModelSpecError(f"model '{spec}' is neither a preset ({known}) nor an existing checkpoint file")
+
+
+def get_predictor(spec: str, device: str = "auto"):
+    """A cached model_core.Predictor for (spec, device); thread-safe (called from QgsTask threads)."""
+    key = ((spec or "").strip(), (device or "auto").strip().lower())
+    with _lock:
+        predictor = _cache.get(key)
+        if predictor is None:
+            from model_core import Predictor
+
+            model = build(key[0])
+            model.eval()
+            predictor = Predictor(model, device=key[1])
+            _cache.clear()  # keep one model in memory at a time
+            _cache[key] = predictor
+        return predictor
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()

@@ -1,0 +1,97 @@
+"""The plugin object QGIS holds: menu entry, toolbar button, dock, Processing provider, model settings.
+
+Nothing heavy at start-up: the dock is built when first opened, torch is imported in a worker thread on the first run.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+MENU = "&rs2sam2"
+ICON_PATH = str(Path(__file__).resolve().parent / "icon.png")
+
+
+class Rs2Sam2Plugin:
+    def __init__(self, iface):
+        self.iface = iface
+        self.dock = None
+        self.provider = None
+        self.actions: list[QAction] = []
+        self.toggle_action: QAction | None = None
+
+    # QGIS hooks ----------------------------------------------------------------------------------------------
+    def initProcessing(self):  # noqa: N802 - QGIS's name (also called by qgis_process)
+        from .processing.provider import Rs2Sam2Provider
+
+        if self.provider is None:
+            self.provider = Rs2Sam2Provider()
+            QgsApplication.processingRegistry().addProvider(self.provider)
+
+    def initGui(self):  # noqa: N802
+        self.initProcessing()
+        icon = QIcon(ICON_PATH)
+        self.toggle_action = QAction(icon, "Segment by text (rs2sam2)", self.iface.mainWindow())
+        self.toggle_action.setObjectName("rs2sam2_toggle_dock")
+        self.toggle_action.setCheckable(True)
+        self.toggle_action.setToolTip("Find objects in a raster layer by describing them (rs2sam2)")
+        self.toggle_action.toggled.connect(self.set_dock_visible)
+        self.iface.addToolBarIcon(self.toggle_action)
+        self.iface.addPluginToMenu(MENU, self.toggle_action)
+        settings_action = QAction("Model settings…", self.iface.mainWindow())
+        settings_action.setObjectName("rs2sam2_model_settings")
+        settings_action.triggered.connect(self.open_model_settings)
+        self.iface.addPluginToMenu(MENU, settings_action)
+        self.actions = [self.toggle_action, settings_action]
+
+    def unload(self):
+        for action in self.actions:
+            self.iface.removePluginMenu(MENU, action)
+        if self.toggle_action is not None:
+            self.iface.removeToolBarIcon(self.toggle_action)
+        if self.dock is not None:
+            if self.dock.task is not None:
+                self.dock.task.cancel()
+            self.dock.save_settings()
+            self.iface.removeDockWidget(self.dock)
+            self.dock.deleteLater()
+            self.dock = None
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+        self.actions = []
+        self.toggle_action = None
+
+    # actions -------------------------------------------------------------------------------------------------
+    def ensure_dock(self):
+        if self.dock is None:
+            from .ui.dock import Rs2Sam2Dock
+
+            self.dock = Rs2Sam2Dock(self.iface, self.iface.mainWindow())
+            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+            if self.toggle_action is not None:
+                self.dock.visibilityChanged.connect(self._sync_action)
+        return self.dock
+
+    def _sync_action(self, visible: bool) -> None:
+        if self.toggle_action is not None and self.toggle_action.isChecked() != visible:
+            self.toggle_action.blockSignals(True)
+            self.toggle_action.setChecked(visible)
+            self.toggle_action.blockSignals(False)
+
+    def set_dock_visible(self, visible: bool) -> None:
+        if visible:
+            dock = self.ensure_dock()
+            dock.show()
+            dock.raise_()
+            dock.probe_environment()
+        elif self.dock is not None:
+            self.dock.hide()
+
+    def open_model_settings(self) -> None:
+        from .ui.model_settings import ModelSettingsDialog
+
+        ModelSettingsDialog(self.iface.mainWindow()).exec_()

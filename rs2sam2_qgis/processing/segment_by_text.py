@@ -1,0 +1,217 @@
+"""Processing algorithm "Segment by text": a thin adapter over the engine (same SegmentOptions as CLI and dock).
+
+Works in the toolbox, batch mode, graphical models and headless:
+    qgis_process.bin run rs2sam2:segment_by_text --INPUT=scene.tif --QUERIES="the runway;white tanks" \
+        --MODEL=demo --DEVICE=0 --OUTPUT=out.gpkg
+QUERIES: one description per line (or separated by ';'); each description's polygons carry it in the `query` field.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import traceback
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtGui import QIcon
+
+DEVICES = ["auto", "cuda", "cpu"]
+
+
+def split_queries(text: str) -> list[str]:
+    parts = []
+    for line in (text or "").replace(";", "\n").splitlines():
+        line = line.strip()
+        if line and line not in parts:
+            parts.append(line)
+    return parts
+
+
+def _engine_default(name: str, fallback=None):
+    try:
+        from ..settings import engine_defaults
+
+        return engine_defaults().get(name, fallback)
+    except Exception:  # noqa: BLE001 - engine missing: the run says why
+        return fallback
+
+
+class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
+    INPUT = "INPUT"
+    QUERIES = "QUERIES"
+    MODEL = "MODEL"
+    DEVICE = "DEVICE"
+    TILE = "TILE"
+    OVERLAP = "OVERLAP"
+    THRESHOLD = "THRESHOLD"
+    MIN_AREA = "MIN_AREA"
+    SIMPLIFY = "SIMPLIFY"
+    EXTENT = "EXTENT"
+    OUTPUT = "OUTPUT"
+    DEVICE_USED = "DEVICE_USED"
+    FEATURE_COUNT = "FEATURE_COUNT"
+
+    def createInstance(self):  # noqa: N802
+        return SegmentByTextAlgorithm()
+
+    def name(self):
+        return "segment_by_text"
+
+    def displayName(self):  # noqa: N802
+        return "Segment by text"
+
+    def group(self):
+        return ""
+
+    def groupId(self):  # noqa: N802
+        return ""
+
+    def icon(self):
+        from ..plugin import ICON_PATH
+
+        return QIcon(ICON_PATH)
+
+    def tags(self):
+        return ["segmentation", "text", "referring", "sam2", "deep learning", "polygonize", "raster"]
+
+    def shortHelpString(self):  # noqa: N802
+        return ("Finds the objects a text describes (\"the white storage tanks\", \"the runway\") in a raster and "
+                "returns them as polygons in the raster's CRS, with the attributes query, score, area_m2, model "
+                "and created_at.\n\n"
+                "Descriptions: one per line, or separated by ';'.\n"
+                "Model: 'demo' (small, no download), a model_core preset name (weights from Model settings), a "
+                "checkpoint file, or py:module:callable.\n"
+                "Device: auto uses CUDA when torch sees a GPU; the log says which device ran and why.\n"
+                "Empty tile size / simplify = the engine's automatic choice (the model's input size; half a "
+                "pixel).")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
+        self.addParameter(QgsProcessingParameterString(self.QUERIES, "Descriptions (one per line or ';'-separated)",
+                                                       multiLine=True))
+        self.addParameter(QgsProcessingParameterString(self.MODEL, "Model (demo, preset, checkpoint path)",
+                                                       defaultValue="demo"))
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=DEVICES, defaultValue=0))
+        tile = QgsProcessingParameterNumber(self.TILE, "Tile size (px; empty = the model's input size)",
+                                            QgsProcessingParameterNumber.Integer, defaultValue=None, optional=True,
+                                            minValue=16, maxValue=16384)
+        overlap = QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap (fraction)",
+                                               QgsProcessingParameterNumber.Double,
+                                               defaultValue=_engine_default("overlap", 0.25), minValue=0.0,
+                                               maxValue=0.89)
+        threshold = QgsProcessingParameterNumber(self.THRESHOLD, "Probability threshold",
+                                                 QgsProcessingParameterNumber.Double,
+                                                 defaultValue=_engine_default("threshold", 0.5), minValue=0.001,
+                                                 maxValue=0.999)
+        min_area = QgsProcessingParameterNumber(self.MIN_AREA, "Minimum polygon area (m²)",
+                                                QgsProcessingParameterNumber.Double,
+                                                defaultValue=_engine_default("min_area_m2", 0.0), minValue=0.0)
+        simplify = QgsProcessingParameterNumber(self.SIMPLIFY, "Simplify tolerance (map units; empty = half a pixel)",
+                                                QgsProcessingParameterNumber.Double, defaultValue=None,
+                                                optional=True, minValue=0.0)
+        extent = QgsProcessingParameterExtent(self.EXTENT, "Only inside this extent", optional=True)
+        for param in (tile, overlap, threshold, min_area, simplify, extent):
+            if param.name() in (self.TILE, self.SIMPLIFY, self.EXTENT):
+                param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Segments",
+                                                                  type=QgsProcessing.TypeVectorPolygon))
+        self.addOutput(QgsProcessingOutputString(self.DEVICE_USED, "Device that ran"))
+        self.addOutput(QgsProcessingOutputNumber(self.FEATURE_COUNT, "Number of polygons"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException("the input raster cannot be opened")
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(f"'{layer.name()}' is a {layer.providerType()} layer; rs2sam2 reads "
+                                         "files (GeoTIFF, VRT, ...): save it as a GeoTIFF first")
+        raster_path = layer.source().split("|")[0]
+        queries = split_queries(self.parameterAsString(parameters, self.QUERIES, context))
+        if not queries:
+            raise QgsProcessingException("no description given: put one per line (or separate them with ';')")
+        spec = self.parameterAsString(parameters, self.MODEL, context).strip() or "demo"
+        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        out_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+
+        try:
+            from ..models import ModelSpecError, get_predictor
+            from ..tasks import run_in_python_thread
+            from ..pipeline import Cancelled, InputError, SegmentOptions, segment_raster, write_vector
+        except Exception as exc:  # noqa: BLE001
+            feedback.reportError(traceback.format_exc())
+            raise QgsProcessingException(f"the rs2sam2 engine cannot be imported ({exc}); run 'Model settings > "
+                                         "Check dependencies' in the rs2sam2 menu") from exc
+
+        values = {
+            "overlap": self.parameterAsDouble(parameters, self.OVERLAP, context),
+            "threshold": self.parameterAsDouble(parameters, self.THRESHOLD, context),
+            "min_area_m2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            "single_layer": True,  # one output layer; the `query` field tells the descriptions apart
+        }
+        if parameters.get(self.TILE) not in (None, ""):
+            values["tile"] = self.parameterAsInt(parameters, self.TILE, context)
+        if parameters.get(self.SIMPLIFY) not in (None, ""):
+            values["simplify"] = self.parameterAsDouble(parameters, self.SIMPLIFY, context)
+        if parameters.get(self.EXTENT) not in (None, ""):
+            rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+            if not rect.isNull():
+                values["extent"] = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+
+        pending = {}
+
+        def progress(fraction, message=""):  # engine thread: only stores
+            pending["value"] = (100.0 * float(fraction), message)
+
+        def forward():  # algorithm thread: feedback (a QObject) is touched only here
+            if "value" in pending:
+                value, message = pending.pop("value")
+                feedback.setProgress(value)
+                if message:
+                    feedback.setProgressText(message)
+
+        try:
+            options = SegmentOptions(**values)
+            feedback.pushInfo(f"Loading model '{spec}' (device: {device})")
+            predictor = run_in_python_thread(get_predictor, spec, device)
+            feedback.pushInfo(f"Running on {predictor.device} ({getattr(predictor, 'device_reason', '')})")
+            # in a Python thread: see tasks.run_in_python_thread (pyproj + Qt worker threads)
+            result = run_in_python_thread(segment_raster, raster_path, queries, predictor, options,
+                                          progress=progress, is_cancelled=feedback.isCanceled, poll=forward)
+            if feedback.isCanceled():
+                raise Cancelled("cancelled")
+            target = out_path
+            if not _is_file_path(out_path):  # e.g. memory: or a database: write a temporary GeoPackage
+                target = os.path.join(tempfile.mkdtemp(prefix="rs2sam2_"), "segments.gpkg")
+            run_in_python_thread(write_vector, result, target)
+        except Cancelled as exc:
+            raise QgsProcessingException("cancelled by the user; nothing was written") from exc
+        except (InputError, ModelSpecError) as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        except QgsProcessingException:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            feedback.reportError(traceback.format_exc())
+            raise QgsProcessingException(f"{type(exc).__name__}: {exc}") from exc
+
+        count = QgsVectorLayer(target, "check", "ogr").featureCount()
+        feedback.pushInfo(f"{max(count, 0)} polygons for {len(queries)} description(s) on {predictor.device}")
+        return {self.OUTPUT: target, self.DEVICE_USED: str(predictor.device), self.FEATURE_COUNT: max(count, 0)}
+
+
+def _is_file_path(path: str) -> bool:
+    return bool(path) and not path.startswith(("memory:", "postgres:", "postgis:", "ogr:", "dbname=")) and \
+        os.path.splitext(path.split("|")[0])[1] != ""

@@ -1,0 +1,1 @@
+"""Qt widgets of the plugin: the dock panel and the model settings dialog."""

@@ -1,0 +1,259 @@
+"""The plugin in real PyQGIS, headless: classFactory, dock, settings, runs through the QgsTask, cancel, errors."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+pytest.importorskip("qgis.core")
+
+from test_plugin_support import (  # noqa: E402,F401 - fixtures
+    COLOUR_MODEL,
+    SLOW_MODEL,
+    clean_state,
+    iface,
+    make_geotiff,
+    qgis_env,
+    scene,
+    wait_until,
+)
+
+pytestmark = pytest.mark.qgis
+
+
+def _plugin(iface):
+    import rs2sam2_qgis
+
+    plugin = rs2sam2_qgis.classFactory(iface)
+    plugin.initGui()
+    return plugin
+
+
+def _dock_ready(plugin, raster_path, queries, spec=COLOUR_MODEL):
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    layer = QgsRasterLayer(str(raster_path), "scene")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    plugin.toggle_action.setChecked(True)
+    dock = plugin.dock
+    dock.layer_combo.setLayer(layer)
+    dock.query_edit.setPlainText("\n".join(queries))
+    dock.model_kind.setCurrentIndex(dock.model_kind.findData("preset"))
+    dock.preset_combo.setCurrentText(spec)
+    dock.device_combo.setCurrentIndex(dock.device_combo.findData("cpu"))
+    return dock, layer
+
+
+def _run(dock, timeout=60):
+    finished = []
+    dock.run_finished.connect(finished.append)
+    task = dock.start_run()
+    assert wait_until(lambda: bool(finished), timeout), "the run did not finish"
+    return task
+
+
+def _result_layers():
+    from qgis.core import QgsProject, QgsVectorLayer
+
+    return [lyr for lyr in QgsProject.instance().mapLayers().values() if isinstance(lyr, QgsVectorLayer)]
+
+
+def test_startup_imports_nothing_heavy_and_loads_via_classfactory(clean_state, iface):
+    import subprocess
+
+    code = ("import sys, rs2sam2_qgis; heavy = [m for m in ('torch', 'qgis', 'rasterio', 'model_core') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+    plugin = _plugin(iface)
+    assert plugin.toggle_action in iface.toolbar_actions
+    assert [a.text() for a in iface.menu_actions["&rs2sam2"]] == ["Segment by text (rs2sam2)", "Model settings…"]
+    from qgis.core import QgsApplication
+
+    assert QgsApplication.processingRegistry().algorithmById("rs2sam2:segment_by_text") is not None
+    assert plugin.dock is None  # built on first use only
+    plugin.unload()
+    assert not iface.toolbar_actions and not iface.menu_actions["&rs2sam2"]
+    assert QgsApplication.processingRegistry().providerById("rs2sam2") is None
+
+
+def test_metadata_has_every_required_field_and_the_project_version():
+    import configparser
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    meta = configparser.ConfigParser()
+    meta.read(root / "rs2sam2_qgis" / "metadata.txt", encoding="utf-8")
+    general = meta["general"]
+    for key in ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email", "repository",
+                "tracker", "tags", "experimental", "license", "hasProcessingProvider"):
+        assert general.get(key), key
+    assert general["qgisMinimumVersion"] == "3.22" and general["hasProcessingProvider"] == "yes"
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert general["version"] == project["version"]
+    assert (root / "rs2sam2_qgis" / general["icon"]).is_file()
+
+
+def test_dock_builds_with_engine_defaults_and_fills_from_settings(clean_state, iface):
+    from qgis.core import QgsSettings
+
+    from rs2sam2_qgis.pipeline import SegmentOptions
+
+    defaults = SegmentOptions()
+    plugin = _plugin(iface)
+    plugin.toggle_action.setChecked(True)
+    dock = plugin.dock
+    assert dock is not None and dock in iface.docks
+    assert dock.advanced_widgets["overlap"].value() == pytest.approx(defaults.overlap)
+    assert dock.advanced_widgets["threshold"].value() == pytest.approx(defaults.threshold)
+    assert dock.advanced_widgets["min_area_m2"].value() == pytest.approx(defaults.min_area_m2)
+    assert dock.advanced_widgets["tile"].specialValueText() and defaults.tile is None
+    plugin.unload()
+
+    s = QgsSettings()
+    s.setValue("rs2sam2/queries", "the runway\nwhite tanks")
+    s.setValue("rs2sam2/device", "cpu")
+    s.setValue("rs2sam2/model_kind", "checkpoint")
+    s.setValue("rs2sam2/checkpoint", "/data/model.pt")
+    s.setValue("rs2sam2/area", "canvas")
+    s.setValue("rs2sam2/options/threshold", 0.7)
+    s.setValue("rs2sam2/query_history", ["old query", "the runway"])
+    plugin = _plugin(iface)
+    plugin.toggle_action.setChecked(True)
+    dock = plugin.dock
+    assert dock.query_edit.queries() == ["the runway", "white tanks"]
+    assert dock.device_combo.currentData() == "cpu"
+    assert dock.model_kind.currentData() == "checkpoint" and dock.model_spec() == "/data/model.pt"
+    assert dock.area_combo.currentData() == "canvas"
+    assert dock.advanced_widgets["threshold"].value() == pytest.approx(0.7)
+    assert dock.query_edit.history() == ["old query", "the runway"]
+    completer = dock.query_edit.completer()
+    completer.setCompletionPrefix("runw")
+    assert completer.currentCompletion() == "the runway"
+    plugin.unload()
+
+
+def test_run_adds_a_styled_layer_per_query_with_engine_attributes(clean_state, iface, scene):
+    from qgis.core import QgsProject
+
+    plugin = _plugin(iface)
+    dock, raster = _dock_ready(plugin, scene, ["the white tank", "red roofs", "a purple whale"])
+    task = _run(dock)
+    assert task.error is None, task.error
+    layers = {lyr.name(): lyr for lyr in _result_layers()}
+    assert set(layers) == {"the white tank", "red roofs", "a purple whale"}
+    white, red = layers["the white tank"], layers["red roofs"]
+    assert white.featureCount() == 1 and red.featureCount() == 1 and layers["a purple whale"].featureCount() == 0
+    assert white.crs() == raster.crs()
+    feature = next(white.getFeatures())
+    names = [f.name() for f in white.fields()]
+    for field in ("query", "score", "area_m2", "model", "created_at"):
+        assert field in names
+    assert feature["query"] == "the white tank" and feature["model"] == "colour-test"
+    # the white square is 32 x 32 px of 0.5 m = 256 m2
+    assert feature["area_m2"] == pytest.approx(256.0, rel=0.1)
+    bbox = feature.geometry().boundingBox()
+    assert bbox.xMinimum() == pytest.approx(500008.0, abs=1.0) and bbox.yMaximum() == pytest.approx(4649768.0,
+                                                                                                     abs=1.0)
+    # grouped, styled semi-transparent with an outline, zoomed to
+    group = QgsProject.instance().layerTreeRoot().children()[0]
+    assert group.name().startswith("rs2sam2: scene")
+    assert {child.layer().name() for child in group.findLayers()} == set(layers)
+    symbol = white.renderer().symbol()
+    assert 0 < symbol.color().alpha() < 255
+    assert iface.mapCanvas().extent().contains(white.extent())
+    assert "3 polygon" not in dock.status_label.text() and "2 polygons" in dock.status_label.text()
+    assert "cpu" in dock.status_label.text()
+    assert dock.export_button.isEnabled()
+    from qgis.core import QgsSettings
+
+    assert QgsSettings().value("rs2sam2/query_history")[:3] == ["a purple whale", "red roofs", "the white tank"]
+    plugin.unload()
+
+
+def test_export_appends_to_a_geopackage_with_write_vector(clean_state, iface, scene, tmp_path):
+    import pyogrio
+
+    plugin = _plugin(iface)
+    dock, _ = _dock_ready(plugin, scene, ["the white tank"])
+    _run(dock)
+    out = tmp_path / "export.gpkg"
+    assert dock.export_to(str(out))
+    assert dock.export_to(str(out))  # second export appends, never overwrites
+    layers = [str(name) for name in pyogrio.list_layers(out)[:, 0]]
+    assert len(layers) == 1
+    assert pyogrio.read_info(out, layer=layers[0])["features"] == 2
+    plugin.unload()
+
+
+def test_cancel_mid_run_adds_nothing(clean_state, iface, tmp_path):
+    big = make_geotiff(tmp_path / "big.tif", size=512)
+    plugin = _plugin(iface)
+    dock, _ = _dock_ready(plugin, big, ["the white tank"], spec=SLOW_MODEL)
+    dock.advanced_widgets["overlap"].setValue(0.0)
+    finished = []
+    dock.run_finished.connect(finished.append)
+    task = dock.start_run()
+    assert wait_until(lambda: task.progress() > 0, 30), "no progress reported"
+    dock.cancel_button.click()
+    assert wait_until(lambda: bool(finished), 30)
+    assert task.was_cancelled and task.result is None
+    assert _result_layers() == []
+    assert "Cancelled" in dock.status_label.text()
+    assert dock.run_button.isEnabled()
+    plugin.unload()
+
+
+def test_bad_input_shows_the_engine_message_and_adds_nothing(clean_state, iface, tmp_path):
+    from qgis.core import Qgis
+
+    plugin = _plugin(iface)
+    # a raster without a CRS: the engine refuses it with one clear line (InputError)
+    import numpy as np
+    import rasterio
+
+    path = tmp_path / "nocrs.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8") as dst:
+        dst.write(np.zeros((3, 64, 64), dtype=np.uint8))
+    dock, _ = _dock_ready(plugin, path, ["the white tank"])
+    task = _run(dock)
+    assert task.error and task.trace is None  # an InputError: message only, no traceback
+    assert iface.messages and iface.messages[-1][2] == Qgis.Critical
+    assert iface.messages[-1][1] == task.error
+    assert _result_layers() == []
+    assert dock.status_label.text().startswith("Error:")
+
+    # a broken model factory: the message bar says so, the trace goes to the log
+    dock.preset_combo.setCurrentText("py:colour_model:NoSuchModel")
+    task = _run(dock)
+    assert "NoSuchModel" in task.error and _result_layers() == []
+    # an invalid tile size is caught by the engine's validation
+    dock.preset_combo.setCurrentText(COLOUR_MODEL)
+    dock.advanced_widgets["tile"].setValue(5)
+    task = _run(dock)
+    assert "tile size" in task.error and _result_layers() == []
+    plugin.unload()
+
+
+def test_area_canvas_extent_limits_the_run(clean_state, iface, scene):
+    from qgis.core import QgsRectangle
+
+    plugin = _plugin(iface)
+    dock, raster = _dock_ready(plugin, scene, ["the white tank", "red roofs"])
+    canvas = iface.mapCanvas()
+    canvas.setDestinationCrs(raster.crs())
+    # the lower-right half only: holds the red square, not the white one
+    canvas.setExtent(QgsRectangle(500030.0, 4649712.0, 500064.0, 4649740.0))
+    dock.area_combo.setCurrentIndex(dock.area_combo.findData("canvas"))
+    options = dock.build_options(raster)
+    assert options.extent is not None
+    xmin, ymin, xmax, ymax = options.extent
+    assert xmin <= 500030.0 and xmax >= 500064.0
+    task = _run(dock)
+    assert task.error is None, task.error
+    counts = {lyr.name(): lyr.featureCount() for lyr in _result_layers()}
+    assert counts == {"the white tank": 0, "red roofs": 1}
+    plugin.unload()
