@@ -4,7 +4,9 @@ What it computes, exactly: the text is searched for a colour word (``COLOURS``);
 [0, 1]) the mask logit of a pixel p is ``gain * (tolerance - max(|p - c|))`` (Chebyshev distance), so its sigmoid
 is > 0.5 exactly where every channel is within ``tolerance`` of the target. A text without a colour word gives
 ``-gain`` everywhere (nothing found). With ``out_stride`` > 1 the logits come out at input_size / out_stride
-(average-pooled), to exercise the predictor's resize back to the tile size.
+(average-pooled), to exercise the predictor's resize back to the tile size. With ``edge_fade`` = e > 0 the
+logits within e pixels of the tile's border are -gain (a model that is blind at tile borders): only a proper
+weighted blend of overlapping tiles stitches objects across tile borders without seams.
 
 The production path (Predictor + engine) is the same code that runs the real models.
 """
@@ -33,13 +35,14 @@ def colour_of(text: str):
 
 class ColourModel(nn.Module):
     def __init__(self, input_size: int = 64, gain: float = 20.0, tolerance: float = 0.25, out_stride: int = 1,
-                 name: str = "colour-test"):
+                 name: str = "colour-test", edge_fade: int = 0):
         super().__init__()
         self.input_size = int(input_size)
         self.gain = float(gain)
         self.tolerance = float(tolerance)
         self.out_stride = int(out_stride)
         self.name = name
+        self.edge_fade = int(edge_fade)  # logits forced to -gain within this many pixels of the tile's border
         self.register_buffer("targets", torch.tensor(list(COLOURS.values()), dtype=torch.float32))
         self.calls = 0  # number of predict_masks calls (tests use it to check batching)
 
@@ -60,6 +63,11 @@ class ColourModel(nn.Module):
                 logit = self.gain * (self.tolerance - dist)
             out.append(logit)
         logits = torch.stack(out)
+        if self.edge_fade > 0:
+            e = self.edge_fade
+            fade = torch.ones_like(logits, dtype=torch.bool)
+            fade[..., e:-e, e:-e] = False
+            logits = torch.where(fade, torch.full_like(logits, -self.gain), logits)
         if self.out_stride > 1:
             logits = F.avg_pool2d(logits, self.out_stride)
         return logits

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -159,8 +160,10 @@ def write_vector(result, out_path, layer: Optional[str] = None, append: bool = F
                 kwargs["layer"] = name
             if driver == "ESRI Shapefile":
                 kwargs["encoding"] = "UTF-8"
-            pyogrio.raw.write(tmp, geometry, data, FIELDS, driver=driver, geometry_type="MultiPolygon",
-                              crs=crs, promote_to_multi=True, append=to_existing, **kwargs)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="'crs' was not provided")  # pixel coordinates
+                pyogrio.raw.write(tmp, geometry, data, FIELDS, driver=driver, geometry_type="MultiPolygon",
+                                  crs=crs, promote_to_multi=True, append=to_existing, **kwargs)
             written.append(name or stem)
         # commit: rename over the target only now
         if driver == "ESRI Shapefile":

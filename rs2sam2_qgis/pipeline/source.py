@@ -85,7 +85,7 @@ class RasterSource:
             win = Window(c0 * sx, r0 * sy, w * sx, h * sy)
             data = ds.read(uniq, window=win, out_shape=(len(uniq), h, w), resampling=Resampling.bilinear)
             masks = ds.read_masks(uniq, window=win, out_shape=(len(uniq), h, w), resampling=Resampling.nearest)
-        ok = np.all(masks > 0, axis=0)
+        ok = np.any(masks > 0, axis=0)  # GDAL's rule: nodata only where every band is
         if data.dtype.kind == "f":
             ok &= np.all(np.isfinite(data), axis=0)
         planes = [data[uniq.index(b)] for b in self.bands]
@@ -141,7 +141,7 @@ def _stretch(ds, bands, options: SegmentOptions):
     shape = (len(uniq), max(1, int(ds.height * f)), max(1, int(ds.width * f)))
     data = ds.read(uniq, out_shape=shape, resampling=Resampling.nearest)
     masks = ds.read_masks(uniq, out_shape=shape, resampling=Resampling.nearest)
-    ok = np.all(masks > 0, axis=0)
+    ok = np.any(masks > 0, axis=0)  # GDAL's rule: nodata only where every band is
     if data.dtype.kind == "f":
         ok &= np.all(np.isfinite(data), axis=0)
     if not ok.any():

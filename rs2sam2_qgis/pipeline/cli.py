@@ -1,0 +1,212 @@
+"""The `rs2sam2` command line: segment a raster by text, describe a raster, and hand train/eval to training/.
+
+    rs2sam2 segment RASTER "query" [more queries] -o out.gpkg [--model demo|PATH] [--device auto|cpu|cuda] ...
+    rs2sam2 info RASTER
+    rs2sam2 train ...   /   rs2sam2 eval ...     (training.train.main / training.evaluate.main)
+
+Bad input prints one line ("rs2sam2: error: what is wrong; what to do") and exits with code 2, leaving any output
+file untouched. Ctrl-C cancels cleanly (exit code 130, nothing written).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Optional
+
+from .errors import Cancelled, InputError
+from .options import SegmentOptions
+
+_D = SegmentOptions()
+
+
+def load_model(spec: str):
+    """The model behind ``--model``: "demo" (bundled) or a checkpoint path, via model_core.load_model."""
+    import model_core
+
+    if spec != "demo" and not os.path.exists(spec):
+        raise InputError(f"model checkpoint not found: {spec}; give a checkpoint path or --model demo")
+    try:
+        return model_core.load_model(spec)
+    except FileNotFoundError as exc:
+        raise InputError(f"{exc}; give a checkpoint path with --model PATH") from None
+
+
+def make_predictor(model, device: str, precision: str):
+    from model_core.predictor import Predictor
+
+    try:
+        return Predictor(model, device=device, precision=precision)
+    except (RuntimeError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+
+
+def _floats(text: str, n: int, what: str, example: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) != n:
+        raise InputError(f"{what} '{text}' is not {n} comma-separated numbers; e.g. {example}")
+    return vals
+
+
+def _ints(text: str, what: str, example: str) -> list[int]:
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise InputError(f"{what} '{text}' is not comma-separated band numbers; e.g. {example}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rs2sam2", description="Find objects described in words in a georeferenced "
+                                "raster and write them as polygons.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("segment", help="segment a raster by text queries into polygons")
+    s.add_argument("raster", help="GeoTIFF or any GDAL raster")
+    s.add_argument("queries", nargs="+", help='what to find, e.g. "the white storage tanks" (several allowed)')
+    s.add_argument("-o", "--output", required=True, help="output .gpkg, .geojson or .shp")
+    s.add_argument("--model", default="demo", help="'demo' (bundled, default) or a checkpoint path")
+    s.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    s.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16")
+    s.add_argument("--tile", type=int, default=_D.tile, help="tile size in pixels (default: the model's)")
+    s.add_argument("--overlap", type=float, default=_D.overlap, help=f"tile overlap fraction ({_D.overlap})")
+    s.add_argument("--threshold", type=float, default=_D.threshold, help=f"probability threshold ({_D.threshold})")
+    s.add_argument("--min-area", type=float, default=_D.min_area_m2, help="drop polygons smaller than this (m2)")
+    s.add_argument("--min-pixels", type=int, default=_D.min_pixels, help=f"drop specks ({_D.min_pixels} px)")
+    s.add_argument("--simplify", type=float, default=_D.simplify,
+                   help="simplify tolerance in map units (default: half a pixel; 0: none)")
+    s.add_argument("--fill-holes", type=float, default=_D.fill_holes_m2, help="fill holes smaller than this (m2)")
+    s.add_argument("--extent", help="xmin,ymin,xmax,ymax in the raster's CRS")
+    s.add_argument("--bands", help="band numbers for R,G,B, e.g. 3,2,1 (default: RGB / 1,2,3 / grey)")
+    s.add_argument("--gsd", type=float, help="resample to this ground sample distance (map units per pixel)")
+    s.add_argument("--batch-size", type=int, default=_D.batch_size, help=f"tiles per batch ({_D.batch_size})")
+    s.add_argument("--layer", help="GeoPackage layer name (one layer for all queries)")
+    s.add_argument("--append", action="store_true", help="append to an existing layer of the same schema")
+    s.add_argument("--single-layer", action="store_true", help="one layer with a query column for all queries")
+    s.add_argument("--allow-pixel-coords", action="store_true",
+                   help="accept a raster without CRS and write pixel coordinates (column, row)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    i = sub.add_parser("info", help="describe a raster (size, CRS, bands, nodata, default band mapping)")
+    i.add_argument("raster")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_parser("train", help="train a model (training.train; see rs2sam2 train --help)", add_help=False)
+    sub.add_parser("eval", help="evaluate a model (training.evaluate; see rs2sam2 eval --help)", add_help=False)
+    return p
+
+
+def _options(a) -> SegmentOptions:
+    return SegmentOptions(
+        tile=a.tile, overlap=a.overlap, threshold=a.threshold, min_area_m2=a.min_area, min_pixels=a.min_pixels,
+        simplify=a.simplify, fill_holes_m2=a.fill_holes,
+        extent=_floats(a.extent, 4, "extent", "--extent 500000,4999000,501000,5000000") if a.extent else None,
+        bands=_ints(a.bands, "bands", "--bands 3,2,1") if a.bands else None,
+        gsd=a.gsd, batch_size=a.batch_size, allow_pixel_coords=a.allow_pixel_coords,
+        single_layer=a.single_layer,
+    ).validate()
+
+
+def _fmt_area(m2: float) -> str:
+    return f"{m2 / 1e4:,.2f} ha" if m2 >= 1e4 else f"{m2:,.1f} m2"
+
+
+def cmd_segment(a) -> int:
+    from .export import check_output_path, write_vector
+    from .run import clean_queries, segment_raster
+    from .source import open_source
+    from .tiling import area_of_interest
+
+    # everything checkable is checked before the (slow) model load
+    options = _options(a)
+    queries = clean_queries(a.queries)
+    check_output_path(a.output)
+    src = open_source(a.raster, options)
+    area_of_interest(src, options.extent)
+    t0 = time.perf_counter()
+    model = load_model(a.model)
+    predictor = make_predictor(model, a.device, a.precision)
+    t_load = time.perf_counter() - t0
+    print(f"model {predictor.model_name} on {predictor.device} ({predictor.device_reason}; "
+          f"{predictor.precision}), loaded in {t_load:.1f} s", file=sys.stderr)
+
+    bar = None
+    if not a.quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=1000, unit="‰", desc="segment", file=sys.stderr, leave=True,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+
+    def progress(frac, msg):
+        if bar is not None:
+            bar.n = int(round(frac * 1000))
+            bar.set_postfix_str(msg, refresh=False)
+            bar.refresh()
+
+    try:
+        result = segment_raster(a.raster, queries, predictor, options, progress=progress)
+        t1 = time.perf_counter()
+        layers = write_vector(result, a.output, layer=a.layer, append=a.append)
+        t_write = time.perf_counter() - t1
+    finally:
+        if bar is not None:
+            bar.close()
+    st = result.stats
+    print(f"wrote {result.count} polygon(s) to {a.output} (layer(s): {', '.join(layers)})")
+    for q in result.queries:
+        polys = result.polygons[q]
+        area = sum(p.area_m2 or 0.0 for p in polys)
+        unit = _fmt_area(area) if result.crs_wkt else f"{area:,.0f} px"
+        print(f"  '{q}': {len(polys)} polygon(s), {unit}")
+    total = _fmt_area(result.total_area_m2) if result.crs_wkt else "n/a (pixel coordinates)"
+    print(f"total area {total}; {st.seconds_total + t_write:.1f} s for {st.megapixels:.2f} Mpx "
+          f"({st.seconds_per_megapixel:.3f} s/Mpx, {st.tiles_run}/{st.tiles_total} tiles of {st.tile} px); "
+          f"device {st.device} ({st.device_reason}); model {st.model}")
+    return 0
+
+
+def cmd_info(a) -> int:
+    from .source import raster_info
+
+    info = raster_info(a.raster)
+    if a.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"{info['path']}: {info['driver']} {info['width']} x {info['height']} px ({info['megapixels']:.2f} Mpx), "
+          f"{info['count']} band(s) {', '.join(info['dtypes'])} [{', '.join(info['colorinterp'])}]")
+    print(f"  CRS: {info['crs'] or 'none (use --allow-pixel-coords)'}"
+          + ("  (geographic)" if info['crs_is_geographic'] else ""))
+    print(f"  bounds: {', '.join(f'{v:.6g}' for v in info['bounds'])}; rotated: {info['rotated']}")
+    print(f"  nodata: {info['nodata']}; mask: {info['mask_flags'][0] if info['mask_flags'] else []}; "
+          f"overviews: {info['overviews'] or 'none'}; blocks: {info['block_shapes']}")
+    print(f"  default bands (R,G,B): {info['default_bands'] or info.get('note')}")
+    return 0
+
+
+def main(argv: Optional[list] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("train", "eval"):
+        import importlib
+
+        mod = importlib.import_module("training.train" if argv[0] == "train" else "training.evaluate")
+        rc = mod.main(argv[1:])
+        return int(rc or 0)
+    parser = _parser()
+    a = parser.parse_args(argv)
+    try:
+        if a.command == "segment":
+            return cmd_segment(a)
+        if a.command == "info":
+            return cmd_info(a)
+    except InputError as exc:
+        print(f"rs2sam2: error: {exc}", file=sys.stderr)
+        return 2
+    except (Cancelled, KeyboardInterrupt):
+        print("rs2sam2: cancelled; nothing was written", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {a.command}")
+    return 2
+
+
+if __name__ == "__main__":  # python -m rs2sam2_qgis.pipeline.cli
+    sys.exit(main())
