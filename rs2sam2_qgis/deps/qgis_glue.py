@@ -1,0 +1,38 @@
+"""What the pure dependency logic needs from QGIS: the profile folder, the proxy, the QGIS version."""
+from __future__ import annotations
+
+from .layout import DepsLayout
+from .manager import proxy_url
+
+
+def profile_dir() -> str:
+    from qgis.core import QgsApplication
+
+    return QgsApplication.qgisSettingsDirPath()
+
+
+def layout() -> DepsLayout:
+    """Our folder inside the active QGIS profile: <profile>/python/rs2sam2_deps/<py-os-arch>/."""
+    try:
+        return DepsLayout.for_profile(profile_dir())
+    except Exception:  # noqa: BLE001 - outside QGIS
+        return DepsLayout.for_profile(None)
+
+
+def qgis_proxy() -> str | None:
+    """pip's --proxy from QGIS's Settings > Options > Network (QgsSettings keys proxy/...)."""
+    from qgis.core import QgsSettings
+
+    s = QgsSettings()
+    return proxy_url(s.value("proxy/proxyEnabled", False), s.value("proxy/proxyType", ""),
+                     s.value("proxy/proxyHost", ""), s.value("proxy/proxyPort", ""),
+                     s.value("proxy/proxyUser", ""), s.value("proxy/proxyPassword", ""))
+
+
+def qgis_version() -> str:
+    try:
+        from qgis.core import Qgis
+
+        return f"{Qgis.version()} ({Qgis.QGIS_RELEASE_NAME})" if hasattr(Qgis, "QGIS_RELEASE_NAME") else Qgis.version()
+    except Exception:  # noqa: BLE001
+        return ""
