@@ -12,7 +12,7 @@ from pathlib import Path
 from . import state
 from .constraints import installed_distributions
 from .layout import DepsLayout
-from .manager import python_executable, redact, restart_reasons, verify_set
+from .manager import python_executable, redact, restart_reasons, shadowed, verify_set
 from .requirements import REQUIREMENTS, canonical
 from .torch_variant import GpuInfo, detect_gpu
 
@@ -91,6 +91,7 @@ def collect(layout: DepsLayout, qgis_version: str = "", plugin_dir: str | Path =
         "nvidia": {"found": gpu.found, "name": gpu.name, "memory_mib": gpu.memory_mib,
                    "driver": gpu.driver_version, "driver_cuda": ".".join(map(str, gpu.driver_cuda)) if gpu.driver_cuda else "",
                    "why_not": gpu.why_not},
+        "shadowed": shadowed(active, None, exclude=[layout.root]),
         "restart_reasons": restart_reasons(active, layout.key_dir, pointer.get("qgis_pins")) if active else [],
         "state": state.load(layout.state_file),
     }
@@ -110,7 +111,8 @@ def format_report(d: dict) -> str:
         cuda_line = "yes"
         gpu_line = f"{cuda.get('name')}, {cuda.get('memory_mib')} MiB"
     else:
-        cuda_line = f"no: {cuda.get('error') or nv.get('why_not') or 'torch not installed'}"
+        reasons = [r for r in (nv.get("why_not"), cuda.get("error")) if r]
+        cuda_line = "no: " + ("; ".join(reasons) or "torch is not installed")
         gpu_line = (f"{nv.get('name') or 'NVIDIA GPU'}, {nv.get('memory_mib') or '?'} MiB (seen by nvidia-smi)"
                     if nv.get("found") else f"none ({nv.get('why_not') or 'no NVIDIA GPU'})")
     lines = [
@@ -124,6 +126,8 @@ def format_report(d: dict) -> str:
         "Packages:",
     ]
     lines += [f"  {name}: {version}" for name, version in (d.get("packages") or {}).items()]
+    if d.get("shadowed"):
+        lines.append("In our folder but QGIS's copy is used: " + ", ".join(d["shadowed"]))
     lines += [
         f"torch: {torch_line}",
         f"CUDA available: {cuda_line}",

@@ -53,7 +53,8 @@ def python_executable() -> str:
         candidates = [Path(sys.exec_prefix) / "python.exe", Path(sys.exec_prefix) / "python3.exe",
                       Path(sys.base_exec_prefix) / "python.exe"]
     else:
-        bases = [Path(sys.exec_prefix) / "bin", Path(sys.base_exec_prefix) / "bin", exe.parent]
+        # macOS QGIS.app: sys.executable is Contents/MacOS/QGIS, its Python is Contents/MacOS/bin/python3
+        bases = [Path(sys.exec_prefix) / "bin", Path(sys.base_exec_prefix) / "bin", exe.parent / "bin", exe.parent]
         candidates = [b / n for b in bases for n in (f"python{version}", "python3")]
     for candidate in candidates:
         if candidate.exists():
@@ -155,6 +156,22 @@ def restart_reasons(active: Path | None, key_dir: Path | None = None, pins: dict
         if loaded and str(loaded).split("+")[0] != str(version):
             reasons.append(f"{import_name} {loaded} is loaded, the dependency set was made for {version}")
     return reasons
+
+
+def shadowed(active: Path | None, qgis_site_paths: list | None = None, exclude: list = ()) -> list[str]:
+    """Packages of our set that QGIS's Python also has at another version: with our folder appended, QGIS's copy
+    is the one that imports (e.g. Debian's sympy 1.11 before the 1.14 torch asked for)."""
+    if active is None or not Path(active).is_dir():
+        return []
+    from .constraints import installed_distributions
+
+    qgis = installed_distributions(qgis_site_paths, exclude=list(exclude) + [Path(active).parent])
+    out = []
+    for dist in md.distributions(path=[str(active)]):
+        key = canonical(dist.metadata["Name"] or "")
+        if key in qgis and qgis[key][1] != dist.version:
+            out.append(f"{dist.metadata['Name']} {dist.version} (QGIS's {qgis[key][1]} is used)")
+    return sorted(out)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -495,6 +512,10 @@ class Installer:
                 info = {"variant": attempt.name if attempt else "", "qgis_pins": {k: v for k, (_, v) in pins.pins.items()},
                         "torch": (result.get("torch") or {}).get("version", "")}
                 final = self.layout.commit(staging, info)
+                hidden = shadowed(final, o.qgis_site_paths, exclude=[self.layout.root])
+                if hidden:
+                    warnings.append("shadowed by QGIS's own copies (harmless unless an import fails): "
+                                    + ", ".join(hidden))
                 self.layout.cleanup()
                 reasons = restart_reasons(final, self.layout.key_dir, info["qgis_pins"])
                 message = f"Installed into {final}"

@@ -33,6 +33,6 @@ def qgis_version() -> str:
     try:
         from qgis.core import Qgis
 
-        return f"{Qgis.version()} ({Qgis.QGIS_RELEASE_NAME})" if hasattr(Qgis, "QGIS_RELEASE_NAME") else Qgis.version()
+        return Qgis.version()  # e.g. "3.22.16-Białowieża"
     except Exception:  # noqa: BLE001
         return ""

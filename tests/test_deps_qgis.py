@@ -1,0 +1,81 @@
+"""Headless PyQGIS: the diagnostics report, the missing-dependency check at plugin start, the dialog and the
+QgsTask wiring (through the session's one QgsApplication)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from rs2sam2_qgis.deps import diagnostics, manager, state
+from rs2sam2_qgis.deps.layout import DepsLayout
+from rs2sam2_qgis.deps.requirements import Requirement
+
+pytestmark = pytest.mark.qgis
+
+
+@pytest.fixture
+def deps_layout(tmp_path) -> DepsLayout:
+    return DepsLayout(tmp_path / "profile" / "python" / "rs2sam2_deps")
+
+
+def test_diagnostics_report_fields(qgis_app, deps_layout):
+    from rs2sam2_qgis.deps import qgis_glue
+
+    state.record_run(deps_layout.state_file, "cpu", "CUDA not used: torch.cuda.is_available() is False")
+    try:
+        raise ValueError("tile 3 failed")
+    except ValueError as exc:
+        state.record_error(deps_layout.state_file, exc)
+    # the probe runs this test's Python (it has torch) with our (empty) folder appended
+    text = diagnostics.report(deps_layout, qgis_glue.qgis_version(), python=sys.executable)
+    for field in ("OS: ", "QGIS: 3.", "Python: 3.", "Plugin version: ", "Dependency folder: ", "Packages:",
+                  "  torch: ", "  numpy: ", "torch: ", "CUDA available: ", "GPU: ", "NVIDIA driver: ",
+                  "Last run device: cpu (CUDA not used", "Last error: ValueError: tile 3 failed",
+                  "Last error trace:", "Traceback (most recent call last)"):
+        assert field in text, f"{field!r} missing from:\n{text}"
+    assert "(not running inside QGIS)" not in text
+    assert str(deps_layout.key_dir) in text
+    torch_line = next(line for line in text.splitlines() if line.startswith("torch: "))
+    assert "CUDA build" in torch_line or "not available" in torch_line
+
+
+def test_missing_dependency_check_at_start(qgis_app, deps_layout):
+    fake = Requirement("rs2sam2-fake-dist", "rs2sam2-fake-dist>=1", "rs2sam2_fake_mod", "run")
+    real = Requirement("numpy", "numpy", "numpy", "run")
+    status = manager.startup(layout=deps_layout, requirements=[real, fake])
+    assert status.active_dir is None and [m.module for m in status.missing] == ["rs2sam2_fake_mod"]
+    assert status.message == "missing: rs2sam2_fake_mod"
+    # once a set is live it goes on sys.path (appended) and its modules are found
+    staging = deps_layout.new_staging_dir()
+    (staging / "rs2sam2_fake_mod.py").write_text("VALUE = 1\n")
+    live = deps_layout.commit(staging)
+    try:
+        status = manager.startup(layout=deps_layout, requirements=[real, fake])
+        assert status.active_dir == live and status.missing == [] and status.message == ""
+        assert sys.path[-1] == str(live)
+    finally:
+        sys.path.remove(str(live))
+
+
+def test_dialog_and_task(qgis_app, deps_layout, tmp_path):
+    from rs2sam2_qgis.deps.dialog import DependenciesDialog
+    from rs2sam2_qgis.deps.task import InstallDepsTask
+
+    dialog = DependenciesDialog(layout=deps_layout)
+    labels = {b.text() for b in dialog.findChildren(type(dialog.install_button))}
+    assert {"Install", "Repair", "Uninstall", "Diagnostics", "Copy"} <= labels
+    assert dialog.text.isReadOnly() and str(deps_layout.key_dir) in dialog.status.text()
+    wheels = tmp_path / "empty-wheels"
+    wheels.mkdir()
+    opts = manager.InstallOptions(requirements=["rs2sam2-no-such-package"], offline_dir=str(wheels),
+                                  python=sys.executable, qgis_site_paths=[])
+    lines, done = [], []
+    task = InstallDepsTask(deps_layout, opts, on_log=lines.append, on_done=done.append)
+    ok = task.run()          # in this thread: the same code the task manager runs in a worker
+    task.finished(ok)
+    assert not ok and done and not done[0].ok and any("pip" in line for line in lines)
+    dialog._done(done[0])
+    assert "FAILED" in dialog.text.toPlainText()
+    assert "install:" in state.load(deps_layout.state_file)["last_error"]
+    dialog.close()
