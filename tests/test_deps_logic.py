@@ -3,6 +3,7 @@ constraints from a fake QGIS site, the torch wheel index for a driver, the switc
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -251,3 +252,20 @@ def test_state_store(tmp_path):
     assert data["last_device"] == "cuda:0" and "CUDA out of memory" in data["last_error"]
     assert "Traceback" in data["last_error_trace"] and set(data) <= set(state.KEYS)
     assert json.loads(path.read_text())["last_run_at"]
+
+
+def test_torch_index_unreachable_falls_back_to_ordinary_index(tmp_path):
+    """download.pytorch.org not reachable (here: a dead proxy): the log shows the driver-matched index, the
+    install then tries the ordinary index, fails too, and the previous (empty) state is unchanged."""
+    lay = L.DepsLayout(tmp_path / "deps", "k")
+    env = {"PATH": "/usr/bin:/bin", "PIP_CONFIG_FILE": os.devnull, "PIP_RETRIES": "0", "PIP_TIMEOUT": "2",
+           "HOME": str(tmp_path)}
+    opts = M.InstallOptions(requirements=["torch>=2.5.1"], torch="cu128", proxy="http://127.0.0.1:9",
+                            python=sys.executable, qgis_site_paths=[], env=env)
+    lines = []
+    result = M.Installer(lay, opts).run(log=lines.append)
+    log = "\n".join(lines)
+    assert "--index-url https://download.pytorch.org/whl/cu128" in log and "--proxy http://127.0.0.1:9" in log
+    assert any("download.pytorch.org not usable" in w for w in result.warnings)
+    assert not result.ok and lay.active_dir() is None and lay.sets() == []
+    assert T.choose_variant(T.GpuInfo(found=True, driver_cuda=(12, 8)), "linux", force="pypi").cuda

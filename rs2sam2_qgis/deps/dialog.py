@@ -11,7 +11,8 @@ from .manager import InstallOptions, InstallResult, check_missing, missing_messa
 from .task import InstallDepsTask
 from .torch_variant import CUDA_INDEXES
 
-TORCH_CHOICES = [("Automatic (by NVIDIA driver)", "auto"), ("CPU only", "cpu")] + [
+TORCH_CHOICES = [("Automatic (by NVIDIA driver)", "auto"), ("CPU only", "cpu"),
+                 ("From PyPI / my pip index", "pypi")] + [
     (f"CUDA {v[0]}.{v[1]} ({name})", name) for v, name in CUDA_INDEXES]
 
 

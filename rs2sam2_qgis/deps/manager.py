@@ -182,7 +182,7 @@ class InstallOptions:
     requirements: list = field(default_factory=lambda: list(REQUIREMENTS))  # Requirement or PEP 508 strings
     offline_dir: str | None = None        # local wheel folder: --no-index --find-links
     proxy: str | None = None              # e.g. http://user:pass@proxy:3128 (from QGIS's network settings)
-    torch: str = "auto"                   # "auto" (by driver), "cpu", "cu128", ... ; ignored without torch
+    torch: str = "auto"                   # "auto" (by driver), "cpu", "cu128", "pypi"; ignored without torch
     python: str | None = None             # QGIS's Python (default: python_executable())
     qgis_site_paths: list | None = None   # where QGIS's packages are (default: sys.path minus our folders)
     protected: tuple = PROTECTED
@@ -411,12 +411,20 @@ class Installer:
                            "--progress-bar", "off", "--index-url", variant.index_url, "-d", str(wheelhouse)]
                     if o.proxy:
                         cmd += ["--proxy", o.proxy]
-                    self._run(cmd + torch_specs, f"downloading torch ({variant.name})")
+                    try:
+                        self._run(cmd + torch_specs, f"downloading torch ({variant.name})")
+                    except InstallError as exc:
+                        # e.g. a company mirror that only proxies PyPI: PyPI's own torch is the next best thing
+                        note = (f"{exc}: download.pytorch.org not usable from here; taking torch from the "
+                                "ordinary index instead (PyPI: CUDA build on Linux, CPU build on Windows)")
+                        self.log(note)
+                        warnings.append(note)
                     for dist in TORCH_DISTS:
                         versions = sorted(wheel_versions(wheelhouse, dist), key=_version_key, reverse=True)
                         if versions:
                             exact[dist] = versions[0]
-                    find_links.append(wheelhouse)
+                    if exact:
+                        find_links.append(wheelhouse)
                 self.progress(0.35)
             text = pins.constraints_text() + "".join(f"{d}=={v}\n" for d, v in exact.items())
             constraints.write_text(text, encoding="utf-8")
@@ -461,7 +469,7 @@ class Installer:
             warnings += pins.notes
             variant = None
             if self.wants_torch():
-                if self.gpu is None and o.torch == "auto":
+                if self.gpu is None and o.torch in ("auto", "pypi"):
                     self.gpu = detect_gpu()
                 variant = choose_variant(self.gpu, force=None if o.torch == "auto" else o.torch)
             self.log(f"Python: {self.python}; folder: {self.layout.key_dir}")

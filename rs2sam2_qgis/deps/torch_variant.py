@@ -149,6 +149,9 @@ def choose_variant(gpu: GpuInfo | None, sys_platform: str | None = None, force: 
     if force:
         if force == "cpu":
             return cpu_variant("CPU build requested", sp)
+        if force == "pypi":  # the ordinary index only (mirrors that do not carry download.pytorch.org)
+            cuda = sp.startswith("linux") and gpu is not None and gpu.found
+            return TorchVariant("pypi", None, cuda, "torch from the ordinary index (PyPI) requested")
         return TorchVariant(force, f"{TORCH_INDEX}/{force}", True, f"{force} build requested")
     if sp == "darwin":
         return cpu_variant("macOS: PyPI's build (CPU, Apple GPU through MPS)", sp)
