@@ -1,0 +1,544 @@
+"""A synthetic referring-segmentation set, generated on the fly from a fixed seed.
+
+Aerial-like scenes (textured ground, roads with lane marks, a water body, buildings with coloured roofs and
+shadows, storage tanks, vehicles on the roads, trees) and sentences that refer to objects by class, colour, size,
+position and relation, e.g. "the largest red-roofed building in the top left" or "the tank next to the road".
+Every sentence is checked against the scene: it must select exactly its target (a filter that would be ambiguous
+for some object, such as a building straddling the middle line for "in the top left", disqualifies the sentence).
+
+Ground truth is the *visible* pixels of the target objects (a car on a road is cut out of the road's mask).
+Splits draw scenes from disjoint seed streams (`SeedSequence([seed, split_code, scene])`), so train, val and test
+never share a scene. Nothing is stored on disk; the same (seed, split, index) always gives the same sample.
+
+Curriculum levels (what sentences a sample may carry):
+- 0: class-level only ("the storage tanks", "the buildings", "the water");
+- 1: + colour and size ("the red-roofed building", "the smallest tank", "the blue cars");
+- 2: + position, relation and combinations ("the largest building in the top left", "the tank next to the road").
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from .common import RefDataset
+
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+ROOF_COLOURS = {
+    "red": (172, 52, 42),
+    "blue": (52, 84, 164),
+    "gray": (128, 128, 134),
+    "white": (226, 224, 216),
+    "orange": (206, 124, 48),
+}
+VEHICLE_COLOURS = {
+    "red": (190, 30, 30),
+    "blue": (30, 60, 190),
+    "white": (235, 235, 235),
+    "black": (25, 25, 28),
+    "yellow": (225, 200, 40),
+}
+GROUNDS = [(98, 122, 70), (132, 128, 96), (118, 108, 86), (110, 128, 84)]
+
+# singular, plural and synonyms per class
+NAMES = {
+    "building": (["building", "house"], ["buildings", "houses"]),
+    "tank": (["storage tank", "tank", "oil tank"], ["storage tanks", "tanks", "oil tanks"]),
+    "vehicle": (["vehicle", "car"], ["vehicles", "cars"]),
+    "tree": (["tree"], ["trees"]),
+    "road": (["road"], ["roads"]),
+    "water": (["water", "lake", "pond"], ["water"]),
+}
+REGIONS = ["top left", "top right", "bottom left", "bottom right", "top", "bottom", "left", "right"]
+
+
+@dataclass
+class SceneObject:
+    cls: str
+    label: int  # value in the scene's label map
+    colour: str | None = None
+    orient: str | None = None  # roads: "horizontal" / "vertical"
+    area: int = 0
+    cx: float = 0.0
+    cy: float = 0.0
+    bbox: tuple = (0, 0, 0, 0)  # x0, y0, x1, y1 (inclusive-exclusive)
+
+
+@dataclass
+class Scene:
+    image: np.ndarray  # uint8 HxWx3
+    labels: np.ndarray  # int32 HxW, 0 = ground
+    objects: list[SceneObject] = field(default_factory=list)
+
+    def mask(self, target: list[int]) -> np.ndarray:
+        return np.isin(self.labels, np.asarray(target, dtype=np.int32))
+
+
+# ---------------------------------------------------------------------------------------------------- drawing
+
+
+def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+    """Value noise in [-1, 1]: a coarse random grid upsampled bicubically."""
+    small = rng.uniform(-1, 1, size=(cells, cells)).astype(np.float32)
+    img = Image.fromarray(small, mode="F").resize((w, h), Image.BICUBIC)
+    return np.asarray(img, dtype=np.float32)
+
+
+def _blob_polygon(rng, cx, cy, r, n=18):
+    angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+    radii = r * rng.uniform(0.65, 1.2, n)
+    return [(float(cx + rr * np.cos(a)), float(cy + rr * np.sin(a))) for a, rr in zip(angles, radii)]
+
+
+def _poly_mask(h, w, draw_fn) -> np.ndarray:
+    m = Image.new("L", (w, h), 0)
+    draw_fn(ImageDraw.Draw(m))
+    return np.asarray(m) > 0
+
+
+def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0) -> Scene:
+    """One aerial-like scene. `seed`: int or SeedSequence; `size`: side or (h, w); `density` scales object counts
+    (counts are given for 256x256 and grow with the area)."""
+    rng = np.random.default_rng(seed)
+    h, w = (size, size) if isinstance(size, int) else size
+    scale = density * (h * w) / (256 * 256)
+
+    def count(lo, hi):
+        return int(round(rng.integers(lo, hi + 1) * scale))
+
+    # ground: base colour + coarse and fine texture
+    base = np.array(GROUNDS[rng.integers(len(GROUNDS))], np.float32) + rng.normal(0, 6, 3)
+    tex = 14 * _smooth_noise(rng, h, w, max(4, w // 32)) + 6 * _smooth_noise(rng, h, w, max(8, w // 8))
+    img = base[None, None, :] + tex[..., None] * np.array([1.0, 1.1, 0.8], np.float32)
+    labels = np.zeros((h, w), np.int32)
+    occupied = np.zeros((h, w), bool)
+    objects: list[SceneObject] = []
+
+    def add(cls, m, colour=None, orient=None):
+        obj = SceneObject(cls=cls, label=len(objects) + 1, colour=colour, orient=orient)
+        labels[m] = obj.label
+        objects.append(obj)
+        return obj
+
+    def free(m, margin=3):
+        if margin:
+            ys, xs = np.nonzero(m)
+            if len(ys) == 0:
+                return False
+            y0, y1 = max(0, ys.min() - margin), min(h, ys.max() + margin + 1)
+            x0, x1 = max(0, xs.min() - margin), min(w, xs.max() + margin + 1)
+            return not occupied[y0:y1, x0:x1].any()
+        return not (occupied & m).any()
+
+    def shade(m, factor):
+        img[m] *= factor
+
+    # water body (0-1 per 256^2)
+    if rng.random() < 0.55 * min(1.0, scale) or (scale > 1 and rng.random() < 0.8):
+        for _ in range(max(1, int(round(scale * 0.5)))):
+            for _try in range(20):
+                r = rng.uniform(0.09, 0.17) * min(h, w) / max(1.0, math.sqrt(scale) * 0.8)
+                r = max(r, 18)
+                cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
+                poly = _blob_polygon(rng, cx, cy, r)
+                m = _poly_mask(h, w, lambda d: d.polygon(poly, fill=1))
+                if free(m, 0):
+                    col = np.array([34, 62, 92], np.float32) + rng.normal(0, 5, 3)
+                    wave = 5 * _smooth_noise(rng, h, w, max(6, w // 16))
+                    img[m] = col + wave[m][:, None]
+                    # shore: slightly darker, wet ring
+                    ring = _poly_mask(h, w, lambda d: d.line(poly + [poly[0]], fill=1, width=3)) & ~m
+                    shade(ring, 0.8)
+                    occupied[m] = True
+                    add("water", m)
+                    break
+
+    # roads: 1-2 per 256 (straight, axis-aligned), dashed centre line
+    n_roads = max(1, int(round(rng.integers(1, 3) * math.sqrt(scale))))
+    road_objs = []
+    for _ in range(n_roads):
+        for _try in range(20):
+            orient = "horizontal" if rng.random() < 0.5 else "vertical"
+            rw = int(rng.integers(11, 17))
+            span = h if orient == "horizontal" else w
+            pos = int(rng.integers(rw + 8, span - rw - 8))
+            if orient == "horizontal":
+                m = np.zeros((h, w), bool)
+                m[pos - rw // 2: pos - rw // 2 + rw, :] = True
+            else:
+                m = np.zeros((h, w), bool)
+                m[:, pos - rw // 2: pos - rw // 2 + rw] = True
+            # roads may cross each other but not the water; keep parallel roads apart
+            blocked = (labels > 0) & np.isin(labels, [o.label for o in objects if o.cls == "water"])
+            if (m & blocked).any():
+                continue
+            near = False
+            for ro in road_objs:
+                if ro.orient == orient:
+                    p0 = ro.cy if orient == "horizontal" else ro.cx
+                    near = near or abs(p0 - pos) < 50
+            if near:
+                continue
+            grey = 112 + rng.normal(0, 6)
+            img[m] = grey + 4 * _smooth_noise(rng, h, w, 32)[m][:, None]
+            # dashed centre line
+            line = np.zeros((h, w), bool)
+            dash = np.arange(span if orient == "vertical" else w)
+            on = (dash // 8) % 2 == 0
+            if orient == "horizontal":
+                line[pos, :] = on[:w]
+            else:
+                line[:, pos] = on[:h]
+            img[line] = (205, 200, 170)
+            occupied[m] = True
+            obj = add("road", m, orient=orient)
+            obj.cx, obj.cy = (w / 2, pos) if orient == "horizontal" else (pos, h / 2)
+            road_objs.append(obj)
+            break
+    road_mask = np.isin(labels, [o.label for o in road_objs])
+
+    def place_rect(bw, bh, margin):
+        for _try in range(30):
+            x0 = int(rng.integers(2, max(3, w - bw - 2)))
+            y0 = int(rng.integers(2, max(3, h - bh - 2)))
+            m = np.zeros((h, w), bool)
+            m[y0:y0 + bh, x0:x0 + bw] = True
+            if free(m, margin):
+                return m, (x0, y0, x0 + bw, y0 + bh)
+        return None, None
+
+    sdx, sdy = int(rng.integers(3, 6)), int(rng.integers(3, 6))  # sun: shadows fall to the bottom right
+
+    # buildings
+    for _ in range(count(2, 6)):
+        bw, bh = int(rng.integers(14, 44)), int(rng.integers(14, 44))
+        m, box = place_rect(bw, bh, margin=sdx + 3)
+        if m is None:
+            continue
+        colour = list(ROOF_COLOURS)[rng.integers(len(ROOF_COLOURS))]
+        x0, y0, x1, y1 = box
+        shadow = np.zeros((h, w), bool)
+        shadow[y0 + sdy: min(h, y1 + sdy), x0 + sdx: min(w, x1 + sdx)] = True
+        shade(shadow & ~m & ~occupied, 0.55)
+        col = np.array(ROOF_COLOURS[colour], np.float32) + rng.normal(0, 8, 3)
+        img[m] = col
+        # ridge along the long side, lit/shaded halves
+        if bw >= bh:
+            half = np.zeros((h, w), bool)
+            half[y0:(y0 + y1) // 2, x0:x1] = True
+            img[y0 + bh // 2, x0:x1] *= 0.75
+        else:
+            half = np.zeros((h, w), bool)
+            half[y0:y1, x0:(x0 + x1) // 2] = True
+            img[y0:y1, x0 + bw // 2] *= 0.75
+        img[half] *= 1.08
+        occupied[m | shadow] = True
+        add("building", m, colour=colour)
+
+    # storage tanks: in a cluster
+    n_tanks = count(0, 4) if rng.random() < 0.8 else 0
+    if n_tanks:
+        ccx, ccy = rng.uniform(30, w - 30), rng.uniform(30, h - 30)
+        for _ in range(n_tanks):
+            for _try in range(30):
+                r = float(rng.uniform(6, 14))
+                cx = float(np.clip(ccx + rng.normal(0, 22 * math.sqrt(max(1.0, scale / 4))), r + 2, w - r - 2))
+                cy = float(np.clip(ccy + rng.normal(0, 22 * math.sqrt(max(1.0, scale / 4))), r + 2, h - r - 2))
+                m = _poly_mask(h, w, lambda d: d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=1))
+                if free(m, 5):
+                    sh = _poly_mask(h, w, lambda d: d.ellipse([cx - r + sdx, cy - r + sdy, cx + r + sdx,
+                                                               cy + r + sdy], fill=1))
+                    shade(sh & ~m & ~occupied, 0.5)
+                    tone = rng.uniform(200, 232)
+                    img[m] = tone
+                    rim = m & ~_poly_mask(h, w, lambda d: d.ellipse([cx - r + 2, cy - r + 2, cx + r - 2,
+                                                                     cy + r - 2], fill=1))
+                    img[rim] = tone * 0.72
+                    # floating roof: a slightly darker inner disc
+                    inner = _poly_mask(h, w, lambda d: d.ellipse([cx - r * 0.5, cy - r * 0.5, cx + r * 0.5,
+                                                                  cy + r * 0.5], fill=1))
+                    img[inner] = tone * 0.9
+                    occupied[m | sh] = True
+                    add("tank", m)
+                    break
+
+    # vehicles on the roads
+    for _ in range(count(0, 6) if road_objs else 0):
+        road = road_objs[rng.integers(len(road_objs))]
+        ys, xs = np.nonzero(labels == road.label)
+        for _try in range(10 if len(ys) else 0):
+            k = int(rng.integers(len(ys)))
+            if road.orient == "horizontal":
+                vw, vh = 9, 5
+            else:
+                vw, vh = 5, 9
+            x0, y0 = int(xs[k]) - vw // 2, int(ys[k]) - vh // 2
+            if x0 < 1 or y0 < 1 or x0 + vw >= w - 1 or y0 + vh >= h - 1:
+                continue
+            m = np.zeros((h, w), bool)
+            m[y0:y0 + vh, x0:x0 + vw] = True
+            if not (labels[m] == road.label).all():
+                continue
+            ring = np.zeros((h, w), bool)
+            ring[y0 - 1:y0 + vh + 1, x0 - 1:x0 + vw + 1] = True
+            if not (labels[ring] == road.label).all():
+                continue
+            colour = list(VEHICLE_COLOURS)[rng.integers(len(VEHICLE_COLOURS))]
+            sh = np.zeros((h, w), bool)
+            sh[y0 + 2:y0 + vh + 2, x0 + 2:x0 + vw + 2] = True
+            shade(sh & ~m, 0.6)
+            img[m] = np.array(VEHICLE_COLOURS[colour], np.float32) + rng.normal(0, 6, 3)
+            # windscreen
+            if road.orient == "horizontal":
+                img[y0 + 1:y0 + vh - 1, x0 + 5] *= 0.5
+            else:
+                img[y0 + 5, x0 + 1:x0 + vw - 1] *= 0.5
+            add("vehicle", m, colour=colour)
+            break
+
+    # trees on free ground
+    leaf_tex = _smooth_noise(rng, h, w, max(16, w // 4))
+    for _ in range(count(0, 10)):
+        for _try in range(20):
+            r = float(rng.uniform(4, 9))
+            cx, cy = float(rng.uniform(r + 2, w - r - 2)), float(rng.uniform(r + 2, h - r - 2))
+            m = _poly_mask(h, w, lambda d: d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=1))
+            if free(m, 2):
+                sh = _poly_mask(h, w, lambda d: d.ellipse([cx - r + sdx, cy - r + sdy, cx + r + sdx,
+                                                           cy + r + sdy], fill=1))
+                shade(sh & ~m & ~occupied, 0.55)
+                leaf = np.array([38, 78, 36], np.float32) + rng.normal(0, 5, 3)
+                img[m] = leaf + 14 * leaf_tex[m][:, None]
+                occupied[m | sh] = True
+                add("tree", m)
+                break
+
+    # global radiometry: brightness/contrast jitter, sensor noise, slight blur
+    img = img * rng.uniform(0.88, 1.12) + rng.normal(0, 6)
+    img += rng.normal(0, 3.0, img.shape).astype(np.float32)
+    img8 = np.clip(img, 0, 255).astype(np.uint8)
+    img8 = np.asarray(Image.fromarray(img8).filter(ImageFilter.GaussianBlur(0.6)))
+
+    # geometry of the visible parts
+    keep = []
+    for obj in objects:
+        ys, xs = np.nonzero(labels == obj.label)
+        if len(ys) < 6:
+            continue
+        obj.area = int(len(ys))
+        if obj.cls != "road":
+            obj.cx, obj.cy = float(xs.mean()), float(ys.mean())
+        obj.bbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        keep.append(obj)
+    return Scene(image=img8, labels=labels, objects=keep)
+
+
+# ---------------------------------------------------------------------------------------------------- sentences
+
+
+@dataclass
+class Expression:
+    text: str
+    target: list[int]  # labels of the target objects
+    kind: str  # "class", "colour", "size", "position", "relation", "combo"
+    level: int
+
+
+def _bbox_gap(a: SceneObject, b: SceneObject) -> float:
+    ax0, ay0, ax1, ay1 = a.bbox
+    bx0, by0, bx1, by1 = b.bbox
+    dx = max(0, bx0 - ax1, ax0 - bx1)
+    dy = max(0, by0 - ay1, ay0 - by1)
+    return math.hypot(dx, dy)
+
+
+def _in_region(obj: SceneObject, region: str, h: int, w: int, margin: float) -> bool | None:
+    """True/False when clear, None when the object lies in the ambiguous band around a middle line."""
+    res = True
+    for word in region.split():
+        if word in ("top", "bottom"):
+            d = obj.cy - h / 2
+            if abs(d) < margin:
+                return None
+            res = res and ((d < 0) == (word == "top"))
+        elif word in ("left", "right"):
+            d = obj.cx - w / 2
+            if abs(d) < margin:
+                return None
+            res = res and ((d < 0) == (word == "left"))
+    return res
+
+
+def describe(scene: Scene, rng: np.random.Generator, max_level: int = 2) -> list[Expression]:
+    """All valid (unambiguous) referring expressions of the scene up to `max_level`."""
+    h, w = scene.labels.shape
+    by_cls: dict[str, list[SceneObject]] = {}
+    for o in scene.objects:
+        by_cls.setdefault(o.cls, []).append(o)
+    roads = by_cls.get("road", [])
+    waters = by_cls.get("water", [])
+    out: list[Expression] = []
+
+    def name(cls, plural=False):
+        return NAMES[cls][1 if plural else 0][rng.integers(len(NAMES[cls][1 if plural else 0]))]
+
+    for cls, objs in by_cls.items():
+        labels = [o.label for o in objs]
+        # level 0: the class
+        if cls == "water":
+            out.append(Expression(f"the {name(cls)}", labels, "class", 0))
+        elif len(objs) == 1:
+            out.append(Expression(rng.choice([f"the {name(cls)}", f"the {name(cls)}"]), labels, "class", 0))
+        else:
+            n = name(cls, True)
+            out.append(Expression(str(rng.choice([f"the {n}", f"all {n}", f"all the {n}"])), labels, "class", 0))
+        if max_level < 1:
+            continue
+        # level 1: colour
+        if cls in ("building", "vehicle"):
+            colours = sorted({o.colour for o in objs})
+            for c in colours:
+                sel = [o.label for o in objs if o.colour == c]
+                if len(sel) == len(objs) and len(objs) == 1:
+                    pass
+                if cls == "building":
+                    text = (f"the {c}-roofed {name(cls, len(sel) > 1)}" if rng.random() < 0.5 else
+                            f"the {name(cls, len(sel) > 1)} with {'a ' if len(sel) == 1 else ''}{c} "
+                            f"roof{'s' if len(sel) > 1 else ''}")
+                else:
+                    text = f"the {c} {name(cls, len(sel) > 1)}"
+                out.append(Expression(text, sel, "colour", 1))
+        # level 1: size superlatives (needs a clear margin)
+        if len(objs) >= 2 and cls not in ("road", "water"):
+            srt = sorted(objs, key=lambda o: o.area)
+            if srt[-1].area >= 1.3 * srt[-2].area:
+                word = rng.choice(["largest", "biggest"])
+                out.append(Expression(f"the {word} {name(cls)}", [srt[-1].label], "size", 1))
+            if srt[1].area >= 1.3 * srt[0].area:
+                out.append(Expression(f"the smallest {name(cls)}", [srt[0].label], "size", 1))
+        if max_level < 2:
+            continue
+        # level 2: roads by orientation
+        if cls == "road" and len(objs) >= 2:
+            for orient in ("horizontal", "vertical"):
+                sel = [o.label for o in objs if o.orient == orient]
+                if 0 < len(sel) < len(objs):
+                    out.append(Expression(f"the {orient} {name(cls, len(sel) > 1)}", sel, "position", 2))
+        if cls in ("road", "water"):
+            continue
+        # level 2: position (region), alone and with colour / superlative
+        margin = 10.0
+        for region in REGIONS:
+            flags = [_in_region(o, region, h, w, margin) for o in objs]
+            if any(f is None for f in flags):
+                continue
+            sel = [o for o, f in zip(objs, flags) if f]
+            if not sel:
+                continue
+            if len(sel) == 1 and len(objs) > 1:
+                out.append(Expression(f"the {name(cls)} in the {region}" if len(region.split()) == 2 or
+                                      region in ("top", "bottom") else f"the {name(cls)} on the {region}",
+                                      [sel[0].label], "position", 2))
+            elif len(sel) >= 2:
+                srt = sorted(sel, key=lambda o: o.area)
+                if srt[-1].area >= 1.3 * srt[-2].area:
+                    prep = "in the" if len(region.split()) == 2 or region in ("top", "bottom") else "on the"
+                    cw = ""
+                    if cls == "building" and rng.random() < 0.5:
+                        # "the largest red-roofed building in the top left": colour must not change the answer
+                        c = srt[-1].colour
+                        same = [o for o in sel if o.colour == c]
+                        if max(same, key=lambda o: o.area) is srt[-1]:
+                            cw = f"{c}-roofed "
+                    out.append(Expression(f"the largest {cw}{name(cls)} {prep} {region}", [srt[-1].label],
+                                          "combo", 2))
+        # level 2: extremes
+        if len(objs) >= 2:
+            for word, key, sign in (("leftmost", "cx", 1), ("rightmost", "cx", -1), ("topmost", "cy", 1),
+                                    ("bottommost", "cy", -1)):
+                srt = sorted(objs, key=lambda o: sign * getattr(o, key))
+                if sign * (getattr(srt[1], key) - getattr(srt[0], key)) >= 15:
+                    out.append(Expression(f"the {word} {name(cls)}", [srt[0].label], "position", 2))
+        # level 2: relations
+        if roads and cls in ("building", "tank", "tree"):
+            gaps = [min(_bbox_gap(o, r) for r in roads) for o in objs]
+            near = [o for o, g in zip(objs, gaps) if g <= 8]
+            far_ok = all(g <= 8 or g >= 20 for g in gaps)
+            if len(near) == 1 and far_ok:
+                road_word = "the road" if len(roads) == 1 else "a road"
+                out.append(Expression(str(rng.choice([f"the {name(cls)} next to {road_word}",
+                                                      f"the {name(cls)} beside {road_word}"])),
+                                      [near[0].label], "relation", 2))
+        if waters and len(objs) >= 2 and cls in ("building", "tank", "tree"):
+            water = waters[0]
+            d = sorted(((math.hypot(o.cx - water.cx, o.cy - water.cy), o) for o in objs), key=lambda t: t[0])
+            if d[1][0] - d[0][0] >= 20:
+                out.append(Expression(f"the {name(cls)} closest to the {name('water')}", [d[0][1].label],
+                                      "relation", 2))
+        if cls == "vehicle" and len(roads) >= 2:
+            for r in roads:
+                sel = [o.label for o in objs if scene.labels[int(o.cy), int(o.cx)] == o.label and
+                       _bbox_gap(o, r) == 0]
+                if 0 < len(sel) < len(objs):
+                    out.append(Expression(f"the {name(cls, len(sel) > 1)} on the {r.orient} road", sel,
+                                          "relation", 2))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- dataset
+
+
+DEFAULT_SIZES = {"train": 20000, "val": 500, "test": 500}
+
+
+class SyntheticRefer(RefDataset):
+    """Synthetic referring set. `length` samples per split (default train 20000, val/test 500), scenes of
+    `scene_size` pixels (objects keep their pixel sizes, about 0.5 m ground sampling; counts scale with the area
+    times `density`), `refs_per_scene` sentences per scene, sentences up to curriculum `level` (0-2; `level_weights` weighs the levels of the chosen
+    sentence, e.g. [0.5, 0.3, 0.2])."""
+
+    name = "synthetic"
+
+    def __init__(self, split: str = "train", size: int | None = 256, *, seed: int = 2401, length: int | None = None,
+                 scene_size: int = 256, density: float = 1.0, refs_per_scene: int = 4, level: int = 2,
+                 level_weights: list[float] | None = None, transform=None, root=None):
+        if split not in SPLIT_CODES:
+            raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
+        super().__init__(split=split, size=size, transform=transform)
+        self.seed, self.scene_size, self.refs_per_scene = seed, scene_size, refs_per_scene
+        self.density = density
+        self.level = level
+        self.level_weights = list(level_weights) if level_weights else [1.0] * (level + 1)
+        self.length = length if length is not None else DEFAULT_SIZES[split]
+
+    def __len__(self) -> int:
+        return self.length
+
+    @functools.lru_cache(maxsize=8)
+    def scene(self, scene_idx: int) -> Scene:
+        ss = np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx])
+        return generate_scene(ss, self.scene_size, self.density)
+
+    def expression(self, index: int) -> tuple[Scene, Expression]:
+        scene_idx, ref_idx = divmod(index, self.refs_per_scene)
+        scene = self.scene(scene_idx)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
+                                                            1000 + ref_idx]))
+        exprs = describe(scene, rng, self.level)
+        levels = sorted({e.level for e in exprs})
+        wts = np.array([self.level_weights[lv] if lv < len(self.level_weights) else 0.0 for lv in levels])
+        if wts.sum() <= 0:
+            wts = np.ones(len(levels))
+        lv = levels[int(rng.choice(len(levels), p=wts / wts.sum()))]
+        pool = [e for e in exprs if e.level == lv]
+        return scene, pool[int(rng.integers(len(pool)))]
+
+    def raw(self, index: int):
+        if index < 0 or index >= len(self):
+            raise IndexError(index)
+        scene, expr = self.expression(index)
+        return scene.image, scene.mask(expr.target), expr.text, f"{self.split}-{index}"
