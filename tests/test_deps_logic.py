@@ -269,3 +269,19 @@ def test_torch_index_unreachable_falls_back_to_ordinary_index(tmp_path):
     assert any("download.pytorch.org not usable" in w for w in result.warnings)
     assert not result.ok and lay.active_dir() is None and lay.sets() == []
     assert T.choose_variant(T.GpuInfo(found=True, driver_cuda=(12, 8)), "linux", force="pypi").cuda
+
+
+def test_python_executable_ignores_foreign_sys_executable(monkeypatch, tmp_path):
+    """Embedded in QGIS, sys.executable is whatever python3 comes first on PATH (here: a pyenv shim)."""
+    shim = tmp_path / "shims" / "python3"
+    shim.parent.mkdir()
+    shim.write_text("#!/bin/sh\n")
+    monkeypatch.setattr(sys, "executable", str(shim))
+    found = M.python_executable()
+    assert found != str(shim) and Path(found).exists()
+    assert Path(found).is_relative_to(sys.exec_prefix) or Path(found).is_relative_to(sys.base_exec_prefix)
+
+
+def test_restart_reason_ignores_version_decorations():
+    modules = {"psycopg2": types.SimpleNamespace(__version__="2.9.5 (dt dec pq3 ext lo64)", __file__="/x")}
+    assert M.restart_reasons(None, None, {"psycopg2": "2.9.5"}, modules) == []

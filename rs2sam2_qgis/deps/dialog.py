@@ -37,6 +37,7 @@ class DependenciesDialog(QDialog):
         self.offline = QLineEdit()
         self.offline.setPlaceholderText("offline: folder of wheels (empty = download from PyPI)")
         browse = QPushButton("…")
+        browse.setMaximumWidth(36)
         browse.clicked.connect(self._browse)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)

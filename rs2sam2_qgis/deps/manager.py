@@ -44,21 +44,29 @@ Log = Callable[[str], None]
 # QGIS's Python interpreter
 # --------------------------------------------------------------------------------------------------------------
 def python_executable() -> str:
-    """The Python interpreter of the running QGIS (inside QGIS sys.executable is often qgis-bin itself)."""
-    exe = Path(sys.executable)
-    if exe.name.lower().startswith("python") and exe.exists():
-        return str(exe)
+    """The Python interpreter of the running QGIS. Inside QGIS sys.executable is often qgis-bin.exe (Windows), or
+    whatever `python3` comes first on PATH (embedded Python guesses it: a pyenv shim on this machine), so it is
+    only trusted when it lies inside QGIS's Python prefix."""
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    prefixes = list(dict.fromkeys([sys.exec_prefix, sys.base_exec_prefix, sys.prefix]))
+    exe = Path(sys.executable) if sys.executable else None
+
+    def is_python(path: Path | None) -> bool:
+        return path is not None and path.name.lower().startswith("python") and path.exists()
+
+    if is_python(exe) and any(str(exe.absolute()).startswith(str(Path(p))) for p in prefixes):
+        return str(exe)
     if os.name == "nt":
-        candidates = [Path(sys.exec_prefix) / "python.exe", Path(sys.exec_prefix) / "python3.exe",
-                      Path(sys.base_exec_prefix) / "python.exe"]
+        candidates = [Path(p) / n for p in prefixes for n in ("python.exe", "python3.exe")]
     else:
-        # macOS QGIS.app: sys.executable is Contents/MacOS/QGIS, its Python is Contents/MacOS/bin/python3
-        bases = [Path(sys.exec_prefix) / "bin", Path(sys.base_exec_prefix) / "bin", exe.parent / "bin", exe.parent]
-        candidates = [b / n for b in bases for n in (f"python{version}", "python3")]
+        candidates = [Path(p) / "bin" / n for p in prefixes for n in (f"python{version}", "python3")]
+        if exe is not None:  # macOS QGIS.app: sys.executable is Contents/MacOS/QGIS, Python is Contents/MacOS/bin
+            candidates += [exe.parent / "bin" / n for n in (f"python{version}", "python3")]
     for candidate in candidates:
         if candidate.exists():
             return str(candidate)
+    if is_python(exe):
+        return str(exe)
     return shutil.which(f"python{version}") or shutil.which("python3") or "python3"
 
 
@@ -153,7 +161,8 @@ def restart_reasons(active: Path | None, key_dir: Path | None = None, pins: dict
         import_name = {"pillow": "PIL", "gdal": "osgeo"}.get(canonical(dist), dist)
         module = modules.get(import_name)
         loaded = getattr(module, "__version__", None) if module is not None else None
-        if loaded and str(loaded).split("+")[0] != str(version):
+        loaded = str(loaded).split()[0].split("+")[0] if loaded else None   # "2.9.5 (dt dec pq3 ext lo64)"
+        if loaded and loaded != str(version):
             reasons.append(f"{import_name} {loaded} is loaded, the dependency set was made for {version}")
     return reasons
 
