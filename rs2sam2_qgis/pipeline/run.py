@@ -13,8 +13,7 @@ from affine import Affine
 from .batching import Prefetcher, batched
 from .errors import Cancelled, InputError
 from .options import SegmentOptions
-from .polygonize import (DetectedPolygon, Polygonizer, band_reader, memory_reader, shapes_from_band,
-                         shapes_from_memory)
+from .polygonize import DetectedPolygon, Polygonizer, band_rows, memory_rows, shapes_from_band, shapes_from_memory
 from .source import RasterSource, open_source
 from .stitching import GeoTiffSink, MemorySink, Stitcher
 from .tiling import TileGrid, aoi_valid, area_of_interest, mask_in_window
@@ -135,7 +134,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
 
     try:
         with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb):
-            stitcher = Stitcher(T, aoi, tile, grid.overlap_px, sink)
+            stitcher = Stitcher(T, aoi, tile, grid.overlap_px, sink, grid.rows, grid.cols)
             report(0.0, f"{len(grid)} tiles of {tile} px on {stats.device}")
             done = 0
             with Prefetcher(produce, depth=options.prefetch) as reader:
@@ -177,13 +176,15 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     report(0.9 + 0.1 * i / T, f"polygonizing '{q}'")
                     shapes = shapes_from_memory(sink.prob[i], options.threshold, aoi_transform,
                                                 options.connectivity)
-                    polygons[q] = poly.polygons(q, shapes, memory_reader(sink.prob[i]), cancelled)
+                    polygons[q] = poly.polygons(q, shapes, memory_rows(sink.prob[i]), aoi.height, aoi.width,
+                                                cancelled)
             else:
                 with rasterio.open(sink.mask_path) as mds, rasterio.open(sink.prob_path) as pds:
                     for i, q in enumerate(queries):
                         report(0.9 + 0.1 * i / T, f"polygonizing '{q}'")
                         shapes = shapes_from_band(mds, i + 1, options.connectivity)
-                        polygons[q] = poly.polygons(q, shapes, band_reader(pds, i + 1), cancelled)
+                        polygons[q] = poly.polygons(q, shapes, band_rows(pds, i + 1), aoi.height, aoi.width,
+                                                    cancelled)
             stats.seconds_polygonize = time.perf_counter() - t0
     finally:
         sink.cleanup()

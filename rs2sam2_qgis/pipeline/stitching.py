@@ -1,9 +1,11 @@
 """Blend overlapping tile probabilities into one georeferenced probability raster per query.
 
 Tiles arrive in row-major order; a rolling band buffer (one tile high, the area of interest wide) accumulates
-``sum(w * p)`` and ``sum(w)`` with a smooth weight window (flat in the middle, cosine ramps over the overlap), and
+``sum(w * p)`` with a smooth separable weight window (flat in the middle, cosine ramps over the overlap), and
 rows no later tile can touch are normalised and flushed to a sink: numpy in memory when small, a temporary tiled
-GeoTIFF when large. Memory is O(tile x width), independent of the raster's height.
+GeoTIFF when large. ``sum(w)`` is separable (row sums x column sums over the grid's tile starts): a tile is skipped
+only when all its pixels in the area of interest are invalid, and those are written as 0 anyway, so no weight
+buffer is needed. Memory is O(queries x tile x width), independent of the raster's height.
 """
 from __future__ import annotations
 
@@ -20,14 +22,29 @@ from rasterio.windows import Window
 from .tiling import Tile, Window2D
 
 
-def weight_window(tile: int, overlap_px: int, floor: float = 1e-3) -> np.ndarray:
-    """Separable 2-D weights: 1 in the middle, raised-cosine ramps over ``overlap_px`` at each edge, never 0."""
+def weight_profile(tile: int, overlap_px: int, floor: float = 1e-3) -> np.ndarray:
+    """1-D weights: 1 in the middle, raised-cosine ramps over ``overlap_px`` at each edge, never 0."""
     i = np.arange(tile, dtype=np.float64) + 0.5
     d = np.minimum(i, tile - i)  # distance to the nearest edge, in pixels
     ramp = max(1, overlap_px)
     w = np.where(d >= ramp, 1.0, 0.5 - 0.5 * np.cos(np.pi * np.clip(d / ramp, 0, 1)))
-    w = np.maximum(w, floor).astype(np.float32)
-    return np.outer(w, w)
+    return np.maximum(w, floor)
+
+
+def weight_window(tile: int, overlap_px: int, floor: float = 1e-3) -> np.ndarray:
+    """Separable 2-D weight window (outer product of ``weight_profile``)."""
+    w = weight_profile(tile, overlap_px, floor)
+    return np.outer(w, w).astype(np.float32)
+
+
+def weight_sums(starts, tile: int, profile: np.ndarray, begin: int, end: int) -> np.ndarray:
+    """Sum of the 1-D weights of every tile (at ``starts``) over positions [begin, end)."""
+    out = np.zeros(end - begin, np.float64)
+    for s in starts:
+        a, b = max(s, begin), min(s + tile, end)
+        if b > a:
+            out[a - begin:b - begin] += profile[a - s:b - s]
+    return out
 
 
 class MemorySink:
@@ -79,14 +96,16 @@ class GeoTiffSink:
 
 
 class Stitcher:
-    def __init__(self, n_queries: int, aoi: Window2D, tile: int, overlap_px: int, sink):
+    def __init__(self, n_queries: int, aoi: Window2D, tile: int, overlap_px: int, sink, row_starts, col_starts):
         self.T = n_queries
         self.aoi = aoi
         self.tile = tile
         self.sink = sink
-        self.w = weight_window(tile, overlap_px)
+        prof = weight_profile(tile, overlap_px)
+        self.w = np.outer(prof, prof).astype(np.float32)
+        self.row_wsum = weight_sums(row_starts, tile, prof, aoi.row, aoi.row_end)
+        self.inv_col_wsum = (1.0 / weight_sums(col_starts, tile, prof, aoi.col, aoi.col_end)).astype(np.float32)
         self.acc = np.zeros((n_queries, tile, aoi.width), np.float32)
-        self.wsum = np.zeros((tile, aoi.width), np.float32)
         self.valid = np.zeros((tile, aoi.width), bool)
         self.top = aoi.row  # grid row of buffer row 0
         self.flushed_to = aoi.row
@@ -101,18 +120,17 @@ class Stitcher:
         r0 = max(self.top, self.aoi.row)
         if k > r0 - self.top:
             a, b = r0 - self.top, k
-            ws = self.wsum[a:b]
-            out = np.divide(self.acc[:, a:b], ws, out=np.zeros_like(self.acc[:, a:b]), where=ws > 0)
+            rows = slice(r0 - self.aoi.row, self.top + k - self.aoi.row)
+            inv = (1.0 / self.row_wsum[rows]).astype(np.float32)[:, None] * self.inv_col_wsum[None, :]
+            out = self.acc[:, a:b] * inv
             out[:, ~self.valid[a:b]] = 0.0
             np.clip(out, 0.0, 1.0, out=out)
             self.sink.write(r0 - self.aoi.row, out)
         # rows past the buffer (no tile touched them) stay 0 in the sink
         if k < self.tile:
             self.acc[:, :self.tile - k] = self.acc[:, k:]
-            self.wsum[:self.tile - k] = self.wsum[k:]
             self.valid[:self.tile - k] = self.valid[k:]
         self.acc[:, self.tile - k:] = 0
-        self.wsum[self.tile - k:] = 0
         self.valid[self.tile - k:] = False
         self.top = new_top
 
@@ -129,7 +147,6 @@ class Stitcher:
         br, bc = slice(r0 - self.top, r1 - self.top), slice(c0 - a.col, c1 - a.col)
         w = self.w[tr, tc]
         self.acc[:, br, bc] += prob[:, tr, tc] * w
-        self.wsum[br, bc] += w
         self.valid[br, bc] |= valid[tr, tc]
 
     def finish(self):
