@@ -52,17 +52,19 @@ def wheels(tmp_path_factory) -> Path:
 def test_offline_install_into_own_folder(wheels, tmp_path):
     numpy_before = _numpy_state()
     lay = L.DepsLayout(tmp_path / "deps")
-    # `six` plays a package QGIS ships (protected, Debian has 1.16.0): it is pinned, then pruned from our folder.
-    opts = M.InstallOptions(requirements=["iniconfig", "six"], offline_dir=str(wheels), python=SYS_PY,
+    # `six` plays a package QGIS ships (protected, Debian has 1.16.0): it is pinned, then pruned from our folder;
+    # we ask six>=1.17, so QGIS's version wins with a warning. iniconfig goes through the --no-deps pass (as sam2).
+    opts = M.InstallOptions(requirements=["iniconfig", "six>=1.17"], offline_dir=str(wheels), python=SYS_PY,
                             qgis_site_paths=_qgis_site(), protected=("numpy", "GDAL", "six"),
-                            env=_clean_env(tmp_path))
+                            no_deps={"iniconfig": ()}, env=_clean_env(tmp_path))
     lines, progress = [], []
     result = M.Installer(lay, opts).run(log=lines.append, progress=progress.append)
     log = "\n".join(lines)
     assert result.ok, result.message + "\n" + log
     active = lay.active_dir()
     assert active == result.active_dir and active.parent == tmp_path / "deps" / L.platform_key()
-    assert "six==1.16.0" in log and "--no-index" in log
+    assert "six==1.16.0" in log and "--no-index" in log and "--no-deps --no-build-isolation" in log
+    assert any("six 1.16.0" in w and "six>=1.17" in w for w in result.warnings), result.warnings
     assert list(active.glob("iniconfig*.dist-info")) and not list(active.glob("six*")), sorted(os.listdir(active))
     assert not list(active.glob("numpy*"))
     assert progress[-1] == 1.0 and result.verify["modules"]["iniconfig"]["file"].startswith(str(active))
