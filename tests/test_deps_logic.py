@@ -285,3 +285,15 @@ def test_python_executable_ignores_foreign_sys_executable(monkeypatch, tmp_path)
 def test_restart_reason_ignores_version_decorations():
     modules = {"psycopg2": types.SimpleNamespace(__version__="2.9.5 (dt dec pq3 ext lo64)", __file__="/x")}
     assert M.restart_reasons(None, None, {"psycopg2": "2.9.5"}, modules) == []
+
+
+def test_one_install_at_a_time(tmp_path):
+    lay = L.DepsLayout(tmp_path / "deps", "k")
+    assert lay.acquire_lock() and not lay.acquire_lock()          # held by this (live) process
+    result = M.Installer(lay, M.InstallOptions(requirements=["x"], python=sys.executable)).run()
+    assert not result.ok and "Another install is running" in result.message
+    lay.release_lock()
+    assert not lay.lock_file.exists()
+    lay.lock_file.write_text(json.dumps({"pid": 2**22 + 12345, "time": time.time()}))   # a dead process's lock
+    assert lay.acquire_lock()
+    lay.release_lock()

@@ -167,6 +167,55 @@ class DepsLayout:
         shutil.rmtree(self.key_dir, ignore_errors=True)
         return not self.key_dir.exists()
 
+    # --- one install at a time (two QGIS windows share the profile) ------------------------------------------
+    @property
+    def lock_file(self) -> Path:
+        return self.key_dir / "install.lock"
+
+    def acquire_lock(self, stale_after_s: float = 6 * 3600) -> bool:
+        """Create install.lock (False when another live install holds it; a dead or very old one is taken over)."""
+        self.key_dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not self._lock_is_stale(stale_after_s):
+                    return False
+                try:
+                    self.lock_file.unlink()
+                except OSError:
+                    return False
+                continue
+            with os.fdopen(fd, "w") as handle:
+                json.dump({"pid": os.getpid(), "time": _dt.datetime.now(_dt.timezone.utc).timestamp()}, handle)
+            return True
+        return False
+
+    def _lock_is_stale(self, stale_after_s: float) -> bool:
+        try:
+            data = json.loads(self.lock_file.read_text(encoding="utf-8"))
+            pid, when = int(data["pid"]), float(data["time"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return True
+        if _dt.datetime.now(_dt.timezone.utc).timestamp() - when > stale_after_s:
+            return True
+        if os.name != "nt":
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            except OSError:
+                return False
+        return False
+
+    def release_lock(self) -> None:
+        try:
+            data = json.loads(self.lock_file.read_text(encoding="utf-8"))
+            if int(data.get("pid", -1)) == os.getpid():
+                self.lock_file.unlink()
+        except (OSError, ValueError, TypeError):
+            pass
+
     # --- at plugin start -----------------------------------------------------------------------------------
     def activate(self, sys_path: list | None = None, prepend: bool = False) -> Path | None:
         """Put the live set on sys.path (appended: QGIS's own packages win). Returns it, or None."""

@@ -473,6 +473,10 @@ class Installer:
         o = self.options
         warnings: list[str] = []
         previous = self.layout.active_dir()
+        if not self.layout.acquire_lock():
+            self.progress(1.0)
+            return InstallResult(False, f"Another install is running ({self.layout.lock_file}); try again when it "
+                                 "has finished (or delete the lock file if no QGIS is installing).", previous)
         try:
             pins = self.pins()
             warnings += pins.notes
@@ -482,6 +486,13 @@ class Installer:
                     self.gpu = detect_gpu()
                 variant = choose_variant(self.gpu, force=None if o.torch == "auto" else o.torch)
             self.log(f"Python: {self.python}; folder: {self.layout.key_dir}")
+            need_gb = (6.0 if variant is not None and variant.cuda else 1.5) if variant is not None else 0.2
+            free_gb = shutil.disk_usage(self.layout.key_dir).free / 2**30
+            if free_gb < need_gb:
+                note = (f"only {free_gb:.1f} GB free on the disk of {self.layout.key_dir}; this install needs about "
+                        f"{need_gb:.0f} GB (set RS2SAM2_DEPS_DIR to a folder on a larger disk)")
+                self.log("warning: " + note)
+                warnings.append(note)
             if variant is not None:
                 self.log(f"torch: {variant.reason}")
             self.progress(0.02)
@@ -545,6 +556,7 @@ class Installer:
                                      restart_reasons=reasons)
             return InstallResult(False, last_error or "nothing installed", previous, warnings=warnings)
         finally:
+            self.layout.release_lock()
             self.progress(1.0)
 
 
