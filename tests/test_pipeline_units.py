@@ -1,0 +1,107 @@
+"""Engine parts on their own: tile grid, weight window, prefetching reader, stretch, ground areas, options."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+
+from rs2sam2_qgis.pipeline import InputError, SegmentOptions
+from rs2sam2_qgis.pipeline.areas import AreaCalculator
+from rs2sam2_qgis.pipeline.batching import Prefetcher, batched
+from rs2sam2_qgis.pipeline.source import open_source
+from rs2sam2_qgis.pipeline.stitching import weight_profile, weight_sums
+from rs2sam2_qgis.pipeline.tiling import tile_starts
+from tests.colour_model import write_raster
+
+
+def test_tile_starts_anchor_at_origin_and_cover_everything():
+    assert tile_starts(160, 64, 48) == [0, 48, 96]
+    assert tile_starts(170, 64, 48) == [0, 48, 96, 106]  # last tile moved back to the edge
+    assert tile_starts(50, 64, 48) == [0]
+    for n in (64, 65, 200, 1001):
+        s = tile_starts(n, 64, 48)
+        covered = np.zeros(n, bool)
+        for a in s:
+            covered[a:a + 64] = True
+        assert covered.all() and s[0] == 0 and s[-1] + 64 == max(n, 64)
+
+
+def test_weight_profile_is_smooth_positive_and_sums_are_exact():
+    w = weight_profile(64, 16)
+    assert w.min() > 0 and w.max() == 1.0 and np.allclose(w, w[::-1])
+    assert np.abs(np.diff(w)).max() < 0.11  # no jumps
+    ws = weight_sums([0, 48, 96], 64, w, 0, 160)
+    brute = np.zeros(160)
+    for s in (0, 48, 96):
+        brute[s:s + 64] += w
+    np.testing.assert_allclose(ws, brute)
+
+
+def test_prefetcher_orders_bounds_and_reraises():
+    produced = []
+
+    def gen():
+        for i in range(20):
+            produced.append(i)
+            yield i
+
+    p = Prefetcher(gen, depth=2)
+    it = iter(p)
+    assert next(it) == 0
+    time.sleep(0.2)
+    assert len(produced) <= 5  # bounded read-ahead: 1 consumed + 2 queued + 1 waiting to be put (+1 slack)
+    assert list(it) == list(range(1, 20))
+    p.close()
+
+    def bad():
+        yield 1
+        raise OSError("disk went away")
+
+    with Prefetcher(bad) as p, pytest.raises(OSError, match="disk went away"):
+        list(p)
+    # close() stops a reader that is blocked on a full queue
+    p = Prefetcher(lambda: iter(range(10**9)), depth=1)
+    next(iter(p))
+    p.close()
+    assert not any(t.name == "rs2sam2-reader" and t.is_alive() for t in threading.enumerate())
+    assert list(batched(range(5), 2)) == [[0, 1], [2, 3], [4]]
+
+
+def test_uint16_stretch_ignores_nodata_and_uses_a_decimated_read(tmp_path):
+    data = np.full((3, 300, 300), 1000, np.uint16)
+    data[:, :, :100] = 65535                     # nodata: must not become the stretch's top
+    data[:, 150:200, 150:200] = 3000
+    path = write_raster(tmp_path / "u16.tif", data, nodata=65535)
+    src = open_source(path, SegmentOptions())
+    lo, hi = src.stretch[0]
+    assert lo == 1000 and hi == 3000
+    with src.open() as ds:
+        rgb, valid = src.read(ds, 0, 0, 300, 300)
+    assert not valid[:, :100].any() and valid[:, 100:].all()
+    assert rgb[160, 160, 0] == 255 and rgb[250, 250, 0] == 0 and rgb[0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("crs,poly", [
+    ("EPSG:32633", shapely.box(500000, 5000000, 500100, 5000050)),
+    ("EPSG:3857", shapely.box(1113194, 8399737, 1113394, 8399937)),
+    ("EPSG:4326", shapely.box(10.0, 45.0, 10.001, 45.002)),
+])
+def test_vectorised_areas_match_exact_geodesic(crs, poly):
+    calc = AreaCalculator(crs)
+    exact = calc.exact_area_m2(poly)
+    fast = calc.areas_m2([poly])[0]
+    assert fast == pytest.approx(exact, rel=1e-4)
+    if crs == "EPSG:3857":  # Web Mercator at 60 N: planar 'm2' are ~4x the ground's
+        assert poly.area / exact == pytest.approx(4.0, rel=0.02)
+    assert AreaCalculator(None).areas_m2([poly])[0] != AreaCalculator(None).areas_m2([poly])[0]  # NaN
+
+
+def test_options_validate_with_clear_messages():
+    for bad, needle in [(dict(overlap=0.95), "overlap"), (dict(threshold=1.5), "threshold"),
+                        (dict(bands=(1, 2)), "bands"), (dict(extent=(1, 2, 0, 3)), "extent"),
+                        (dict(tile=4), "tile size")]:
+        with pytest.raises(InputError, match=needle):
+            SegmentOptions(**bad).validate()
+    assert SegmentOptions().overlap == 0.25 and SegmentOptions().threshold == 0.5
