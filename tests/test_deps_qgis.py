@@ -79,3 +79,28 @@ def test_dialog_and_task(qgis_app, deps_layout, tmp_path):
     assert "FAILED" in dialog.text.toPlainText()
     assert "install:" in state.load(deps_layout.state_file)["last_error"]
     dialog.close()
+
+
+def test_glue_state_and_proxy_from_qgis_settings(qgis_app, tmp_path, monkeypatch):
+    from qgis.core import QgsSettings
+
+    from rs2sam2_qgis.deps import qgis_glue
+
+    monkeypatch.setenv("RS2SAM2_DEPS_DIR", str(tmp_path / "deps"))
+    qgis_glue.record_run("cuda:0", "NVIDIA RTX A4000, 16376 MiB")
+    qgis_glue.record_error(RuntimeError("CUDA out of memory"))
+    data = state.load(tmp_path / "deps" / "run_state.json")
+    assert data["last_device"] == "cuda:0" and "out of memory" in data["last_error"]
+    s = QgsSettings()
+    keys = ["proxy/proxyEnabled", "proxy/proxyType", "proxy/proxyHost", "proxy/proxyPort", "proxy/proxyUser",
+            "proxy/proxyPassword"]
+    saved = {k: s.value(k) for k in keys}
+    try:
+        for key, value in zip(keys, [True, "HttpProxy", "proxy.lan", "3128", "me", "s3cret"]):
+            s.setValue(key, value)
+        assert qgis_glue.qgis_proxy() == "http://me:s3cret@proxy.lan:3128"
+        s.setValue("proxy/proxyEnabled", False)
+        assert qgis_glue.qgis_proxy() is None
+    finally:
+        for key, value in saved.items():
+            s.remove(key) if value is None else s.setValue(key, value)

@@ -36,3 +36,30 @@ def qgis_version() -> str:
         return Qgis.version()  # e.g. "3.22.16-Białowieża"
     except Exception:  # noqa: BLE001
         return ""
+
+
+def record_run(device: str, detail: str = "") -> None:
+    """For the diagnostics report: the device the last run really used (never raises)."""
+    try:
+        from . import state
+
+        state.record_run(layout().state_file, device, detail)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def record_error(error, trace: str | None = None) -> None:
+    """For the diagnostics report: the last error (an exception, or a message + trace); never raises."""
+    try:
+        from . import state
+
+        state.record_error(layout().state_file, error, trace)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def startup_status():
+    """deps.manager.startup() for the running QGIS profile (activates our live set, lists what is missing)."""
+    from .manager import startup
+
+    return startup(layout=layout())
