@@ -61,11 +61,9 @@ def style_layer(layer: QgsVectorLayer, colour: str) -> None:
     layer.triggerRepaint()
 
 
-def write_run(result, raster_name: str, folder: Path | None = None) -> tuple[str, list[str]]:
-    """Writes the run with the engine's write_vector (one GeoPackage layer per query, in result.queries order);
-    returns (gpkg path, layer names)."""
-    from .pipeline import write_vector
-
+def run_paths(raster_name: str, folder: Path | None = None) -> tuple[str, str]:
+    """A new GeoPackage path for a run (written by the engine's write_vector in the worker) and the path of the
+    pickled engine result kept beside it for later exports."""
     folder = folder or results_folder()
     stamp = time.strftime("%Y%m%d_%H%M%S")
     path = folder / f"rs2sam2_{_safe_name(raster_name)}_{stamp}.gpkg"
@@ -73,16 +71,15 @@ def write_run(result, raster_name: str, folder: Path | None = None) -> tuple[str
     while path.exists():
         n += 1
         path = folder / f"rs2sam2_{_safe_name(raster_name)}_{stamp}_{n}.gpkg"
-    names = write_vector(result, str(path))
-    return str(path), list(names)
+    return str(path), str(path.with_suffix(".result.pickle"))
 
 
-def add_result_layers(result, raster_name: str, iface=None, project: QgsProject | None = None, zoom: bool = True,
-                      folder: Path | None = None) -> tuple[QgsLayerTreeGroup, list[QgsVectorLayer]]:
+def add_result_layers(gpkg: str, layer_names: list[str], queries: list[str], raster_name: str, iface=None,
+                      project: QgsProject | None = None, zoom: bool = True
+                      ) -> tuple[QgsLayerTreeGroup, list[QgsVectorLayer]]:
     """Adds one styled layer per query, in a new group at the top of the layer tree; zooms to them."""
     project = project or QgsProject.instance()
-    gpkg, names = write_run(result, raster_name, folder)
-    queries = list(result.queries)
+    names = list(layer_names)
     if len(names) != len(queries):  # one layer holding every query (single_layer): split it by the query field
         names = names[:1] * len(queries)
         subset = True
@@ -128,10 +125,14 @@ def zoom_to_layers(iface, layers: list[QgsVectorLayer], project: QgsProject | No
     canvas.refresh()
 
 
-def export_result(result, out_path: str, layer: str | None = None) -> str:
-    """Appends the run to `out_path` (GeoPackage) with the engine's atomic write_vector: each query's polygons go
-    to the layer named after it (appended when it exists with the same schema and CRS); other layers stay untouched."""
-    from .pipeline import write_vector
+def export_result(result_file: str, out_path: str, layer: str | None = None) -> list[str]:
+    """Appends a run to `out_path` with the engine's atomic write_vector (in the worker process): each query's
+    polygons go to the layer named after it (appended when it exists with the same schema and CRS); other layers
+    stay untouched. Returns the layer names written; raises RuntimeError with the engine's message."""
+    from .worker_client import run_job
 
-    write_vector(result, out_path, layer=layer, append=True)
-    return out_path
+    reply = run_job({"action": "export", "result_file": result_file, "output": out_path, "layer": layer,
+                     "append": True})
+    if reply.get("type") != "done":
+        raise RuntimeError(reply.get("message") or "export failed")
+    return reply["layers"]

@@ -79,9 +79,25 @@ def set_weight_path(key: str, path: str) -> None:
     set(f"weights/{key}", path)
 
 
+def _light_options_module():
+    """pipeline/options.py without running pipeline/__init__.py (which imports rasterio/pyogrio: those must not be
+    imported inside the QGIS executables, see worker.py). options.py needs only the standard library."""
+    import importlib
+    import sys
+    import types
+    from pathlib import Path
+
+    name = __package__ + "._pipeline_light"
+    if name not in sys.modules:
+        package = types.ModuleType(name)
+        package.__path__ = [str(Path(__file__).resolve().parent / "pipeline")]
+        sys.modules[name] = package
+    return importlib.import_module(name + ".options")
+
+
 def engine_defaults() -> dict:
-    """Field -> default of the engine's SegmentOptions."""
-    from .pipeline import SegmentOptions
+    """Field -> default of the engine's SegmentOptions (read without importing the engine's heavy modules)."""
+    SegmentOptions = _light_options_module().SegmentOptions  # noqa: N806
 
     defaults = {}
     for field in dataclasses.fields(SegmentOptions):

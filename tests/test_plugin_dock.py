@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -200,8 +201,9 @@ def test_cancel_mid_run_adds_nothing(clean_state, iface, tmp_path):
     assert wait_until(lambda: task.progress() > 0, 30), "no progress reported"
     dock.cancel_button.click()
     assert wait_until(lambda: bool(finished), 30)
-    assert task.was_cancelled and task.result is None
+    assert task.was_cancelled and task.reply.get("type") != "done"
     assert _result_layers() == []
+    assert not Path(task.output).exists()  # the engine writes nothing when cancelled
     assert "Cancelled" in dock.status_label.text()
     assert dock.run_button.isEnabled()
     plugin.unload()
@@ -248,12 +250,43 @@ def test_area_canvas_extent_limits_the_run(clean_state, iface, scene):
     # the lower-right half only: holds the red square, not the white one
     canvas.setExtent(QgsRectangle(500030.0, 4649712.0, 500064.0, 4649740.0))
     dock.area_combo.setCurrentIndex(dock.area_combo.findData("canvas"))
-    options = dock.build_options(raster)
-    assert options.extent is not None
-    xmin, ymin, xmax, ymax = options.extent
+    options, mask_wkt = dock.build_options(raster)
+    assert mask_wkt is None
+    xmin, ymin, xmax, ymax = options["extent"]
     assert xmin <= 500030.0 and xmax >= 500064.0
     task = _run(dock)
     assert task.error is None, task.error
     counts = {lyr.name(): lyr.featureCount() for lyr in _result_layers()}
     assert counts == {"the white tank": 0, "red roofs": 1}
+    plugin.unload()
+
+
+def test_area_selected_polygons_mask_the_run(clean_state, iface, scene):
+    from qgis.core import QgsFeature, QgsGeometry, QgsProject, QgsVectorLayer
+
+    plugin = _plugin(iface)
+    dock, raster = _dock_ready(plugin, scene, ["the white tank", "red roofs"])
+    # a polygon layer in WGS 84 (another CRS than the raster's) around the white square only, selected
+    polygons = QgsVectorLayer("Polygon?crs=EPSG:4326", "areas", "memory")
+    white_square_utm = QgsGeometry.fromWkt("POLYGON((500004 4649772, 500028 4649772, 500028 4649748, "
+                                           "500004 4649748, 500004 4649772))")
+    from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform
+
+    white_square_utm.transform(QgsCoordinateTransform(raster.crs(), QgsCoordinateReferenceSystem("EPSG:4326"),
+                                                      QgsProject.instance()))
+    feature = QgsFeature()
+    feature.setGeometry(white_square_utm)
+    polygons.dataProvider().addFeatures([feature])
+    QgsProject.instance().addMapLayer(polygons)
+    dock.area_combo.setCurrentIndex(dock.area_combo.findData("selection"))
+    dock.mask_combo.setLayer(polygons)
+    with pytest.raises(ValueError, match="select one or more polygons"):
+        dock.build_options(raster)
+    polygons.selectAll()
+    options, mask_wkt = dock.build_options(raster)
+    assert QgsGeometry.fromWkt(mask_wkt).boundingBox().xMinimum() == pytest.approx(500004.0, abs=0.5)
+    task = _run(dock)
+    assert task.error is None, task.error
+    counts = {lyr.name(): lyr.featureCount() for lyr in _result_layers() if lyr.name() != "areas"}
+    assert counts == {"the white tank": 1, "red roofs": 0}
     plugin.unload()

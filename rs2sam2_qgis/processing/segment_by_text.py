@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import traceback
 
 from qgis.core import (
     QgsProcessing,
@@ -24,7 +23,6 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
-    QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QIcon
 
@@ -147,15 +145,6 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         out_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
-        try:
-            from ..models import ModelSpecError, get_predictor
-            from ..tasks import run_in_python_thread
-            from ..pipeline import Cancelled, InputError, SegmentOptions, segment_raster, write_vector
-        except Exception as exc:  # noqa: BLE001
-            feedback.reportError(traceback.format_exc())
-            raise QgsProcessingException(f"the rs2sam2 engine cannot be imported ({exc}); run 'Model settings > "
-                                         "Check dependencies' in the rs2sam2 menu") from exc
-
         values = {
             "overlap": self.parameterAsDouble(parameters, self.OVERLAP, context),
             "threshold": self.parameterAsDouble(parameters, self.THRESHOLD, context),
@@ -169,47 +158,35 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         if parameters.get(self.EXTENT) not in (None, ""):
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
             if not rect.isNull():
-                values["extent"] = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+                values["extent"] = [rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()]
 
-        pending = {}
+        target = out_path
+        if not _is_file_path(out_path):  # e.g. memory: or a database: write a temporary GeoPackage
+            target = os.path.join(tempfile.mkdtemp(prefix="rs2sam2_"), "segments.gpkg")
 
-        def progress(fraction, message=""):  # engine thread: only stores
-            pending["value"] = (100.0 * float(fraction), message)
+        def progress(fraction, message=""):
+            feedback.setProgress(100.0 * float(fraction))
+            if message:
+                feedback.setProgressText(message)
 
-        def forward():  # algorithm thread: feedback (a QObject) is touched only here
-            if "value" in pending:
-                value, message = pending.pop("value")
-                feedback.setProgress(value)
-                if message:
-                    feedback.setProgressText(message)
+        from ..worker_client import run_job
 
-        try:
-            options = SegmentOptions(**values)
-            feedback.pushInfo(f"Loading model '{spec}' (device: {device})")
-            predictor = run_in_python_thread(get_predictor, spec, device)
-            feedback.pushInfo(f"Running on {predictor.device} ({getattr(predictor, 'device_reason', '')})")
-            # in a Python thread: see tasks.run_in_python_thread (pyproj + Qt worker threads)
-            result = run_in_python_thread(segment_raster, raster_path, queries, predictor, options,
-                                          progress=progress, is_cancelled=feedback.isCanceled, poll=forward)
-            if feedback.isCanceled():
-                raise Cancelled("cancelled")
-            target = out_path
-            if not _is_file_path(out_path):  # e.g. memory: or a database: write a temporary GeoPackage
-                target = os.path.join(tempfile.mkdtemp(prefix="rs2sam2_"), "segments.gpkg")
-            run_in_python_thread(write_vector, result, target)
-        except Cancelled as exc:
-            raise QgsProcessingException("cancelled by the user; nothing was written") from exc
-        except (InputError, ModelSpecError) as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        except QgsProcessingException:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            feedback.reportError(traceback.format_exc())
-            raise QgsProcessingException(f"{type(exc).__name__}: {exc}") from exc
-
-        count = QgsVectorLayer(target, "check", "ogr").featureCount()
-        feedback.pushInfo(f"{max(count, 0)} polygons for {len(queries)} description(s) on {predictor.device}")
-        return {self.OUTPUT: target, self.DEVICE_USED: str(predictor.device), self.FEATURE_COUNT: max(count, 0)}
+        feedback.pushInfo(f"Model '{spec}', device {device}; the engine runs in a separate Python process")
+        # the engine runs in a child process: see worker.py (pyproj/rasterio wheels cannot load in qgis_process)
+        reply = run_job({"action": "segment", "raster": raster_path, "queries": queries, "model": spec,
+                         "device": device, "options": values, "output": target},
+                        on_progress=progress, is_cancelled=feedback.isCanceled)
+        if reply.get("type") != "done":
+            if reply.get("trace"):
+                feedback.reportError(reply["trace"])
+            if reply.get("kind") == "cancelled":
+                raise QgsProcessingException("cancelled by the user; nothing was written")
+            raise QgsProcessingException(reply.get("message") or "the run failed")
+        stats = reply.get("stats") or {}
+        device_used = stats.get("device", "")
+        feedback.pushInfo(f"{reply['count']} polygons for {len(queries)} description(s) on {device_used} "
+                          f"({stats.get('device_reason', '')})")
+        return {self.OUTPUT: target, self.DEVICE_USED: device_used, self.FEATURE_COUNT: int(reply["count"])}
 
 
 def _is_file_path(path: str) -> bool:

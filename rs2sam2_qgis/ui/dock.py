@@ -7,6 +7,7 @@ from qgis.core import (
     Qgis,
     QgsApplication,
     QgsCoordinateTransform,
+    QgsGeometry,
     QgsMapLayerProxyModel,
     QgsProject,
     QgsRasterLayer,
@@ -259,41 +260,21 @@ class Rs2Sam2Dock(QgsDockWidget):
         for name, widget in self.advanced_widgets.items():
             widget.setValue(self._default_value(name))
 
-    # environment probe (torch is imported in a worker thread, never at QGIS start) -----------------------------
+    # environment probe (torch is imported in the worker process, never in QGIS) -----------------------------
     def probe_environment(self) -> None:
         if self._probe is not None:
             return
-        dock = self
+        from ..tasks import WorkerTask
 
-        class Probe(QgsTask):
-            def __init__(self):
-                super().__init__("rs2sam2: detecting devices", QgsTask.Flags())
-                self.devices = None
-                self.presets = []
-                self.error = ""
-
-            def run(self):
-                try:
-                    from ..bootstrap import device_report
-                    from ..models import preset_names
-
-                    self.devices = device_report()
-                    self.presets = preset_names()
-                except Exception as exc:  # noqa: BLE001
-                    self.error = f"{type(exc).__name__}: {exc}"
-                return True
-
-            def finished(self, ok):
-                dock._apply_probe(self)
-
-        self._probe = Probe()
+        self._probe = WorkerTask("rs2sam2: detecting devices", {"action": "probe"},
+                                 on_finished=self._apply_probe, flags=QgsTask.Flags())
         QgsApplication.taskManager().addTask(self._probe)
 
     def _apply_probe(self, probe) -> None:
-        if probe.error:
+        if probe.error or probe.reply.get("type") != "done":
             self.device_combo.setToolTip(f"Device detection failed: {probe.error}")
             return
-        info = probe.devices or {}
+        info = probe.reply.get("devices") or {}
         index = self.device_combo.findData("cuda")
         if info.get("cuda"):
             self.device_combo.setItemText(index, f"CUDA ({info.get('cuda_name')})")
@@ -303,7 +284,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         auto = self.device_combo.findData("auto")
         self.device_combo.setItemText(auto, "Auto (GPU)" if info.get("cuda") else "Auto (CPU)")
         current = self.preset_combo.currentText()
-        for name in probe.presets:
+        for name in probe.reply.get("presets") or []:
             if self.preset_combo.findText(name) < 0:
                 self.preset_combo.addItem(name)
         if current:
@@ -318,10 +299,9 @@ class Rs2Sam2Dock(QgsDockWidget):
             return self.checkpoint_widget.filePath().strip() or settings.weight_path("rs2sam2")
         return "demo"
 
-    def build_options(self, layer: QgsRasterLayer):
-        """SegmentOptions from the advanced settings and the chosen area (raises ValueError with a message)."""
-        from ..pipeline import SegmentOptions
-
+    def build_options(self, layer: QgsRasterLayer) -> tuple[dict, str | None]:
+        """(SegmentOptions fields, mask polygon as WKT in the raster's CRS or None) from the advanced settings and
+        the chosen area; raises ValueError with a message. The engine validates the values (InputError)."""
         values = {}
         for name, widget in self.advanced_widgets.items():
             value = widget.value()
@@ -329,11 +309,12 @@ class Rs2Sam2Dock(QgsDockWidget):
                 value = None
             values[name] = value
         area = self.area_combo.currentData()
+        mask_wkt = None
         if area == AREA_CANVAS:
             values["extent"] = self._canvas_extent(layer)
         elif area == AREA_SELECTION:
-            values["mask_geometry"] = self._selection_mask(layer)
-        return SegmentOptions(**values)
+            mask_wkt = self._selection_mask(layer)
+        return values, mask_wkt
 
     def _canvas_extent(self, layer: QgsRasterLayer):
         canvas = self.iface.mapCanvas()
@@ -344,9 +325,7 @@ class Rs2Sam2Dock(QgsDockWidget):
             extent = transform.transformBoundingBox(extent)
         return (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
 
-    def _selection_mask(self, layer: QgsRasterLayer):
-        import shapely.wkb
-
+    def _selection_mask(self, layer: QgsRasterLayer) -> str:
         mask_layer = self.mask_combo.currentLayer()
         if mask_layer is None:
             raise ValueError("choose a polygon layer for the area (or pick 'Whole layer')")
@@ -359,17 +338,15 @@ class Rs2Sam2Dock(QgsDockWidget):
             transform = QgsCoordinateTransform(mask_layer.crs(), layer.crs(), QgsProject.instance())
         geometries = []
         for feature in features:
-            geometry = feature.geometry()
+            geometry = QgsGeometry(feature.geometry())
             if geometry.isNull() or QgsWkbTypes.geometryType(geometry.wkbType()) != QgsWkbTypes.PolygonGeometry:
                 continue
             if transform is not None:
                 geometry.transform(transform)
-            geometries.append(shapely.wkb.loads(bytes(geometry.asWkb())))
+            geometries.append(geometry)
         if not geometries:
             raise ValueError(f"the selected features of '{mask_layer.name()}' have no polygon geometry")
-        from shapely.ops import unary_union
-
-        return unary_union(geometries)
+        return QgsGeometry.unaryUnion(geometries).asWkt()
 
     def start_run(self) -> SegmentTask | None:
         """Validates the inputs and starts a SegmentTask; errors go to the message bar."""
@@ -388,7 +365,7 @@ class Rs2Sam2Dock(QgsDockWidget):
             spec = self.model_spec()
             if not spec:
                 raise ValueError("choose a preset or a checkpoint file (or the demo model)")
-            options = self.build_options(layer)
+            options, mask_wkt = self.build_options(layer)
         except Exception as exc:  # noqa: BLE001 - any input problem is one message, never a dialog
             self.show_error(str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}",
                             None if isinstance(exc, ValueError) else traceback.format_exc())
@@ -396,8 +373,11 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.save_settings()
         self.query_edit.set_history(settings.add_to_history(queries))
         raster_path = layer.source().split("|")[0]
-        task = SegmentTask(raster_path, queries, spec, self.device_combo.currentData(), options,
-                           on_finished=self._on_task_finished)
+        from ..results import run_paths
+
+        output, result_file = run_paths(layer.name())
+        task = SegmentTask(raster_path, queries, spec, self.device_combo.currentData(), options, output,
+                           result_file, mask_wkt=mask_wkt, on_finished=self._on_task_finished)
         task.raster_name = layer.name()
         task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
         task.message.connect(self._on_message)
@@ -430,7 +410,7 @@ class Rs2Sam2Dock(QgsDockWidget):
                 self.status_label.setText("Cancelled: nothing was added.")
                 self.iface.messageBar().pushMessage("rs2sam2", "Run cancelled; nothing was added.",
                                                     level=Qgis.Info, duration=5)
-            elif task.error or task.result is None:
+            elif task.error or task.reply.get("type") != "done":
                 self.progress.setValue(0)
                 self.show_error(task.error or "the run produced no result", task.trace, logged=True)
             else:
@@ -441,22 +421,22 @@ class Rs2Sam2Dock(QgsDockWidget):
     def _add_results(self, task: SegmentTask) -> None:
         from ..results import add_result_layers
 
-        group, layers = add_result_layers(task.result, getattr(task, "raster_name", "raster"), iface=self.iface)
-        self.last_result = task.result
+        reply = task.reply
+        group, layers = add_result_layers(reply["output"], reply["layers"], reply["queries"],
+                                          task.raster_name or "raster", iface=self.iface)
+        self.last_result = task.result_file
         self.last_layers = layers
         self.export_button.setEnabled(True)
         counts = ", ".join(f"{layer.name()}: {layer.featureCount()}" for layer in layers)
         total = sum(layer.featureCount() for layer in layers)
-        stats = getattr(task.result, "stats", None)
-        device = getattr(stats, "device", "") or task.device_used or "?"
-        reason = getattr(stats, "device_reason", "") or task.device_reason
-        reason = f" ({reason})" if reason else ""
-        name = getattr(stats, "model", "") or task.model_name
-        model = f", model {name}" if name else ""
+        stats = task.stats
+        device = stats.get("device") or "?"
+        reason = f" ({stats['device_reason']})" if stats.get("device_reason") else ""
+        model = f", model {stats['model']}" if stats.get("model") else ""
         self.progress.setValue(100)
         self.status_label.setText(f"{total} polygon{'s' if total != 1 else ''} ({counts}) in {task.seconds:.1f} s "
                                   f"on {device}{reason}{model}.")
-        log(f"run done: {self.status_label.text()}")
+        log(f"run done: {self.status_label.text()} -> {reply['output']}")
 
     def show_error(self, message: str, trace: str | None = None, logged: bool = False) -> None:
         self.status_label.setText(f"Error: {message}")
@@ -480,6 +460,9 @@ class Rs2Sam2Dock(QgsDockWidget):
             path += ".gpkg"
         try:
             export_result(self.last_result, path)
+        except RuntimeError as exc:
+            self.show_error(f"export failed: {exc}")
+            return False
         except Exception as exc:  # noqa: BLE001
             self.show_error(f"export failed: {exc}", traceback.format_exc())
             return False

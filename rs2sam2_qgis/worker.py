@@ -1,0 +1,131 @@
+"""The engine's process: `python -m rs2sam2_qgis.worker` runs one job read from stdin (JSON) and reports JSON lines
+on stdout. Imports nothing from QGIS.
+
+Why a separate process: inside QGIS (the `qgis` and `qgis_process.bin` executables) the system's PROJ/GDAL/GEOS
+libraries are linked into the executable itself, so their symbols take precedence over the copies bundled in the
+pyproj/rasterio/pyogrio wheels; importing those wheels there hangs or aborts (seen on Debian 12 + QGIS 3.22:
+`import pyproj` -> std::bad_alloc, `import rasterio` hangs). A plain Python process has no such libraries in its
+global symbol scope. The process also keeps a crash or an out-of-memory in torch away from QGIS, and is cancelled
+cleanly through the engine's is_cancelled hook (a flag file), or killed as a last resort (outputs are atomic).
+
+Jobs:
+  {"action": "segment", "raster", "queries", "model", "device", "options": {SegmentOptions fields},
+   "mask_wkt": optional, "output": gpkg/geojson/shp path, "layer": optional, "result_file": optional pickle path,
+   "cancel_file": optional path}
+      -> {"type": "progress", "fraction", "message"}* then {"type": "done", "layers", "count", "counts", "stats",
+         "queries", "output"}
+  {"action": "export", "result_file", "output", "layer": optional, "append": bool} -> {"type": "done", "layers"}
+  {"action": "probe"} -> {"type": "done", "devices": {...}, "presets": [...]}
+Failures: {"type": "error", "kind": "input" | "cancelled" | "internal", "message", "trace"}.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import sys
+import traceback
+
+
+def emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _segment(job: dict) -> dict:
+    from rs2sam2_qgis.models import get_predictor
+    from rs2sam2_qgis.pipeline import SegmentOptions, segment_raster, write_vector
+
+    values = dict(job.get("options") or {})
+    if job.get("mask_wkt"):
+        import shapely.wkt
+
+        values["mask_geometry"] = shapely.wkt.loads(job["mask_wkt"])
+    if values.get("extent") is not None:
+        values["extent"] = tuple(values["extent"])
+    options = SegmentOptions(**values)
+    cancel_file = job.get("cancel_file")
+
+    def is_cancelled() -> bool:
+        return bool(cancel_file) and os.path.exists(cancel_file)
+
+    def progress(fraction, message=""):
+        emit({"type": "progress", "fraction": float(fraction), "message": str(message)})
+
+    progress(0.0, "loading model")
+    predictor = get_predictor(job.get("model") or "demo", job.get("device") or "auto")
+    progress(0.0, f"model loaded on {predictor.device}")
+    result = segment_raster(job["raster"], job["queries"], predictor, options, progress=progress,
+                            is_cancelled=is_cancelled)
+    if is_cancelled():
+        from rs2sam2_qgis.pipeline import Cancelled
+
+        raise Cancelled("cancelled")
+    layers = write_vector(result, job["output"], layer=job.get("layer"))
+    if job.get("result_file"):
+        with open(job["result_file"], "wb") as fh:
+            pickle.dump(result, fh)
+    stats = dataclasses.asdict(result.stats) if dataclasses.is_dataclass(result.stats) else {}
+    return {"type": "done", "output": job["output"], "layers": list(layers), "queries": list(result.queries),
+            "count": result.count, "counts": {q: len(result.polygons[q]) for q in result.queries}, "stats": stats}
+
+
+def _export(job: dict) -> dict:
+    from rs2sam2_qgis.pipeline import write_vector
+
+    with open(job["result_file"], "rb") as fh:
+        result = pickle.load(fh)  # noqa: S301 - our own file, written by _segment
+    layers = write_vector(result, job["output"], layer=job.get("layer"), append=bool(job.get("append", True)))
+    return {"type": "done", "output": job["output"], "layers": list(layers)}
+
+
+def _probe(job: dict) -> dict:
+    from rs2sam2_qgis.bootstrap import device_report
+    from rs2sam2_qgis.models import preset_names
+
+    return {"type": "done", "devices": device_report(), "presets": preset_names()}
+
+
+ACTIONS = {"segment": _segment, "export": _export, "probe": _probe}
+
+
+def main() -> int:
+    try:
+        job = json.loads(sys.stdin.readline() or "{}")
+    except json.JSONDecodeError as exc:
+        emit({"type": "error", "kind": "internal", "message": f"bad job: {exc}", "trace": ""})
+        return 2
+    for path in job.get("sys_path", []):
+        if path not in sys.path:
+            sys.path.append(path)
+    try:
+        action = ACTIONS[job.get("action", "")]
+    except KeyError:
+        emit({"type": "error", "kind": "internal", "message": f"unknown action {job.get('action')!r}", "trace": ""})
+        return 2
+    try:
+        from rs2sam2_qgis.models import ModelSpecError
+        from rs2sam2_qgis.pipeline import Cancelled, InputError
+    except Exception as exc:  # noqa: BLE001
+        emit({"type": "error", "kind": "internal", "trace": traceback.format_exc(),
+              "message": f"the rs2sam2 engine cannot be imported ({type(exc).__name__}: {exc}); use 'Model settings "
+                         "> Check dependencies' in the rs2sam2 menu"})
+        return 1
+    try:
+        emit(action(job))
+        return 0
+    except Cancelled:
+        emit({"type": "error", "kind": "cancelled", "message": "cancelled; nothing was written", "trace": ""})
+        return 3
+    except (InputError, ModelSpecError, FileNotFoundError) as exc:
+        emit({"type": "error", "kind": "input", "message": str(exc), "trace": ""})
+        return 2
+    except Exception as exc:  # noqa: BLE001
+        emit({"type": "error", "kind": "internal", "message": f"{type(exc).__name__}: {exc}",
+              "trace": traceback.format_exc()})
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

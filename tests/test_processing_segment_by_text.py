@@ -1,0 +1,203 @@
+"""Processing algorithm rs2sam2:segment_by_text: processing.run, a graphical model, batch mode (the real batch
+dialog), errors, and headless `qgis_process.bin run` in a subprocess with the plugin installed in a profile."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("qgis.core")
+
+from test_plugin_support import (  # noqa: E402,F401 - fixtures
+    COLOUR_MODEL,
+    REPO_ROOT,
+    TESTS_DIR,
+    clean_state,
+    make_geotiff,
+    qgis_env,
+    scene,
+)
+
+pytestmark = pytest.mark.qgis
+ALG = "rs2sam2:segment_by_text"
+
+
+@pytest.fixture(scope="module")
+def processing_ready(qgis_env):
+    from processing.core.Processing import Processing
+    from qgis.core import QgsApplication
+
+    from rs2sam2_qgis.processing.provider import Rs2Sam2Provider
+
+    Processing.initialize()
+    registry = QgsApplication.processingRegistry()
+    provider = None
+    if registry.providerById("rs2sam2") is None:
+        provider = Rs2Sam2Provider()
+        registry.addProvider(provider)
+    yield registry
+    if provider is not None:
+        registry.removeProvider(provider)
+
+
+def _read(path):
+    import pyogrio
+
+    layers = [str(n) for n in pyogrio.list_layers(path)[:, 0]]
+    assert len(layers) == 1, layers
+    return pyogrio.read_dataframe(path) if False else pyogrio.raw.read(path, layer=layers[0])
+
+
+def _no_crs_raster(path):
+    import warnings
+
+    import numpy as np
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8") as dst:
+            dst.write(np.zeros((3, 64, 64), dtype=np.uint8))
+    return path
+
+
+def _queries_and_areas(path):
+    meta, _, _, fields = _read(path)
+    names = list(meta["fields"])
+    return sorted(zip(fields[names.index("query")], [round(a) for a in fields[names.index("area_m2")]]))
+
+
+def test_processing_run_writes_one_layer_with_every_query(processing_ready, clean_state, scene, tmp_path):
+    import processing
+
+    out = tmp_path / "out.gpkg"
+    result = processing.run(ALG, {"INPUT": str(scene), "QUERIES": "the white tank\nred roofs",
+                                  "MODEL": COLOUR_MODEL, "DEVICE": 2, "OUTPUT": str(out)})
+    assert result["OUTPUT"] == str(out) and result["DEVICE_USED"] == "cpu" and result["FEATURE_COUNT"] == 2
+    assert _queries_and_areas(out) == [("red roofs", 400), ("the white tank", 256)]
+    meta = _read(out)[0]
+    assert list(meta["fields"]) == ["query", "score", "area_m2", "model", "created_at"]
+    assert "32633" in meta["crs"]
+
+
+def test_processing_reports_engine_errors_as_processing_exceptions(processing_ready, clean_state, scene, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    nocrs = _no_crs_raster(tmp_path / "nocrs.tif")
+    with pytest.raises(QgsProcessingException, match="(?i)crs"):  # the engine's InputError, one line
+        processing.run(ALG, {"INPUT": str(nocrs), "QUERIES": "white", "MODEL": COLOUR_MODEL, "DEVICE": 2,
+                             "OUTPUT": str(tmp_path / "x.gpkg")})
+    with pytest.raises(QgsProcessingException, match="neither a preset"):
+        processing.run(ALG, {"INPUT": str(scene), "QUERIES": "white", "MODEL": "no-such-model", "DEVICE": 2,
+                             "OUTPUT": str(tmp_path / "y.gpkg")})
+    assert not (tmp_path / "x.gpkg").exists() and not (tmp_path / "y.gpkg").exists()
+
+
+def test_algorithm_runs_inside_a_graphical_model(processing_ready, clean_state, scene, tmp_path):
+    import processing
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterRasterLayer,
+    )
+
+    model = QgsProcessingModelAlgorithm("rs2sam2 test model", "tests")
+    model.addModelParameter(QgsProcessingParameterRasterLayer("raster", "Raster"),
+                            QgsProcessingModelParameter("raster"))
+    child = QgsProcessingModelChildAlgorithm(ALG)
+    child.setChildId("segment")
+    child.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("raster")])
+    for name, value in (("QUERIES", "red roofs"), ("MODEL", COLOUR_MODEL), ("DEVICE", 2), ("OVERLAP", 0.25),
+                        ("THRESHOLD", 0.5), ("MIN_AREA", 0.0)):
+        child.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
+    output = QgsProcessingModelOutput("segments", "Segments")
+    output.setChildId("segment")
+    output.setChildOutputName("OUTPUT")
+    child.setModelOutputs({"segments": output})
+    model.addChildAlgorithm(child)
+    out = tmp_path / "model_out.gpkg"
+    result = processing.run(model, {"raster": str(scene), "segment:segments": str(out)})
+    assert Path(result["segment:segments"]) == out
+    assert _queries_and_areas(out) == [("red roofs", 400)]
+
+
+def test_batch_mode_over_two_rasters(processing_ready, clean_state, tmp_path):
+    """The real batch dialog (processing.gui.BatchAlgorithmDialog), two rows, run."""
+    from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
+    from qgis.core import QgsApplication, QgsProcessingContext
+
+    rasters = [make_geotiff(tmp_path / "a.tif"), make_geotiff(tmp_path / "b.tif", size=96)]
+    alg = QgsApplication.processingRegistry().algorithmById(ALG)
+    dialog = BatchAlgorithmDialog(alg.create())
+    panel = dialog.mainWidget()
+    while panel.batchRowCount() < 2:
+        panel.addRow()
+    panel.checkLoadLayersOnCompletion.setChecked(False)
+    context = QgsProcessingContext()
+    outputs = [tmp_path / "a.gpkg", tmp_path / "b.gpkg"]
+    for row, (raster, out) in enumerate(zip(rasters, outputs)):
+        values = {"INPUT": str(raster), "QUERIES": "the white tank", "MODEL": COLOUR_MODEL, "DEVICE": 2}
+        for name, value in values.items():
+            panel.wrappers[row][panel.parameter_to_column[name]].setParameterValue(value, context)
+        panel.tblParameters.cellWidget(row + 1, panel.parameter_to_column["OUTPUT"]).setValue(str(out))
+    dialog.runAlgorithm()
+    for out in outputs:
+        assert _queries_and_areas(out) == [("the white tank", 256)]
+    dialog.deleteLater()
+
+
+def _install_plugin(profile_root: Path) -> Path:
+    plugins = profile_root / "profiles" / "default" / "python" / "plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    link = plugins / "rs2sam2_qgis"
+    if not link.exists():
+        link.symlink_to(REPO_ROOT / "rs2sam2_qgis", target_is_directory=True)
+    return link
+
+
+def _qgis_process_env(profile_root: Path) -> dict:
+    import site
+
+    env = dict(os.environ)
+    site_packages = [p for p in site.getsitepackages() if "site-packages" in p and str(REPO_ROOT) in p]
+    env["PYTHONPATH"] = os.pathsep.join([*site_packages, str(REPO_ROOT), str(TESTS_DIR)])
+    env["QGIS_CUSTOM_CONFIG_PATH"] = str(profile_root)
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    env.setdefault("XDG_RUNTIME_DIR", "/tmp/runtime-rs2sam2")
+    return env
+
+
+@pytest.mark.skipif(shutil.which("qgis_process.bin") is None and not Path("/usr/bin/qgis_process.bin").exists(),
+                    reason="qgis_process.bin not installed (apt-get install qgis)")
+def test_qgis_process_headless_run(tmp_path):
+    exe = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
+    profile = tmp_path / "qgis_profile"
+    _install_plugin(profile)
+    env = _qgis_process_env(profile)
+    enable = subprocess.run([exe, "plugins", "enable", "rs2sam2_qgis"], env=env, capture_output=True, text=True,
+                            timeout=180)
+    assert enable.returncode == 0, enable.stdout + enable.stderr
+    scene_path = make_geotiff(tmp_path / "scene.tif")
+    out = tmp_path / "qp_out.gpkg"
+    run = subprocess.run([exe, "run", ALG, "--json", f"--INPUT={scene_path}", "--QUERIES=the white tank;red roofs",
+                          f"--MODEL={COLOUR_MODEL}", "--DEVICE=2", f"--OUTPUT={out}"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    payload = json.loads(run.stdout[run.stdout.index("{"):])
+    assert payload["results"]["FEATURE_COUNT"] == 2 and payload["results"]["DEVICE_USED"] == "cpu"
+    assert _queries_and_areas(out) == [("red roofs", 400), ("the white tank", 256)]
+
+    nocrs = _no_crs_raster(tmp_path / "nocrs.tif")
+    bad = subprocess.run([exe, "run", ALG, f"--INPUT={nocrs}", "--QUERIES=white", f"--MODEL={COLOUR_MODEL}",
+                          f"--OUTPUT={tmp_path / 'bad.gpkg'}"], env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "crs" in (bad.stdout + bad.stderr).lower()
+    assert not (tmp_path / "bad.gpkg").exists()
