@@ -50,6 +50,9 @@ pip_install --no-build-isolation sam2
 # torchscale 0.3.0 pins timm==0.6.13 and fairscale==0.4.0, which clash with open_clip's timm>=1.0.17;
 # the modules we use only need timm's drop_path and fairscale's wrappers, both present in the newer releases.
 pip_install --no-deps torchscale
+# optional extra [ray] (rs2sam2 batch --ray); the batch tests run it on a local cluster
+log "installing ray (optional extra)"
+pip_install "ray==2.60.0"
 log "installing this project (editable)"
 pip_install --no-deps --no-build-isolation -e "$ROOT"
 

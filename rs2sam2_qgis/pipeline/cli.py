@@ -89,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-pixel-coords", action="store_true",
                    help="accept a raster without CRS and write pixel coordinates (column, row)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .batch_cli import add_batch_parser
+    add_batch_parser(sub, s)  # rs2sam2 batch: shares the options above
     i = sub.add_parser("info", help="describe a raster (size, CRS, bands, nodata, default band mapping)")
     i.add_argument("raster")
     i.add_argument("--json", action="store_true", help="print JSON")
@@ -196,6 +198,9 @@ def main(argv: Optional[list] = None) -> int:
     try:
         if a.command == "segment":
             return cmd_segment(a)
+        if a.command == "batch":
+            from .batch_cli import cmd_batch
+            return cmd_batch(a)
         if a.command == "info":
             return cmd_info(a)
     except InputError as exc:
