@@ -64,9 +64,9 @@ def ensure_import_paths() -> list[str]:
     dependency installer's live package set (rs2sam2_qgis.deps) when it is part of this plugin."""
     global DEPS_STATUS
     try:
-        from .deps import startup
+        from .deps.qgis_glue import startup_status
 
-        DEPS_STATUS = startup()
+        DEPS_STATUS = startup_status()
     except Exception:  # noqa: BLE001 - installer absent or broken: the folders below still work
         DEPS_STATUS = None
     added = []

@@ -133,6 +133,7 @@ def qgis_env(qgis_app, tmp_path_factory):
     base = tmp_path_factory.mktemp("qgis_env")
     isolate_settings(base / "settings")
     os.environ["RS2SAM2_LIBS_DIR"] = str(base / "libs")
+    os.environ["RS2SAM2_DEPS_DIR"] = str(base / "deps")
     return qgis_app
 
 

@@ -53,6 +53,16 @@ ADVANCED = {
 AUTO_TEXT = {"tile": "model's size", "simplify": "auto (½ pixel)"}
 
 
+def _deps_glue(name: str, *args) -> None:
+    """Tell the dependency installer's diagnostics about the last run/error (when that module is present)."""
+    try:
+        from ..deps import qgis_glue
+
+        getattr(qgis_glue, name)(*args)
+    except Exception:  # noqa: BLE001 - diagnostics only
+        pass
+
+
 class Rs2Sam2Dock(QgsDockWidget):
     """Dock panel. `run_started`/`run_finished` are emitted for the plugin and for tests."""
 
@@ -411,6 +421,7 @@ class Rs2Sam2Dock(QgsDockWidget):
                 self.iface.messageBar().pushMessage("rs2sam2", "Run cancelled; nothing was added.",
                                                     level=Qgis.Info, duration=5)
             elif task.error or task.reply.get("type") != "done":
+                _deps_glue("record_error", task.error or "the run produced no result", task.trace)
                 self.progress.setValue(0)
                 self.show_error(task.error or "the run produced no result", task.trace, logged=True)
             else:
@@ -437,6 +448,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.status_label.setText(f"{total} polygon{'s' if total != 1 else ''} ({counts}) in {task.seconds:.1f} s "
                                   f"on {device}{reason}{model}.")
         log(f"run done: {self.status_label.text()} -> {reply['output']}")
+        _deps_glue("record_run", device, stats.get("device_reason", ""))
 
     def show_error(self, message: str, trace: str | None = None, logged: bool = False) -> None:
         self.status_label.setText(f"Error: {message}")
