@@ -138,9 +138,11 @@ class RS2SAM2(nn.Module):
         return self.union_encoder.tokenize(list(texts), device=self.no_mem_embed.device)
 
     def forward(self, pixels: torch.Tensor, texts: Optional[Sequence[str]] = None, *,
-                input_ids: Optional[torch.Tensor] = None, text_pad: Optional[torch.Tensor] = None
-                ) -> Dict[str, torch.Tensor]:
+                input_ids: Optional[torch.Tensor] = None, text_pad: Optional[torch.Tensor] = None,
+                union_pixels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """pixels (B,3,S,S) RGB in [0,1], S = input_size; texts: B captions (or input_ids/text_pad given directly).
+        union_pixels: optional (B,3,s,s) in [0,1] at the union encoder's size (default: pixels resized, bilinear
+        with antialias; the authors resize the original image to both sizes, which this lets a caller reproduce).
 
         Returns logits (B,1,S,S), boundary_weight (B,), low_res_logits (B,1,S/4,S/4), pseudo_mask (B,1,gh,gw)
         probabilities, pseudo_mask_logits, iou_pred, object_score_logits."""
@@ -160,7 +162,8 @@ class RS2SAM2(nn.Module):
         input_ids, text_pad = input_ids.to(pixels.device), text_pad.to(pixels.device)
 
         # union encoder -> c, V, T
-        u = self.union_encoder(self.union_encoder.preprocess(pixels), input_ids, text_pad)
+        u = self.union_encoder(self.union_encoder.preprocess(pixels if union_pixels is None else union_pixels),
+                               input_ids, text_pad)
         pseudo_prob, pseudo_logit = self.mask_prompt(u.cls, u.visual, u.grid)
         sparse = self.sparse_prompt(u.cls)  # (B,1,dim)
         t = self.text_proj(u.text)  # (B,L,dim)

@@ -5,8 +5,9 @@
   encoder's patch grid, resized (bilinear, antialias) to SAM2's mask-input size and given to the prompt encoder
   *as a probability* (stock SAM takes logits).
 - `SparsePromptMLP` (authors' text_hidden_fcs): c -> Linear, ReLU, Linear -> one sparse prompt token.
-- `TextMaskDecoder`: sam2's MaskDecoder whose image embedding (after the dense prompt is added) is gated by a
-  cross-attention to the text t: src = src * MHA(query src + PE, key/value t) (authors' vlfusion_module).
+- `TextMaskDecoder`: sam2's MaskDecoder whose image embedding is gated by a cross-attention to the text t before the
+  dense prompt is added: emb = emb * MHA(query emb + PE, key/value t) (authors' vlfusion_module; the placement
+  before the dense-prompt add is the one that reproduces the golden fixture's low-res logits).
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ class TextMaskDecoder(MaskDecoder):
 
     def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
                       repeat_image, high_res_features=None):
-        # sam2's MaskDecoder.predict_masks with the text gating inserted after the dense prompt is added.
+        # sam2's MaskDecoder.predict_masks with the text gating inserted before the dense prompt is added.
         text, text_pad = self._text if getattr(self, "_text", None) is not None else (None, None)
         s = 0
         if self.pred_obj_scores:
@@ -94,11 +95,11 @@ class TextMaskDecoder(MaskDecoder):
         else:
             assert image_embeddings.shape[0] == tokens.shape[0]
             src = image_embeddings
-        src = src + dense_prompt_embeddings
         assert image_pe.size(0) == 1, "image_pe should have size 1 in batch dim (from `get_dense_pe()`)"
         pos_src = torch.repeat_interleave(image_pe, tokens.shape[0], dim=0)
         if text is not None:
             src = self.gate_with_text(src, pos_src, text, text_pad)
+        src = src + dense_prompt_embeddings
         b, c, h, w = src.shape
 
         hs, src = self.transformer(src, pos_src, tokens)

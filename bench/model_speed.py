@@ -1,0 +1,183 @@
+"""Model speed benchmark (not a test): per preset, forward time per tile, peak memory, FLOPs per tile, FLOP/s;
+for the small presets also one training step (forward + loss + backward) on a batch of 8.
+
+    .venv/bin/python bench/model_speed.py                      # nano, tiny, clip-b
+    .venv/bin/python bench/model_speed.py --presets nano paper # choose (paper: ~20 s per forward, ~5 GB)
+
+Each preset runs in its own subprocess so peak RSS is per preset. Random weights (speed does not depend on them).
+FLOPs: torch.utils.flop_counter.FlopCounterMode with SDPA forced to the math backend (the counter does not see the
+CPU flash-attention kernel otherwise); matmul/linear/conv/attention only, 1 multiply-add = 2 FLOPs.
+Writes bench/results/model_speed.json and .md (or --out PREFIX).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TEXT = "the large grey building next to the road on the left"
+
+
+def _bench_one(preset: str, device: str, repeats: int, train_batch: int, train_steps: int) -> dict:
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from model_core import build_model
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    t0 = time.perf_counter()
+    model = build_model(preset).to(dev).eval()
+    build_s = time.perf_counter() - t0
+    S = model.input_size
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for _, p in model.trainable_parameters())
+    x = torch.rand(1, 3, S, S, device=dev)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        model(x, [TEXT])  # warm-up (tokenizer, kernels)
+        sync()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(x, [TEXT])
+            sync()
+            times.append(time.perf_counter() - t)
+    fwd = statistics.median(times)
+    res = {
+        "preset": preset, "device": str(dev), "input_size": S, "union_image_size": model.cfg.union.image_size,
+        "union_backend": model.cfg.union.backend, "params": n_params, "trainable_params": n_train,
+        "build_s": round(build_s, 3), "forward_s_per_tile": round(fwd, 4),
+        "forward_s_all": [round(t, 4) for t in times], "threads": torch.get_num_threads(),
+    }
+    if dev.type == "cuda":
+        res["peak_cuda_mem_mb_forward"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+    # FLOPs of one tile + one caption
+    with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+        fc = FlopCounterMode(display=False)
+        with fc:
+            model(x, [TEXT])
+    flops = fc.get_total_flops()
+    res["gflops_per_tile"] = round(flops / 1e9, 3)
+    res["achieved_gflops_per_s"] = round(flops / 1e9 / fwd, 2)
+    per_module = fc.get_flop_counts()
+    top = {}
+    for name in ("RS2SAM2.union_encoder", "RS2SAM2.image_encoder", "RS2SAM2.mask_decoder",
+                 "RS2SAM2.prompt_encoder", "RS2SAM2.mask_prompt"):
+        if name in per_module:
+            top[name.split(".", 1)[1]] = round(sum(per_module[name].values()) / 1e9, 3)
+    res["gflops_by_part"] = top
+
+    # one training step (forward + loss + backward) on a batch
+    if train_steps > 0:
+        model.train()
+        xb = torch.rand(train_batch, 3, S, S, device=dev)
+        tb = (torch.rand(train_batch, S, S, device=dev) > 0.5).float()
+        texts = [TEXT] * train_batch
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        steps = []
+        for i in range(train_steps + 1):
+            t = time.perf_counter()
+            out = model(xb, texts)
+            loss, _ = model.loss(out, tb)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+            sync()
+            if i > 0:  # first step is warm-up
+                steps.append(time.perf_counter() - t)
+        res["train_batch"] = train_batch
+        res["train_step_s"] = round(statistics.median(steps), 4)
+        res["train_step_s_all"] = [round(t, 4) for t in steps]
+        if dev.type == "cuda":
+            res["peak_cuda_mem_mb_train"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=["nano", "tiny", "clip-b"])
+    ap.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--train-batch", type=int, default=8)
+    ap.add_argument("--train-steps", type=int, default=3, help="timed training steps for nano/tiny (0: none)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "model_speed"))
+    ap.add_argument("--one", nargs=2, metavar=("PRESET", "DEVICE"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.one:
+        preset, device = args.one
+        small = preset in ("nano", "tiny")
+        heavy = preset == "paper"
+        res = _bench_one(preset, device, repeats=1 if heavy else (2 if not small else args.repeats),
+                         train_batch=args.train_batch, train_steps=args.train_steps if small else 0)
+        print("RESULT " + json.dumps(res))
+        return
+
+    import torch
+
+    devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    results = []
+    for dev in devices:
+        for preset in args.presets:
+            print(f"[bench] {preset} on {dev} ...", flush=True)
+            p = subprocess.run([sys.executable, __file__, "--one", preset, dev, "--repeats", str(args.repeats),
+                                "--train-batch", str(args.train_batch), "--train-steps", str(args.train_steps)],
+                               capture_output=True, text=True, cwd=str(ROOT))
+            line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+            if p.returncode != 0 or not line:
+                print(p.stderr[-2000:], file=sys.stderr)
+                results.append({"preset": preset, "device": dev, "error": p.stderr.strip().splitlines()[-1:]})
+                continue
+            r = json.loads(line[0][len("RESULT "):])
+            print(f"  forward {r['forward_s_per_tile']*1000:.0f} ms/tile, {r['gflops_per_tile']} GFLOPs, "
+                  f"{r['achieved_gflops_per_s']} GFLOP/s, peak RSS {r['peak_rss_mb']} MB"
+                  + (f", train step b{r['train_batch']} {r['train_step_s']*1000:.0f} ms" if "train_step_s" in r
+                     else ""), flush=True)
+            results.append(r)
+
+    meta = {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
+            "python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "load_avg_at_end": os.getloadavg(), "note": "random weights; CPU numbers on a shared 2-core machine"}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    lines = ["# model_core speed", "", f"{meta['date_utc']}, torch {meta['torch']}, {meta['cpu_count']} CPUs "
+             f"(load average at end {', '.join(f'{x:.1f}' for x in meta['load_avg_at_end'])}), random weights.", "",
+             "| preset | device | tile px | params (M) | trainable (M) | forward s/tile | GFLOPs/tile | GFLOP/s | "
+             "peak RSS MB | train step (batch) s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['preset']} | {r['device']} | error: {r['error']} |")
+            continue
+        ts = f"{r['train_step_s']:.3f} ({r['train_batch']})" if "train_step_s" in r else "-"
+        lines.append(f"| {r['preset']} | {r['device']} | {r['input_size']} | {r['params']/1e6:.2f} | "
+                     f"{r['trainable_params']/1e6:.2f} | {r['forward_s_per_tile']:.3f} | {r['gflops_per_tile']:.2f} | "
+                     f"{r['achieved_gflops_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {ts} |")
+    lines += ["", "FLOPs: FlopCounterMode with SDPA on the math backend (matmul/linear/conv/attention; 1 MAC = 2 FLOPs).",
+              "Peak RSS includes the Python/torch import (~0.4-0.5 GB)."]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("wrote", out.with_suffix(".json"), out.with_suffix(".md"))
+
+
+if __name__ == "__main__":
+    main()
