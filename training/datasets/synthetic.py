@@ -139,7 +139,7 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
 
     # water body (0-1 per 256^2)
     if rng.random() < 0.55 * min(1.0, scale) or (scale > 1 and rng.random() < 0.8):
-        for _ in range(max(1, int(round(scale * 0.5)))):
+        for _ in range(max(1, int(round(scale * 0.2)))):
             for _try in range(20):
                 r = rng.uniform(0.09, 0.17) * min(h, w) / max(1.0, math.sqrt(scale) * 0.8)
                 r = max(r, 18)
@@ -243,7 +243,11 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
     n_tanks = count(0, 4) if rng.random() < 0.8 else 0
     if n_tanks:
         ccx, ccy = rng.uniform(30, w - 30), rng.uniform(30, h - 30)
+        n_clusters = max(1, int(round(scale / 4)))  # large scenes: several tank farms
+        centres = [(ccx, ccy)] + [(rng.uniform(30, w - 30), rng.uniform(30, h - 30)) for _ in range(n_clusters - 1)]
         for _ in range(n_tanks):
+            if n_clusters > 1:
+                ccx, ccy = centres[int(rng.integers(n_clusters))]
             for _try in range(30):
                 r = float(rng.uniform(6, 14))
                 cx = float(np.clip(ccx + rng.normal(0, 22 * math.sqrt(max(1.0, scale / 4))), r + 2, w - r - 2))
