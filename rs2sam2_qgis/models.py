@@ -74,13 +74,16 @@ def build(spec: str):
 
 def get_predictor(spec: str, device: str = "auto"):
     """A cached model_core.Predictor for (spec, device); thread-safe (called from QgsTask threads)."""
-    key = ((spec or "").strip(), (device or "auto").strip().lower())
+    spec = (spec or "").strip()
+    # a checkpoint replaced at the same path is a new model
+    stamp = os.path.getmtime(spec) if spec and os.path.exists(spec) else None
+    key = (spec, (device or "auto").strip().lower(), stamp)
     with _lock:
         predictor = _cache.get(key)
         if predictor is None:
             from model_core import Predictor
 
-            model = build(key[0])
+            model = build(spec)
             model.eval()
             predictor = Predictor(model, device=key[1])
             _cache.clear()  # keep one model in memory at a time

@@ -64,6 +64,9 @@ class Rs2Sam2Plugin:
             self.provider = None
         self.actions = []
         self.toggle_action = None
+        from . import worker_client
+
+        worker_client.shutdown()
 
     # actions -------------------------------------------------------------------------------------------------
     def ensure_dock(self):

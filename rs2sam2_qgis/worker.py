@@ -17,6 +17,9 @@ Jobs:
   {"action": "export", "result_file", "output", "layer": optional, "append": bool} -> {"type": "done", "layers"}
   {"action": "probe"} -> {"type": "done", "devices": {...}, "presets": [...]}
 Failures: {"type": "error", "kind": "input" | "cancelled" | "internal", "message", "trace"}.
+
+`python -m rs2sam2_qgis.worker --serve` keeps running and takes one job per stdin line, so the model stays loaded
+between runs (rs2sam2_qgis.models caches the predictor); it ends when stdin closes (QGIS quits).
 """
 from __future__ import annotations
 
@@ -90,9 +93,10 @@ def _probe(job: dict) -> dict:
 ACTIONS = {"segment": _segment, "export": _export, "probe": _probe}
 
 
-def main() -> int:
+def handle(line: str) -> int:
+    """Runs one job line; emits its final message; returns an exit-code-like status."""
     try:
-        job = json.loads(sys.stdin.readline() or "{}")
+        job = json.loads(line or "{}")
     except json.JSONDecodeError as exc:
         emit({"type": "error", "kind": "internal", "message": f"bad job: {exc}", "trace": ""})
         return 2
@@ -125,6 +129,16 @@ def main() -> int:
         emit({"type": "error", "kind": "internal", "message": f"{type(exc).__name__}: {exc}",
               "trace": traceback.format_exc()})
         return 1
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--serve" in argv:
+        for line in sys.stdin:
+            if line.strip():
+                handle(line)
+        return 0
+    return handle(sys.stdin.readline())
 
 
 if __name__ == "__main__":

@@ -178,12 +178,16 @@ def test_run_adds_a_styled_layer_per_query_with_engine_attributes(clean_state, i
 def test_export_appends_to_a_geopackage_with_write_vector(clean_state, iface, scene, tmp_path):
     import pyogrio
 
+    from rs2sam2_qgis import worker_client
+
     plugin = _plugin(iface)
     dock, _ = _dock_ready(plugin, scene, ["the white tank"])
     _run(dock)
+    pid = worker_client._server.proc.pid
     out = tmp_path / "export.gpkg"
     assert dock.export_to(str(out))
     assert dock.export_to(str(out))  # second export appends, never overwrites
+    assert worker_client._server.proc.pid == pid  # one long-lived worker: the model stays loaded
     layers = [str(name) for name in pyogrio.list_layers(out)[:, 0]]
     assert len(layers) == 1
     assert pyogrio.read_info(out, layer=layers[0])["features"] == 2
@@ -232,6 +236,16 @@ def test_bad_input_shows_the_engine_message_and_adds_nothing(clean_state, iface,
     dock.preset_combo.setCurrentText("py:colour_model:NoSuchModel")
     task = _run(dock)
     assert "NoSuchModel" in task.error and _result_layers() == []
+    # an unexpected exception inside the engine process: one line in the bar, the full trace in the log
+    from qgis.core import QgsApplication
+
+    logged = []
+    QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append((tag, msg)))
+    dock.preset_combo.setCurrentText("py:test_plugin_support:broken_model")
+    task = _run(dock)
+    assert task.error == "RuntimeError: the model exploded" and iface.messages[-1][1] == task.error
+    assert any(tag == "rs2sam2" and "Traceback" in msg and "the model exploded" in msg for tag, msg in logged)
+    assert _result_layers() == []
     # an invalid tile size is caught by the engine's validation
     dock.preset_combo.setCurrentText(COLOUR_MODEL)
     dock.advanced_widgets["tile"].setValue(5)

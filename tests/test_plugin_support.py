@@ -35,6 +35,10 @@ def slow_colour_model():
     return Slow(input_size=32)
 
 
+def broken_model():
+    raise RuntimeError("the model exploded")
+
+
 def make_geotiff(path: Path, size: int = 128, crs: str = "EPSG:32633", origin=(500000.0, 4649776.0),
                  pixel: float = 0.5) -> Path:
     """Grey background, a white square at rows/cols 16..47 and a red square at rows/cols 72..111."""

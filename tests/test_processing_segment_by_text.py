@@ -176,6 +176,7 @@ def _qgis_process_env(profile_root: Path) -> dict:
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("qgis_process.bin") is None and not Path("/usr/bin/qgis_process.bin").exists(),
                     reason="qgis_process.bin not installed (apt-get install qgis)")
 def test_qgis_process_headless_run(tmp_path):
