@@ -45,7 +45,7 @@ class SegmentOptions:
     in_memory_max_mb: float = 256.0
     #: folder for temporary rasters (None = the system's temp folder)
     temp_dir: Optional[str] = None
-    #: GDAL block cache (MB) while the engine runs
+    #: GDAL block cache (MB) while the engine runs (rasterio takes GDAL_CACHEMAX in bytes: converted in run.py)
     gdal_cache_mb: int = 64
     #: 4- or 8-connected regions when polygonizing
     connectivity: int = 4

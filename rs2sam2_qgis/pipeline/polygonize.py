@@ -20,7 +20,7 @@ from rasterio.windows import Window
 from .areas import AreaCalculator
 from .errors import Cancelled
 
-STRIP_PIXELS = 1 << 24  # pixels per rasterised strip when scoring (64 MB of int32 ids)
+STRIP_PIXELS = 1 << 22  # pixels per rasterised strip when scoring (16 MB of int32 ids)
 
 
 @dataclass
@@ -112,8 +112,17 @@ class Polygonizer:
             cand = cand[r1s[cand] > top]
             if len(cand) == 0:
                 continue
-            ids = features.rasterize(((shapes_[i], int(i) + 1) for i in cand), out_shape=(bottom - top, width),
-                                     transform=self.transform * Affine.translation(0, top), fill=0,
+            strip_tf = self.transform * Affine.translation(0, top)
+            inside = (r0s[cand] >= top) & (r1s[cand] <= bottom)
+            items = [(shapes_[i], int(i) + 1) for i in cand[inside]]
+            big = cand[~inside]
+            if len(big):
+                # polygons reaching past the strip: rasterise only their part in it (clipped to the strip's box)
+                xs, ys = zip(*(strip_tf * (c, r) for c, r in ((0, -1), (width, -1), (0, bottom - top + 1),
+                                                             (width, bottom - top + 1))))
+                clipped = shapely.clip_by_rect(geoms[big], min(xs), min(ys), max(xs), max(ys))
+                items += [(g, int(i) + 1) for g, i in zip(clipped, big) if not g.is_empty]
+            ids = features.rasterize(items, out_shape=(bottom - top, width), transform=strip_tf, fill=0,
                                      dtype="int32")
             prob = read_rows(top, bottom)
             sums += np.bincount(ids.ravel(), weights=prob.ravel(), minlength=n + 1)

@@ -122,7 +122,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             progress(float(min(max(frac, 0.0), 1.0)), msg)
 
     def produce():
-        with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb), src.open() as ds:
+        with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20), src.open() as ds:
             for batch in batched(grid, options.batch_size):
                 items = []
                 for t in batch:
@@ -133,7 +133,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                 yield items
 
     try:
-        with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb):
+        with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20):
             stitcher = Stitcher(T, aoi, tile, grid.overlap_px, sink, grid.rows, grid.cols)
             report(0.0, f"{len(grid)} tiles of {tile} px on {stats.device}")
             done = 0

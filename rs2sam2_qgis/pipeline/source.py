@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -13,7 +14,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import InputError
@@ -63,7 +64,7 @@ class RasterSource:
         return math.sqrt(abs(t.a * t.e - t.b * t.d))
 
     def open(self):
-        return rasterio.open(self.path)
+        return _open(self.path)
 
     # ------------------------------------------------------------------ reading
     def read(self, ds, row: int, col: int, height: int, width: int):
@@ -110,6 +111,13 @@ class RasterSource:
                 np.nan_to_num(q, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
                 out[..., k] = np.clip(q + 0.5, 0, 255).astype(np.uint8)
         return out
+
+
+def _open(path):
+    """rasterio.open without the NotGeoreferencedWarning (a missing CRS is reported as an InputError instead)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(path)
 
 
 def _choose_bands(ds, requested) -> tuple[tuple, Optional[int]]:
@@ -171,7 +179,7 @@ def open_source(path, options: SegmentOptions) -> RasterSource:
     if os.path.isdir(path):
         raise InputError(f"{path} is a folder, not a raster; give a raster file such as a GeoTIFF")
     try:
-        ds = rasterio.open(path)
+        ds = _open(path)
     except RasterioIOError:
         raise InputError(f"{path} is not a raster GDAL can read; give a GeoTIFF or another GDAL raster") from None
     with ds:
@@ -224,7 +232,7 @@ def raster_info(path) -> dict:
     if not os.path.exists(path):
         raise InputError(f"raster not found: {path}; check the path")
     try:
-        ds = rasterio.open(path)
+        ds = _open(path)
     except RasterioIOError:
         raise InputError(f"{path} is not a raster GDAL can read; give a GeoTIFF or another GDAL raster") from None
     with ds:
