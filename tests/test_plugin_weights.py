@@ -126,3 +126,26 @@ def test_model_settings_dialog_checks_dependencies_and_saves_paths(qgis_env, tmp
     dialog.accept()
     assert settings.weight_path("sam2") == str(tmp_path / "sam2_hiera_large.pt")
     QgsSettings().remove("rs2sam2")
+
+
+def test_download_button_fetches_verifies_and_fills_the_path(qgis_env, server, tmp_path, monkeypatch):
+    from qgis.core import QgsSettings
+
+    from rs2sam2_qgis import settings
+    from rs2sam2_qgis.ui.model_settings import ModelSettingsDialog
+    from test_plugin_support import wait_until
+
+    QgsSettings().remove("rs2sam2")
+    entry = weights.WeightFile("sam2", "test weights", server, "sam2_test.pt", size=len(PAYLOAD), sha256=SHA)
+    monkeypatch.setitem(weights.CATALOG, "sam2", [entry])
+    monkeypatch.setattr(weights, "default_folder", lambda: tmp_path / "weights")
+    dialog = ModelSettingsDialog()
+    dialog.download_buttons["sam2"].click()
+    assert dialog.download_buttons["sam2"].text() == "Cancel"
+    assert wait_until(lambda: not dialog.tasks, 30)
+    target = tmp_path / "weights" / "sam2_test.pt"
+    assert target.read_bytes() == PAYLOAD
+    assert dialog.file_widgets["sam2"].filePath() == str(target)
+    assert settings.weight_path("sam2") == str(target)
+    assert dialog.status.text().startswith("Downloaded and verified")
+    QgsSettings().remove("rs2sam2")
