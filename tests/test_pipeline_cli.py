@@ -97,11 +97,14 @@ BAD = {
     "missing checkpoint": (lambda r, o: ["segment", r["ok"], "red", "-o", o, "--model", "/no/such.pt"],
                            "checkpoint not found"),
     "missing raster for info": (lambda r, o: ["info", "/nonexistent.tif"], "raster not found"),
+    "cuda unavailable": (lambda r, o: ["segment", r["ok"], "red", "-o", o, "--device", "cuda"], "use --device cpu"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_one_line_exit_2_output_unchanged(case, rasters, out, capsys, monkeypatch):
+    if case == "cuda unavailable" and __import__("torch").cuda.is_available():
+        pytest.skip("CUDA is present here")
     if case == "missing checkpoint":
         monkeypatch.setattr(cli, "load_model", REAL_LOAD_MODEL)
     args, needle = BAD[case]
@@ -134,3 +137,17 @@ def test_console_entry_runs_as_a_subprocess(rasters):
                         "x.gpkg"], capture_output=True, text=True, cwd=os.path.dirname(rasters["ok"]))
     assert p.returncode == 2 and p.stderr.strip() == ('rs2sam2: error: empty query; type what to find, e.g. '
                                                       '"the white storage tanks"')
+
+
+def test_train_and_eval_get_the_remaining_argv(monkeypatch):
+    import types
+
+    seen = {}
+    for name in ("training.train", "training.evaluate"):
+        mod = types.ModuleType(name)
+        mod.main = lambda argv, _n=name: seen.setdefault(_n, list(argv)) and 0
+        monkeypatch.setitem(sys.modules, name, mod)
+    assert cli.main(["train", "--preset", "nano", "--epochs", "1"]) == 0
+    assert cli.main(["eval", "ckpt.pt", "--split", "val"]) == 0
+    assert seen == {"training.train": ["--preset", "nano", "--epochs", "1"],
+                    "training.evaluate": ["ckpt.pt", "--split", "val"]}
