@@ -2,8 +2,9 @@
 
 A model spec is one string, the same in the dock, the Processing algorithm and qgis_process:
   - "demo"                    model_core.load_model("demo") (small, CPU-friendly)
-  - a preset name             model_core.build_model(preset): the architecture with *random* weights (for
-                              trying the pipeline / timing; trained weights come as a checkpoint file)
+  - a preset name             model_core.build_model(preset), then the part weights chosen in the model settings
+                              dialog (SAM2 .pt; CLIP/SigLIP or BEiT-3 + beit3.spm, by the preset's union backend)
+                              via model_core.load_model(path, base=model); parts without weights stay random
   - a path                    model_core.load_model(path): any checkpoint kind model_core detects
   - "py:module:callable"      a Python callable returning a model that follows the model protocol
                               (for your own models and for tests; the module must be importable)
@@ -43,8 +44,31 @@ def preset_names() -> list[str]:
     return sorted(getattr(model_core, "PRESETS", {}) or {})
 
 
-def build(spec: str):
-    """The nn.Module for `spec` (no caching)."""
+PART_KINDS = {"sam2": "sam2", "clip": "open_clip", "beit3": "beit3"}
+
+
+def _apply_part_weights(model, spec: str, weights: dict):
+    import model_core
+
+    backend = getattr(getattr(getattr(model, "cfg", None), "union", None), "backend", None)
+    for key, kind in PART_KINDS.items():
+        path = (weights or {}).get(key)
+        if not path:
+            continue
+        if key == "clip" and backend not in (None, "clip"):
+            continue
+        if key == "beit3" and backend not in (None, "beit3"):
+            continue
+        extra = {"spm": weights["beit3_spm"]} if key == "beit3" and weights.get("beit3_spm") else {}
+        try:
+            model = model_core.load_model(path, base=model, kind=kind, **extra)
+        except Exception as exc:  # noqa: BLE001 - strict loaders explain what does not fit
+            raise ModelSpecError(f"the {key} weights {path} do not fit preset '{spec}': {exc}") from exc
+    return model
+
+
+def build(spec: str, weights: dict | None = None):
+    """The nn.Module for `spec` (no caching); `weights`: part weight paths for presets (settings.WEIGHT_KEYS)."""
     spec = (spec or "").strip()
     if not spec:
         raise ModelSpecError("no model chosen: pick 'demo', a preset or a checkpoint file")
@@ -64,26 +88,25 @@ def build(spec: str):
         return model_core.load_model(DEMO)
     presets = getattr(model_core, "PRESETS", {}) or {}
     if spec in presets:
-        # model_core builds presets with random weights; trained weights come as a checkpoint file.
-        return model_core.build_model(spec)
+        return _apply_part_weights(model_core.build_model(spec), spec, weights or {})
     if os.path.exists(spec):
         return model_core.load_model(spec)
     known = ", ".join(["demo", *sorted(presets)])
     raise ModelSpecError(f"model '{spec}' is neither a preset ({known}) nor an existing checkpoint file")
 
 
-def get_predictor(spec: str, device: str = "auto"):
-    """A cached model_core.Predictor for (spec, device); thread-safe (called from QgsTask threads)."""
+def get_predictor(spec: str, device: str = "auto", weights: dict | None = None):
+    """A cached model_core.Predictor for (spec, device, weights); thread-safe."""
     spec = (spec or "").strip()
     # a checkpoint replaced at the same path is a new model
     stamp = os.path.getmtime(spec) if spec and os.path.exists(spec) else None
-    key = (spec, (device or "auto").strip().lower(), stamp)
+    key = (spec, (device or "auto").strip().lower(), stamp, tuple(sorted((weights or {}).items())))
     with _lock:
         predictor = _cache.get(key)
         if predictor is None:
             from model_core import Predictor
 
-            model = build(spec)
+            model = build(spec, weights)
             model.eval()
             predictor = Predictor(model, device=key[1])
             _cache.clear()  # keep one model in memory at a time

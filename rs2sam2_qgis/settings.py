@@ -95,6 +95,11 @@ def _light_options_module():
     return importlib.import_module(name + ".options")
 
 
+def weight_paths() -> dict:
+    """{weight key: path} of the weights chosen in the model settings dialog (only those set)."""
+    return {key: path for key in WEIGHT_KEYS if (path := weight_path(key))}
+
+
 def engine_defaults() -> dict:
     """Field -> default of the engine's SegmentOptions (read without importing the engine's heavy modules)."""
     SegmentOptions = _light_options_module().SegmentOptions  # noqa: N806

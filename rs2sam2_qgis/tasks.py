@@ -83,10 +83,11 @@ class SegmentTask(WorkerTask):
     one layer per query) and pickles the engine's result to `result_file` for a later export."""
 
     def __init__(self, raster_path: str, queries: list[str], model_spec: str, device: str, options: dict,
-                 output: str, result_file: str, mask_wkt: str | None = None, on_finished=None):
+                 output: str, result_file: str, mask_wkt: str | None = None, on_finished=None,
+                 weights: dict | None = None):
         job = {"action": "segment", "raster": raster_path, "queries": list(queries), "model": model_spec,
-               "device": device, "options": dict(options), "mask_wkt": mask_wkt, "output": output,
-               "result_file": result_file}
+               "device": device, "weights": dict(weights or {}), "options": dict(options), "mask_wkt": mask_wkt,
+               "output": output, "result_file": result_file}
         super().__init__(f"rs2sam2: {', '.join(queries)[:60]}", job, on_finished)
         self.raster_path = raster_path
         self.queries = list(queries)

@@ -9,7 +9,8 @@ global symbol scope. The process also keeps a crash or an out-of-memory in torch
 cleanly through the engine's is_cancelled hook (a flag file), or killed as a last resort (outputs are atomic).
 
 Jobs:
-  {"action": "segment", "raster", "queries", "model", "device", "options": {SegmentOptions fields},
+  {"action": "segment", "raster", "queries", "model", "device", "weights": {part: path} (for presets),
+   "options": {SegmentOptions fields},
    "mask_wkt": optional, "output": gpkg/geojson/shp path, "layer": optional, "result_file": optional pickle path,
    "cancel_file": optional path}
       -> {"type": "progress", "fraction", "message"}* then {"type": "done", "layers", "count", "counts", "stats",
@@ -57,7 +58,7 @@ def _segment(job: dict) -> dict:
         emit({"type": "progress", "fraction": float(fraction), "message": str(message)})
 
     progress(0.0, "loading model")
-    predictor = get_predictor(job.get("model") or "demo", job.get("device") or "auto")
+    predictor = get_predictor(job.get("model") or "demo", job.get("device") or "auto", job.get("weights") or {})
     progress(0.0, f"model loaded on {predictor.device}")
     result = segment_raster(job["raster"], job["queries"], predictor, options, progress=progress,
                             is_cancelled=is_cancelled)

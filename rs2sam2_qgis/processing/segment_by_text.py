@@ -173,8 +173,14 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
 
         feedback.pushInfo(f"Model '{spec}', device {device}; the engine runs in a separate Python process")
         # the engine runs in a child process: see worker.py (pyproj/rasterio wheels cannot load in qgis_process)
+        try:
+            from ..settings import weight_paths
+
+            weights = weight_paths()
+        except Exception:  # noqa: BLE001 - no settings: presets keep random parts
+            weights = {}
         reply = run_job({"action": "segment", "raster": raster_path, "queries": queries, "model": spec,
-                         "device": device, "options": values, "output": target},
+                         "device": device, "weights": weights, "options": values, "output": target},
                         on_progress=progress, is_cancelled=feedback.isCanceled)
         if reply.get("type") != "done":
             if reply.get("trace"):

@@ -114,8 +114,8 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.model_kind.addItem("Checkpoint file", MODEL_CHECKPOINT)
         self.preset_combo = QComboBox(body)
         self.preset_combo.setEditable(True)
-        self.preset_combo.setToolTip("model_core preset: the architecture with random weights (for trying the "
-                                     "pipeline and timing); trained weights come as a checkpoint file")
+        self.preset_combo.setToolTip("model_core preset, filled with the part weights chosen in Model settings "
+                                     "(SAM2, CLIP or BEiT-3); parts without weights stay random")
         self.checkpoint_widget = QgsFileWidget(body)
         self.checkpoint_widget.setFilter("Checkpoints (*.pt *.pth *.safetensors *.bin *.ckpt);;All files (*)")
         self.settings_button = QPushButton("…", body)
@@ -387,7 +387,8 @@ class Rs2Sam2Dock(QgsDockWidget):
 
         output, result_file = run_paths(layer.name())
         task = SegmentTask(raster_path, queries, spec, self.device_combo.currentData(), options, output,
-                           result_file, mask_wkt=mask_wkt, on_finished=self._on_task_finished)
+                           result_file, mask_wkt=mask_wkt, on_finished=self._on_task_finished,
+                           weights=settings.weight_paths())
         task.raster_name = layer.name()
         task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
         task.message.connect(self._on_message)
