@@ -42,9 +42,9 @@ def _golden_model():
 def _inputs():
     from PIL import Image
 
-    img = Image.open(G / "input.png").convert("RGB")
-    big = torch.from_numpy(np.asarray(img.resize((1024, 1024), Image.BILINEAR))).permute(2, 0, 1)[None].float() / 255
-    small = torch.from_numpy(np.asarray(img.resize((224, 224), Image.BILINEAR))).permute(2, 0, 1)[None].float() / 255
+    img = Image.open(G / "input.png").convert("RGB")  # PIL resizes as their transforms do
+    big = torch.from_numpy(np.array(img.resize((1024, 1024), Image.BILINEAR))).permute(2, 0, 1)[None].float() / 255
+    small = torch.from_numpy(np.array(img.resize((224, 224), Image.BILINEAR))).permute(2, 0, 1)[None].float() / 255
     spec = json.loads((G / "input.json").read_text())
     ids = torch.tensor(spec["input_ids"])
     pad = ~torch.tensor(spec["attention_mask"])
