@@ -297,3 +297,15 @@ def test_one_install_at_a_time(tmp_path):
     lay.lock_file.write_text(json.dumps({"pid": 2**22 + 12345, "time": time.time()}))   # a dead process's lock
     assert lay.acquire_lock()
     lay.release_lock()
+
+
+def test_offline_kit_commands(fake_qgis_site):
+    pins = C.qgis_pins([str(fake_qgis_site)])
+    constraints, commands = M.offline_kit(pins, T.TorchVariant("cu128", "https://download.pytorch.org/whl/cu128",
+                                                                True, "test"))
+    assert "numpy==1.24.2" in constraints
+    lines = commands.splitlines()
+    assert '--index-url https://download.pytorch.org/whl/cu128 "torch>=2.5.1" "torchvision>=0.20.1"' in lines[1]
+    assert '-c qgis-constraints.txt' in lines[2] and '"numpy==1.24.2"' in lines[2] and '"hydra-core>=1.3.2"' in lines[2]
+    assert '"sam2==1.1.0"' not in lines[2] and '--no-deps "sam2==1.1.0" "torchscale==0.3.0"' in lines[3]
+    assert "setuptools wheel ninja" in lines[4]

@@ -104,3 +104,15 @@ def test_glue_state_and_proxy_from_qgis_settings(qgis_app, tmp_path, monkeypatch
     finally:
         for key, value in saved.items():
             s.remove(key) if value is None else s.setValue(key, value)
+
+
+def test_dialog_writes_offline_kit(qgis_app, deps_layout, tmp_path):
+    from rs2sam2_qgis.deps.dialog import DependenciesDialog
+
+    dialog = DependenciesDialog(layout=deps_layout)
+    dialog.torch_combo.setCurrentIndex(dialog.torch_combo.findData("cpu"))
+    assert dialog.write_offline_kit(str(tmp_path)) == str(tmp_path)
+    assert "numpy==" in (tmp_path / "qgis-constraints.txt").read_text()
+    assert "whl/cpu" in (tmp_path / "download-wheels.txt").read_text()
+    assert "download-wheels.txt" in dialog.text.toPlainText()
+    dialog.close()

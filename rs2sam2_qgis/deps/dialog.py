@@ -48,6 +48,9 @@ class DependenciesDialog(QDialog):
         self.uninstall_button = QPushButton("Uninstall")
         self.diag_button = QPushButton("Diagnostics")
         self.copy_button = QPushButton("Copy")
+        self.kit_button = QPushButton("Offline kit…")
+        self.kit_button.setToolTip("Write the constraints and pip commands that collect a wheel folder for an "
+                                   "offline install of this QGIS (run them on a connected machine)")
         self.cancel_button = QPushButton("Cancel install")
         self.cancel_button.setEnabled(False)
         close = QPushButton("Close")
@@ -57,6 +60,7 @@ class DependenciesDialog(QDialog):
         self.diag_button.clicked.connect(self.show_diagnostics)
         self.copy_button.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.text.toPlainText()))
         self.cancel_button.clicked.connect(self.cancel)
+        self.kit_button.clicked.connect(self.write_offline_kit)
         close.clicked.connect(self.close)
 
         options = QHBoxLayout()
@@ -65,7 +69,8 @@ class DependenciesDialog(QDialog):
         options.addWidget(self.offline, 1)
         options.addWidget(browse)
         buttons = QHBoxLayout()
-        for b in (self.install_button, self.repair_button, self.uninstall_button, self.diag_button, self.copy_button):
+        for b in (self.install_button, self.repair_button, self.uninstall_button, self.diag_button, self.copy_button,
+                  self.kit_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(self.cancel_button)
@@ -159,6 +164,28 @@ class DependenciesDialog(QDialog):
                     "Some files are in use (Windows): restart QGIS and uninstall again to remove them.")
         self.append("Restart QGIS if torch was already loaded in this session.")
         self.refresh_status()
+
+    def write_offline_kit(self, folder: str | None = None) -> str | None:
+        """Write qgis-constraints.txt and download-wheels.txt into `folder` (asked for when None)."""
+        from pathlib import Path
+
+        from .constraints import qgis_pins
+        from .manager import offline_kit
+        from .torch_variant import choose_variant, detect_gpu
+
+        folder = folder or QFileDialog.getExistingDirectory(self, "Folder for the offline kit")
+        if not folder:
+            return None
+        choice = self.torch_combo.currentData() or "auto"
+        gpu = detect_gpu() if choice in ("auto", "pypi") else None
+        variant = choose_variant(gpu, force=None if choice == "auto" else choice)
+        constraints, commands = offline_kit(qgis_pins(None, exclude=[self.deps_layout.root]), variant)
+        Path(folder, "qgis-constraints.txt").write_text(constraints, encoding="utf-8")
+        Path(folder, "download-wheels.txt").write_text(commands, encoding="utf-8")
+        self.text.setPlainText(f"Wrote {folder}/qgis-constraints.txt and download-wheels.txt.\n"
+                               "On a connected machine with the same OS, CPU and Python version, in that folder:\n\n"
+                               + commands + "\nThen copy the wheels/ folder here and choose it as the offline folder.")
+        return folder
 
     def show_diagnostics(self) -> None:
         self.text.setPlainText("Collecting diagnostics (checks torch in a separate process) ...")

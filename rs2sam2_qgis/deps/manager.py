@@ -598,3 +598,31 @@ def proxy_url(enabled, proxy_type: str, host: str, port, user: str = "", passwor
         auth += "@"
     port_text = f":{int(port)}" if str(port or "").strip() not in ("", "0") else ""
     return f"{scheme}://{auth}{host}{port_text}"
+
+
+def offline_kit(pins: QgisPins, variant: TorchVariant, requirements: Iterable = REQUIREMENTS,
+                no_deps: dict | None = None, python: str = "python") -> tuple[str, str]:
+    """(constraints file text, commands) that fill a wheel folder `wheels/` for an offline install of this QGIS,
+    to run on a connected machine with the same OS, CPU and Python version."""
+    no_deps = {canonical(k): v for k, v in (NO_DEPS if no_deps is None else no_deps).items()}
+    specs, _ = pip_requirements(list(requirements), pins)
+    torch_specs = [s for s in specs if canonical(requirement_name(s)) in TORCH_DISTS]
+    late = [s for s in specs if canonical(requirement_name(s)) in no_deps]
+    main = [s for s in specs if canonical(requirement_name(s)) not in no_deps]
+    for spec in late:
+        main += [x for x in no_deps[canonical(requirement_name(spec))] if x not in main]
+    pinned = [f"{name}=={version}" for _, (name, version) in sorted(pins.pins.items())]
+
+    def q(items):
+        return " ".join(f'"{x}"' for x in items)
+
+    lines = [f"# rs2sam2 offline kit: torch build {variant.name} ({variant.reason})"]
+    if torch_specs and variant.index_url:
+        lines.append(f"{python} -m pip download -d wheels --no-deps --only-binary :all: --index-url "
+                     f"{variant.index_url} {q(torch_specs)}")
+    lines.append(f"{python} -m pip download -d wheels -c qgis-constraints.txt --prefer-binary --find-links wheels "
+                 f"{q(main + pinned)}")
+    if late:
+        lines.append(f"{python} -m pip download -d wheels --no-deps {q(late)}")
+    lines.append(f"{python} -m pip download -d wheels --only-binary :all: setuptools wheel ninja")
+    return pins.constraints_text(), "\n".join(lines) + "\n"
