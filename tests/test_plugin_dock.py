@@ -304,3 +304,14 @@ def test_area_selected_polygons_mask_the_run(clean_state, iface, scene):
     counts = {lyr.name(): lyr.featureCount() for lyr in _result_layers() if lyr.name() != "areas"}
     assert counts == {"the white tank": 1, "red roofs": 0}
     plugin.unload()
+
+
+def test_dock_says_at_once_when_required_packages_are_missing(clean_state, iface, monkeypatch):
+    from rs2sam2_qgis import bootstrap
+
+    monkeypatch.setattr(bootstrap, "REQUIRED", bootstrap.REQUIRED + [("surely_not_installed_pkg", "x")])
+    plugin = _plugin(iface)
+    plugin.toggle_action.setChecked(True)
+    text = plugin.dock.status_label.text()
+    assert "surely_not_installed_pkg" in text and "Check dependencies" in text
+    plugin.unload()

@@ -80,6 +80,16 @@ class Rs2Sam2Dock(QgsDockWidget):
         self._defaults = self._engine_defaults()
         self._build()
         self.load_settings()
+        self._show_missing_dependencies()
+
+    def _show_missing_dependencies(self) -> None:
+        """Say at once (not at the first run) when packages the engine needs are missing."""
+        from ..bootstrap import REQUIRED, missing_packages
+
+        missing = [m for m, _ in missing_packages(include_optional=False) if m in {r for r, _ in REQUIRED}]
+        if missing:
+            self.status_label.setText(f"Missing packages: {', '.join(missing)}. Open Model settings (…) > "
+                                      "Check dependencies for the install command.")
 
     # construction --------------------------------------------------------------------------------------------
     @staticmethod
@@ -426,7 +436,10 @@ class Rs2Sam2Dock(QgsDockWidget):
                 self.progress.setValue(0)
                 self.show_error(task.error or "the run produced no result", task.trace, logged=True)
             else:
-                self._add_results(task)
+                try:
+                    self._add_results(task)
+                except Exception as exc:  # noqa: BLE001 - e.g. the result file cannot be opened
+                    self.show_error(f"the results could not be added: {exc}", traceback.format_exc())
         finally:
             self.run_finished.emit(task)
 
