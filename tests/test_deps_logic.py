@@ -309,3 +309,26 @@ def test_offline_kit_commands(fake_qgis_site):
     assert '-c qgis-constraints.txt' in lines[2] and '"numpy==1.24.2"' in lines[2] and '"hydra-core>=1.3.2"' in lines[2]
     assert '"sam2==1.1.0"' not in lines[2] and '--no-deps "sam2==1.1.0" "torchscale==0.3.0"' in lines[3]
     assert "setuptools wheel ninja" in lines[4]
+
+
+def test_cuda_failure_falls_back_to_cpu_build(tmp_path):
+    """A CUDA build whose GPU check fails is discarded; the CPU build is installed and the reason is reported."""
+    lay = L.DepsLayout(tmp_path / "deps", "k")
+    gpu = T.parse_nvidia_smi(NVSMI.format(cuda="12.8"), "NVIDIA RTX A4000, 550.54.15, 16376\n")
+    tried = []
+
+    class FakeInstaller(M.Installer):
+        def _attempt(self, staging, variant, pins, warnings):
+            tried.append(variant.name)
+            (staging / "marker.py").write_text(f"NAME = {variant.name!r}\n")
+            if variant.cuda:
+                return {"modules": {"torch": {}}, "torch": {"version": "2.14.1+cu128", "cuda_build": "12.8"},
+                        "cuda": {"ok": False, "error": "RuntimeError: CUDA error: no kernel image is available"}}
+            return {"modules": {"torch": {}}, "torch": {"version": "2.14.1+cpu", "cuda_build": None}}
+
+    result = FakeInstaller(lay, M.InstallOptions(requirements=["torch>=2.5.1"], python=sys.executable,
+                                                 qgis_site_paths=[]), gpu=gpu).run()
+    assert tried == ["cu128", "cpu"]
+    assert result.ok and result.variant == "cpu" and lay.pointer()["variant"] == "cpu"
+    assert any("CUDA build cu128 does not run here" in w and "no kernel image" in w for w in result.warnings)
+    assert (lay.active_dir() / "marker.py").read_text() == "NAME = 'cpu'\n" and len(lay.sets()) == 1
