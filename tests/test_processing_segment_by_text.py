@@ -78,11 +78,24 @@ def test_processing_run_writes_one_layer_with_every_query(processing_ready, clea
     out = tmp_path / "out.gpkg"
     result = processing.run(ALG, {"INPUT": str(scene), "QUERIES": "the white tank\nred roofs",
                                   "MODEL": COLOUR_MODEL, "DEVICE": 2, "OUTPUT": str(out)})
-    assert result["OUTPUT"] == str(out) and result["DEVICE_USED"] == "cpu" and result["FEATURE_COUNT"] == 2
+    assert result["OUTPUT"].split("|")[0] == str(out) and result["DEVICE_USED"] == "cpu"
+    assert result["FEATURE_COUNT"] == 2
     assert _queries_and_areas(out) == [("red roofs", 400), ("the white tank", 256)]
     meta = _read(out)[0]
     assert list(meta["fields"]) == ["query", "score", "area_m2", "model", "created_at"]
     assert "32633" in meta["crs"]
+
+    # "Save to GeoPackage" with a layer name, into the same file: a second layer, the first one untouched
+    import pyogrio
+
+    dest = f"ogr:dbname='{out}' table=\"tanks\" (geom)"
+    result = processing.run(ALG, {"INPUT": str(scene), "QUERIES": "the white tank", "MODEL": COLOUR_MODEL,
+                                  "DEVICE": 2, "OUTPUT": dest})
+    assert result["OUTPUT"] == f"{out}|layername=tanks"
+    assert sorted(str(n) for n in pyogrio.list_layers(out)[:, 0]) == ["rs2sam2", "tanks"]
+    from qgis.core import QgsVectorLayer
+
+    assert QgsVectorLayer(result["OUTPUT"], "t", "ogr").featureCount() == 1
 
 
 def test_processing_reports_engine_errors_as_processing_exceptions(processing_ready, clean_state, scene, tmp_path):
@@ -126,7 +139,7 @@ def test_algorithm_runs_inside_a_graphical_model(processing_ready, clean_state, 
     model.addChildAlgorithm(child)
     out = tmp_path / "model_out.gpkg"
     result = processing.run(model, {"raster": str(scene), "segment:segments": str(out)})
-    assert Path(result["segment:segments"]) == out
+    assert Path(result["segment:segments"].split("|")[0]) == out
     assert _queries_and_areas(out) == [("red roofs", 400)]
 
 

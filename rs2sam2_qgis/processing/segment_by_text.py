@@ -8,6 +8,7 @@ QUERIES: one description per line (or separated by ';'); each description's poly
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 from qgis.core import (
@@ -160,9 +161,9 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             if not rect.isNull():
                 values["extent"] = [rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()]
 
-        target = out_path
-        if not _is_file_path(out_path):  # e.g. memory: or a database: write a temporary GeoPackage
-            target = os.path.join(tempfile.mkdtemp(prefix="rs2sam2_"), "segments.gpkg")
+        target, layer_name = _split_destination(out_path)
+        if not _is_file_path(target):  # e.g. memory: or a database: write a temporary GeoPackage
+            target, layer_name = os.path.join(tempfile.mkdtemp(prefix="rs2sam2_"), "segments.gpkg"), None
 
         def progress(fraction, message=""):
             feedback.setProgress(100.0 * float(fraction))
@@ -180,7 +181,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         except Exception:  # noqa: BLE001 - no settings: presets keep random parts
             weights = {}
         reply = run_job({"action": "segment", "raster": raster_path, "queries": queries, "model": spec,
-                         "device": device, "weights": weights, "options": values, "output": target},
+                         "device": device, "weights": weights, "options": values, "output": target,
+                         "layer": layer_name},
                         on_progress=progress, is_cancelled=feedback.isCanceled)
         if reply.get("type") != "done":
             if reply.get("trace"):
@@ -192,7 +194,19 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         device_used = stats.get("device", "")
         feedback.pushInfo(f"{reply['count']} polygons for {len(queries)} description(s) on {device_used} "
                           f"({stats.get('device_reason', '')})")
-        return {self.OUTPUT: target, self.DEVICE_USED: device_used, self.FEATURE_COUNT: int(reply["count"])}
+        output = target
+        if target.lower().endswith(".gpkg") and reply.get("layers"):  # the layer this run wrote, not the first one
+            output = f"{target}|layername={reply['layers'][0]}"
+        return {self.OUTPUT: output, self.DEVICE_USED: device_used, self.FEATURE_COUNT: int(reply["count"])}
+
+
+def _split_destination(path: str) -> tuple[str, str | None]:
+    """'ogr:dbname=\'/x.gpkg\' table="name" (geom)' (Save to GeoPackage with a layer name) or '/x.gpkg' ->
+    (file, layer name or None)."""
+    match = re.match(r"""^ogr:dbname='(?P<db>[^']+)'\s+table="(?P<table>[^"]+)".*$""", path or "")
+    if match:
+        return match.group("db"), match.group("table")
+    return path, None
 
 
 def _is_file_path(path: str) -> bool:
