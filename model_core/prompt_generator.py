@@ -58,15 +58,22 @@ class TextMaskDecoder(MaskDecoder):
     def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
                 multimask_output: bool = False, repeat_image: bool = False, high_res_features=None,
                 text: Optional[torch.Tensor] = None, text_pad: Optional[torch.Tensor] = None):
-        self._text = (text, text_pad)
-        try:
-            return super().forward(image_embeddings=image_embeddings, image_pe=image_pe,
-                                   sparse_prompt_embeddings=sparse_prompt_embeddings,
-                                   dense_prompt_embeddings=dense_prompt_embeddings,
-                                   multimask_output=multimask_output, repeat_image=repeat_image,
-                                   high_res_features=high_res_features)
-        finally:
-            self._text = None
+        """MaskDecoder.forward with the text (B,L,C) (+ optional padding mask) for the gating."""
+        masks, iou_pred, mask_tokens_out, object_score_logits = self.predict_masks(
+            image_embeddings=image_embeddings, image_pe=image_pe, sparse_prompt_embeddings=sparse_prompt_embeddings,
+            dense_prompt_embeddings=dense_prompt_embeddings, repeat_image=repeat_image,
+            high_res_features=high_res_features, text=text, text_pad=text_pad)
+        if multimask_output:
+            masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
+        elif self.dynamic_multimask_via_stability and not self.training:
+            masks, iou_pred = self._dynamic_multimask_via_stability(masks, iou_pred)
+        else:
+            masks, iou_pred = masks[:, 0:1], iou_pred[:, 0:1]
+        if multimask_output and self.use_multimask_token_for_obj_ptr:
+            sam_tokens_out = mask_tokens_out[:, 1:]
+        else:
+            sam_tokens_out = mask_tokens_out[:, 0:1]
+        return masks, iou_pred, sam_tokens_out, object_score_logits
 
     def gate_with_text(self, src: torch.Tensor, pos: torch.Tensor, text: torch.Tensor,
                        text_pad: Optional[torch.Tensor]) -> torch.Tensor:
@@ -77,9 +84,8 @@ class TextMaskDecoder(MaskDecoder):
         return (q * out).transpose(1, 2).reshape(b, c, h, w)
 
     def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
-                      repeat_image, high_res_features=None):
+                      repeat_image, high_res_features=None, text=None, text_pad=None):
         # sam2's MaskDecoder.predict_masks with the text gating inserted before the dense prompt is added.
-        text, text_pad = self._text if getattr(self, "_text", None) is not None else (None, None)
         s = 0
         if self.pred_obj_scores:
             output_tokens = torch.cat([self.obj_score_token.weight, self.iou_token.weight,
