@@ -82,3 +82,33 @@ def test_killed_actor_is_replaced_and_its_rasters_redone_once(cluster, scenes, t
     for i in range(6):
         assert_same_vectors(out / f"scene_{i}.gpkg", scenes["local"] / f"scene_{i}.gpkg")
     assert not [f for f in os.listdir(out) if f.startswith(".")]
+
+
+def test_resume_on_ray_after_an_interrupted_run_redoes_only_the_missing(cluster, scenes, tmp_path, capsys,
+                                                                        monkeypatch):
+    from rs2sam2_qgis.pipeline import cli
+
+    monkeypatch.setattr(cli, "load_model", lambda spec: MODEL())  # --model demo -> the colour model
+    out = tmp_path / "out"
+
+    def interrupt_after_two(run, job):
+        if run.summary.done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(scenes["dir"], QUERIES, out, model="demo", options=OPTIONS, ray=True, workers=2,
+                  on_result=interrupt_after_two)
+    first = manifest_sources(out)
+    assert len(first) == 2 and sorted(f for f in os.listdir(out) if f.endswith(".gpkg")) == \
+        sorted(os.path.splitext(os.path.basename(p))[0] + ".gpkg" for p in first)
+    assert not [f for f in os.listdir(out) if f.startswith(".")]  # only complete outputs
+    # the CLI, `--ray` before the inputs (argparse hands it the first input; batch gives it back)
+    rc = cli.main(["batch", "--ray", scenes["dir"], "-q", QUERIES[0], "-q", QUERIES[1], "-o", str(out), "--resume",
+                   "--workers", "2", "--tile", "32", "--overlap", "0.25", "--batch-size", "4", "--quiet"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert "6 raster(s): 4 done, 2 skipped (complete), 0 failed" in cap.out
+    srcs = manifest_sources(out)
+    assert len(srcs) == len(set(srcs)) == 6 and srcs[:2] == first
+    for i in range(6):
+        assert_same_vectors(out / f"scene_{i}.gpkg", scenes["local"] / f"scene_{i}.gpkg")

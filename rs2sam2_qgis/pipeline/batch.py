@@ -35,7 +35,6 @@ import os
 import re
 import resource
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -515,7 +514,9 @@ def merge_parts(run: BatchRun, out_path: str, crs=None) -> dict:
 # ----------------------------------------------------------------------------------------------- entry point
 def model_id_of(model) -> str:
     if isinstance(model, str):
-        return model if model == "demo" else f"{os.path.abspath(model)}:{os.path.getmtime(model) if os.path.exists(model) else ''}"
+        if model == "demo" or not os.path.exists(model):
+            return model
+        return f"{os.path.abspath(model)}:{os.path.getsize(model)}:{os.path.getmtime(model)}"
     fn = getattr(model, "func", model)
     args = getattr(model, "args", ())
     kw = getattr(model, "keywords", {}) or {}
@@ -536,13 +537,15 @@ def run_batch(inputs, queries, out, model="demo", options: Optional[SegmentOptio
               device: str = "auto", precision: str = "auto", workers: Optional[int] = None, ray: bool = False,
               ray_address: Optional[str] = None, resume: bool = False, retries: int = 2, backoff: float = 1.0,
               layer: Optional[str] = None, merged_crs=None, max_in_flight: Optional[int] = None,
-              quiet: bool = True, on_result: Optional[Callable] = None, on_start: Optional[Callable] = None,
+              threads: Optional[int] = None, quiet: bool = True, on_result: Optional[Callable] = None,
+              on_start: Optional[Callable] = None,
               is_cancelled: Optional[Callable[[], bool]] = None, predictor=None) -> BatchSummary:
     """Segment every raster of ``inputs`` by ``queries``; see the module docstring. Returns a BatchSummary.
 
     ``model``: "demo", a checkpoint path, or a picklable zero-argument callable returning a model (tests, bench).
     ``on_result(run, job)`` is called after each commit, ``on_start(run, pool)`` once workers are up (tests use
-    them to interrupt a run or kill a worker). KeyboardInterrupt/Cancelled propagate after the bookkeeping is
+    them to interrupt a run or kill a worker). ``threads``: torch threads per inference process (default: local,
+    torch's own; Ray, the CPUs given to each actor). KeyboardInterrupt/Cancelled propagate after the bookkeeping is
     flushed; only complete outputs remain.
     """
     t_start = time.perf_counter()
@@ -573,6 +576,9 @@ def run_batch(inputs, queries, out, model="demo", options: Optional[SegmentOptio
     try:
         if todo and not ray:
             t0 = time.perf_counter()
+            if threads:
+                import torch
+                torch.set_num_threads(int(threads))
             if predictor is None:
                 from .cli import make_predictor
                 predictor = make_predictor(factory(), device, precision)
@@ -585,7 +591,7 @@ def run_batch(inputs, queries, out, model="demo", options: Optional[SegmentOptio
         elif todo:
             from .batch_ray import run_ray
             run_ray(run, todo, factory, device=device, precision=precision, workers=workers, address=ray_address,
-                    backoff=backoff, quiet=quiet, max_in_flight=max_in_flight, on_start=on_start,
+                    backoff=backoff, quiet=quiet, max_in_flight=max_in_flight, threads=threads, on_start=on_start,
                     is_cancelled=is_cancelled)
     except (KeyboardInterrupt, Cancelled):
         s.interrupted = True

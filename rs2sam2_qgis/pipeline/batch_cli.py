@@ -20,7 +20,7 @@ def add_batch_parser(sub, segment_parser: argparse.ArgumentParser):
     b = sub.add_parser("batch", help="segment many rasters (files, folders, globs, lists; locally or on Ray)",
                        description="Segment many rasters with one model: one GeoPackage per raster in OUTDIR, or "
                        "one merged GeoPackage with a 'source' column. Failed rasters go to failures.csv.")
-    b.add_argument("inputs", nargs="+", help="rasters, folders, globs (quoted) or .txt lists of paths/URLs "
+    b.add_argument("inputs", nargs="*", help="rasters, folders, globs (quoted) or .txt lists of paths/URLs "
                    "(/vsicurl/, /vsis3/, http(s)://, s3:// pass to GDAL)")
     b.add_argument("-q", "--query", dest="queries", action="append", required=True,
                    help='what to find, e.g. -q "the white storage tanks" (repeat for more)')
@@ -31,6 +31,8 @@ def add_batch_parser(sub, segment_parser: argparse.ArgumentParser):
                    help="run on Ray: a local cluster (no ADDRESS) or the cluster at ADDRESS (e.g. auto, "
                    "ray://head:10001)")
     b.add_argument("--in-flight", type=int, default=None, help="Ray: rasters submitted at once (default 2 per actor)")
+    b.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per inference process (default: local, torch's; Ray, the actor's CPUs)")
     b.add_argument("--resume", action="store_true",
                    help="skip rasters whose outputs are complete and verified (manifest.jsonl, sha256)")
     b.add_argument("--retries", type=int, default=2, help="retries of a failing raster before failures.csv (2)")
@@ -44,17 +46,20 @@ def add_batch_parser(sub, segment_parser: argparse.ArgumentParser):
 def cmd_batch(a) -> int:
     from .batch import run_batch
     from .cli import _options
+    from .errors import InputError
 
     options = _options(a)
     address = None if a.ray in (None, "local") else a.ray
     if address and address != "auto" and not re.match(r"^(ray://)?[\w.-]+:\d+$", address):
         a.inputs.insert(0, address)  # "--ray in.tif ...": argparse gave the first input to --ray
         address = None
+    if not a.inputs:
+        raise InputError("no inputs given; name rasters, folders, globs or a .txt list of paths before -q/-o")
     try:
         s = run_batch(a.inputs, a.queries, a.output, model=a.model, options=options, device=a.device,
                       precision=a.precision, workers=a.workers, ray=a.ray is not None, ray_address=address,
                       resume=a.resume, retries=a.retries, layer=a.layer, merged_crs=a.crs,
-                      max_in_flight=a.in_flight, quiet=a.quiet)
+                      max_in_flight=a.in_flight, threads=a.threads, quiet=a.quiet)
     except KeyboardInterrupt:
         print("rs2sam2: interrupted; only complete outputs were kept (see manifest.jsonl); rerun with --resume to "
               "finish", file=sys.stderr)

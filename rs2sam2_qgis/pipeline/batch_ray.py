@@ -163,7 +163,7 @@ class ActorPool:
 
 def run_ray(run: BatchRun, jobs: list, factory, *, device: str = "auto", precision: str = "auto",
             workers: Optional[int] = None, address: Optional[str] = None, backoff: float = 1.0, quiet: bool = True,
-            max_in_flight: Optional[int] = None, on_start: Optional[Callable] = None,
+            max_in_flight: Optional[int] = None, threads: Optional[int] = None, on_start: Optional[Callable] = None,
             is_cancelled: Optional[Callable[[], bool]] = None):
     try:
         import ray
@@ -192,12 +192,12 @@ def run_ray(run: BatchRun, jobs: list, factory, *, device: str = "auto", precisi
         if use_gpu:
             share = gpus / n
             opts = {"num_gpus": share if share < 1 else 1, "num_cpus": 1}
-            actor_device, threads = ("cuda" if device == "auto" else device), None
+            actor_device = "cuda" if device == "auto" else device
         else:
             share = cpus / n
             per = float(int(share)) if share >= 1 else share
             opts = {"num_cpus": per}
-            actor_device, threads = ("cpu" if device == "auto" else device), max(1, int(per))
+            actor_device, threads = ("cpu" if device == "auto" else device), threads or max(1, int(per))
         cls = ray.remote(InferenceActor)
         pool = ActorPool(ray, cls, (factory, actor_device, precision, threads),
                          dict(opts, max_concurrency=2, max_restarts=0), n, max_replacements=3 * n + 3)
