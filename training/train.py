@@ -22,6 +22,7 @@ Config (YAML or JSON), every key optional except model.preset / model.init:
             train: {level: 0}, val: {level: 0}}             # per-split data set options
     train: {epochs: 10, steps_per_epoch: null, batch_size: 8, accum: 1, lr: 1.0e-4, weight_decay: 0.01,
             warmup_steps: 100, schedule: cosine, poly_power: 0.9, min_lr_ratio: 0.0, clip_grad: null,
+            milestone_epochs: [], gamma: 0.1,                   # schedule: multistep
             amp: auto, seed: 2401, num_workers: 0, threads: null, log_every: 10, save_every_steps: null,
             val_limit: 200, val_batch_size: 16, best_by: miou, max_minutes: null}
     out: runs/name
@@ -54,7 +55,8 @@ DEFAULTS = {
               "weight_decay": 0.01, "warmup_steps": 100, "schedule": "cosine", "poly_power": 0.9,
               "min_lr_ratio": 0.0, "clip_grad": None, "amp": "auto", "seed": 2401, "num_workers": 0,
               "threads": None, "log_every": 10, "save_every_steps": None, "val_limit": 200,
-              "val_batch_size": 16, "best_by": "miou", "max_minutes": None, "device": "auto"},
+              "val_batch_size": 16, "best_by": "miou", "max_minutes": None, "device": "auto",
+              "milestone_epochs": [], "gamma": 0.1},
     "out": "runs/train",
 }
 
@@ -117,22 +119,28 @@ def build_optimizer(model, cfg) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
 
 
-def lr_lambda_factory(total_steps: int, warmup: int, schedule: str, power: float, min_ratio: float):
+def lr_lambda_factory(total_steps: int, warmup: int, schedule: str, power: float, min_ratio: float,
+                      milestones: list[int] | None = None, gamma: float = 0.1):
+    """LR multiplier per optimizer step: linear warm-up, then cosine / poly (to min_ratio), constant, or
+    multistep (x gamma at each milestone step; the authors' RefSegRS recipe: x0.1 after epoch 49)."""
     total_steps = max(1, int(total_steps))
     warmup = max(0, int(warmup))
+    milestones = sorted(int(m) for m in (milestones or []))
 
     def f(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
         if schedule == "constant":
             return 1.0
+        if schedule == "multistep":
+            return gamma ** sum(step >= m for m in milestones)
         progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
         if schedule == "cosine":
             k = 0.5 * (1.0 + math.cos(math.pi * progress))
         elif schedule == "poly":
             k = (1.0 - progress) ** power
         else:
-            raise ValueError(f"unknown schedule {schedule!r} (cosine, poly, constant)")
+            raise ValueError(f"unknown schedule {schedule!r} (cosine, poly, constant, multistep)")
         return min_ratio + (1.0 - min_ratio) * k
 
     return f
@@ -254,7 +262,8 @@ class Trainer:
 
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda_factory(
-            self.total_steps, t["warmup_steps"], t["schedule"], float(t["poly_power"]), float(t["min_lr_ratio"])))
+            self.total_steps, t["warmup_steps"], t["schedule"], float(t["poly_power"]), float(t["min_lr_ratio"]),
+            [int(e) * self.steps_per_epoch for e in (t.get("milestone_epochs") or [])], float(t.get("gamma", 0.1))))
         amp = str(t.get("amp", "auto")).lower()
         self.amp_dtype = None
         if self.device.type == "cuda" and amp in ("auto", "bf16", "fp16", "true"):

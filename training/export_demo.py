@@ -1,0 +1,59 @@
+"""Package a run's best checkpoint as the bundled demo model and record its metrics.
+
+    python -m training.export_demo runs/demo_nano_stage1 [--out model_core/assets/demo.pt]
+
+Writes the checkpoint with fp16 weights (load_model casts them back to fp32) and its train_meta, then evaluates the
+exported file exactly as users and tests do and writes training/demo_metrics.json: the fixed 50-sample val subset
+(`val50`, what tests/test_training_demo.py checks), the full val and test splits at the training curriculum level,
+and val with every kind of sentence (level 2), which the demo was not trained for.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from .datasets import build_dataset
+from .evaluate import checkpoint_meta, evaluate_model
+from .train import export_checkpoint
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("run")
+    p.add_argument("--out", default=None)
+    p.add_argument("--record", default=str(Path(__file__).resolve().parent / "demo_metrics.json"))
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    import model_core
+
+    run = Path(a.run)
+    out = Path(a.out) if a.out else Path(model_core.__file__).resolve().parent / "assets" / "demo.pt"
+    export_checkpoint(run / "best.pt", out, fp16=True)
+    meta = checkpoint_meta(str(out))
+    model = model_core.load_model(str(out)).eval()
+    opts = {k: v for k, v in meta["val_options"].items() if k != "length"}
+    res = {"checkpoint": str(out.name), "size_mb": round(out.stat().st_size / 2 ** 20, 2),
+           "trained": {k: meta.get(k) for k in ("epoch", "step", "train_options")},
+           "model": {"preset": "nano", "input_size": model.input_size,
+                     "parameters": sum(p.numel() for p in model.parameters())}}
+    t0 = time.time()
+    res["val50"] = evaluate_model(model, build_dataset("synthetic", "val", None, **opts), limit=50, device="cpu")
+    res["val"] = evaluate_model(model, build_dataset("synthetic", "val", None, **opts), device="cpu")
+    res["test"] = evaluate_model(model, build_dataset("synthetic", "test", None, **opts), device="cpu")
+    hard = {**opts, "level": 2}
+    res["val_level2_all_sentences"] = evaluate_model(model, build_dataset("synthetic", "val", None, **hard),
+                                                     device="cpu")
+    res["val_options"] = opts
+    res["eval_seconds"] = round(time.time() - t0, 1)
+    Path(a.record).write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
