@@ -109,13 +109,24 @@ class FakeIface:
         self._main.removeDockWidget(dock)
 
 
-def isolate_settings(folder: Path) -> None:
-    """Point QSettings (hence QgsSettings) at `folder` so tests never touch a real QGIS profile."""
+def _settings_root() -> str:
     from qgis.PyQt.QtCore import QSettings
 
-    folder.mkdir(parents=True, exist_ok=True)
+    # <root>/QGIS/QGIS3.ini -> <root>
+    return os.path.dirname(os.path.dirname(QSettings(QSettings.IniFormat, QSettings.UserScope, "QGIS",
+                                                     "QGIS3").fileName()))
+
+
+def isolate_settings(folder: Path) -> str:
+    """Point QSettings (hence QgsSettings) at `folder` so tests never touch a real QGIS profile; returns the
+    previous root (give it back to isolate_settings to restore)."""
+    from qgis.PyQt.QtCore import QSettings
+
+    previous = _settings_root()
+    Path(folder).mkdir(parents=True, exist_ok=True)
     for fmt in (QSettings.NativeFormat, QSettings.IniFormat):
         QSettings.setPath(fmt, QSettings.UserScope, str(folder))
+    return previous
 
 
 def wait_until(condition, timeout: float = 60.0) -> bool:
@@ -131,14 +142,15 @@ def wait_until(condition, timeout: float = 60.0) -> bool:
     return condition()
 
 
-@pytest.fixture(scope="session")
-def qgis_env(qgis_app, tmp_path_factory):
-    """QgsApplication + isolated settings + results folder under tmp (session-wide)."""
+@pytest.fixture()
+def qgis_env(qgis_app, tmp_path_factory, monkeypatch):
+    """QgsApplication + settings and install folders under tmp, all given back after the test."""
     base = tmp_path_factory.mktemp("qgis_env")
-    isolate_settings(base / "settings")
-    os.environ["RS2SAM2_LIBS_DIR"] = str(base / "libs")
-    os.environ["RS2SAM2_DEPS_DIR"] = str(base / "deps")
-    return qgis_app
+    previous = isolate_settings(base / "settings")
+    monkeypatch.setenv("RS2SAM2_LIBS_DIR", str(base / "libs"))
+    monkeypatch.setenv("RS2SAM2_DEPS_DIR", str(base / "deps"))
+    yield qgis_app
+    isolate_settings(Path(previous))
 
 
 @pytest.fixture()

@@ -28,7 +28,7 @@ ALG = "rs2sam2:segment_by_text"
 
 
 @pytest.fixture(scope="module")
-def processing_ready(qgis_env):
+def processing_ready(qgis_app):
     from processing.core.Processing import Processing
     from qgis.core import QgsApplication
 
