@@ -150,7 +150,7 @@ class RS2SAM2(nn.Module):
         if pixels.ndim != 4 or pixels.shape[1] != 3:
             raise ValueError(f"pixels must be (B,3,H,W), got {tuple(pixels.shape)}")
         if tuple(pixels.shape[-2:]) != (S, S):
-            pixels = F.interpolate(pixels, size=(S, S), mode="bilinear", align_corners=False, antialias=True)
+            pixels = F.interpolate(pixels.float(), size=(S, S), mode="bilinear", align_corners=False, antialias=True)
         B = pixels.shape[0]
         if input_ids is None:
             if texts is None or len(texts) != B:

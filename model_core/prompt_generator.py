@@ -40,7 +40,8 @@ class MaskPromptGenerator(nn.Module):
         """Resize the pseudo-mask probability to SAM2's mask-input size (bilinear, antialias, as the authors)."""
         if tuple(prob.shape[-2:]) == tuple(size):
             return prob
-        return F.interpolate(prob, size=size, mode="bilinear", align_corners=False, antialias=True)
+        # antialiased resize has no bf16/fp16 CPU kernel: compute it in float32
+        return F.interpolate(prob.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 class SparsePromptMLP(nn.Sequential):

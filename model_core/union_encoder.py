@@ -284,7 +284,7 @@ class UnionEncoder(nn.Module):
         s = self.cfg.image_size
         x = pixels01
         if x.shape[-2:] != (s, s):
-            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(x.float(), size=(s, s), mode="bilinear", align_corners=False, antialias=True)
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def forward(self, pixels, ids, pad) -> UnionOutput:

@@ -47,3 +47,15 @@ def test_param_groups_cover_trainable(nano):
     ids = {id(p) for g in groups for p in g["params"]}
     assert ids == {id(p) for _, p in nano.trainable_parameters()}
     assert len(groups[0]["params"]) > 0 and len(groups[1]["params"]) > 0
+
+
+def test_cpu_bf16_autocast(nano):
+    S = nano.input_size
+    x = torch.rand(1, 3, S, S)
+    nano.eval()
+    with torch.no_grad():
+        a = nano(x, ["a red roof"])["logits"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            b = nano(x, ["a red roof"])["logits"]
+    assert b.dtype == torch.float32 and torch.isfinite(b).all()
+    assert float((a - b).abs().max()) < 0.1
