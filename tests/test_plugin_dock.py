@@ -68,6 +68,17 @@ def test_startup_imports_nothing_heavy_and_loads_via_classfactory(clean_state, i
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
+    # QGIS start-up (classFactory + initGui + Processing provider + opening the dock) in a fresh process: none of
+    # the engine's compiled dependencies may load inside QGIS (pyproj/rasterio wheels hang there, see worker.py)
+    code = ("import sys; from qgis.core import QgsApplication; app = QgsApplication([], False); app.initQgis(); "
+            "import test_plugin_support as s, rs2sam2_qgis; p = rs2sam2_qgis.classFactory(s.FakeIface()); "
+            "p.initGui(); p.set_dock_visible(True); "
+            "print([m for m in ('torch', 'rasterio', 'pyproj', 'pyogrio', 'shapely', 'model_core', "
+            "'rs2sam2_qgis.pipeline') if m in sys.modules])")
+    env = dict(__import__("os").environ, PYTHONPATH=str(Path(__file__).resolve().parent))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
     plugin = _plugin(iface)
     assert plugin.toggle_action in iface.toolbar_actions
     assert [a.text() for a in iface.menu_actions["&rs2sam2"]] == ["Segment by text (rs2sam2)", "Model settings…"]
