@@ -112,6 +112,23 @@ def test_processing_reports_engine_errors_as_processing_exceptions(processing_re
     assert not (tmp_path / "x.gpkg").exists() and not (tmp_path / "y.gpkg").exists()
 
 
+def test_mask_polygons_limit_the_run(processing_ready, clean_state, scene, tmp_path):
+    import processing
+    from qgis.core import QgsFeature, QgsGeometry, QgsProject, QgsVectorLayer
+
+    mask = QgsVectorLayer("Polygon?crs=EPSG:32633", "mask", "memory")
+    feature = QgsFeature()
+    # around the red square only (rows/cols 72..111 at 0.5 m from 500000, 4649776)
+    feature.setGeometry(QgsGeometry.fromWkt("POLYGON((500034 4649742, 500058 4649742, 500058 4649718, "
+                                            "500034 4649718, 500034 4649742))"))
+    mask.dataProvider().addFeatures([feature])
+    QgsProject.instance().addMapLayer(mask)
+    out = tmp_path / "masked.gpkg"
+    processing.run(ALG, {"INPUT": str(scene), "QUERIES": "the white tank;red roofs", "MODEL": COLOUR_MODEL,
+                         "DEVICE": 2, "MASK": mask, "OUTPUT": str(out)})
+    assert [q for q, _ in _queries_and_areas(out)] == ["red roofs"]
+
+
 def test_algorithm_runs_inside_a_graphical_model(processing_ready, clean_state, scene, tmp_path):
     import processing
     from qgis.core import (

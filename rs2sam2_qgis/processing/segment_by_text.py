@@ -12,6 +12,9 @@ import re
 import tempfile
 
 from qgis.core import (
+    QgsCoordinateTransform,
+    QgsFeatureRequest,
+    QgsGeometry,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
@@ -20,6 +23,7 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
@@ -59,6 +63,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
     MIN_AREA = "MIN_AREA"
     SIMPLIFY = "SIMPLIFY"
     EXTENT = "EXTENT"
+    MASK = "MASK"
     OUTPUT = "OUTPUT"
     DEVICE_USED = "DEVICE_USED"
     FEATURE_COUNT = "FEATURE_COUNT"
@@ -122,8 +127,11 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
                                                 QgsProcessingParameterNumber.Double, defaultValue=None,
                                                 optional=True, minValue=0.0)
         extent = QgsProcessingParameterExtent(self.EXTENT, "Only inside this extent", optional=True)
-        for param in (tile, overlap, threshold, min_area, simplify, extent):
-            if param.name() in (self.TILE, self.SIMPLIFY, self.EXTENT):
+        mask = QgsProcessingParameterFeatureSource(self.MASK, "Only inside these polygons (selected features when "
+                                                   "'Selected features only' is ticked)",
+                                                   [QgsProcessing.TypeVectorPolygon], optional=True)
+        for param in (tile, overlap, threshold, min_area, simplify, extent, mask):
+            if param.name() in (self.TILE, self.SIMPLIFY, self.EXTENT, self.MASK):
                 param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Segments",
@@ -161,6 +169,23 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             if not rect.isNull():
                 values["extent"] = [rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()]
 
+        mask_wkt = None
+        if parameters.get(self.MASK) not in (None, ""):
+            source = self.parameterAsSource(parameters, self.MASK, context)
+            if source is not None:
+                transform = QgsCoordinateTransform(source.sourceCrs(), layer.crs(), context.transformContext())
+                geometries = []
+                for feature in source.getFeatures(QgsFeatureRequest().setNoAttributes()):
+                    geometry = QgsGeometry(feature.geometry())
+                    if geometry.isEmpty():
+                        continue
+                    if source.sourceCrs() != layer.crs():
+                        geometry.transform(transform)
+                    geometries.append(geometry)
+                if not geometries:
+                    raise QgsProcessingException("the mask layer has no polygons (or none selected)")
+                mask_wkt = QgsGeometry.unaryUnion(geometries).asWkt()
+
         target, layer_name = _split_destination(out_path)
         if not _is_file_path(target):  # e.g. memory: or a database: write a temporary GeoPackage
             target, layer_name = os.path.join(tempfile.mkdtemp(prefix="rs2sam2_"), "segments.gpkg"), None
@@ -182,7 +207,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             weights = {}
         reply = run_job({"action": "segment", "raster": raster_path, "queries": queries, "model": spec,
                          "device": device, "weights": weights, "options": values, "output": target,
-                         "layer": layer_name},
+                         "layer": layer_name, "mask_wkt": mask_wkt},
                         on_progress=progress, is_cancelled=feedback.isCanceled)
         if reply.get("type") != "done":
             if reply.get("trace"):
