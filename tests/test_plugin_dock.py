@@ -326,3 +326,30 @@ def test_dock_says_at_once_when_required_packages_are_missing(clean_state, iface
     text = plugin.dock.status_label.text()
     assert "surely_not_installed_pkg" in text and "Check dependencies" in text
     plugin.unload()
+
+
+def test_history_keeps_the_last_20_unique_queries(clean_state):
+    from rs2sam2_qgis import settings
+
+    for i in range(25):
+        settings.add_to_history([f"query {i}"])
+    items = settings.add_to_history(["query 7", "  ", "new one"])
+    assert len(items) == 20 and items[:2] == ["new one", "query 7"] and items.count("query 7") == 1
+    assert "query 0" not in items
+
+
+def test_device_choice_shows_what_is_available(clean_state, iface):
+    plugin = _plugin(iface)
+    plugin.toggle_action.setChecked(True)
+    dock = plugin.dock
+    assert wait_until(lambda: dock._probe is not None and dock._probe.reply, 60)
+    wait_until(lambda: "Auto (" in dock.device_combo.itemText(0), 5)
+    import torch
+
+    cuda = dock.device_combo.itemText(dock.device_combo.findData("cuda"))
+    if torch.cuda.is_available():
+        assert dock.device_combo.itemText(0) == "Auto (GPU)" and "not available" not in cuda
+    else:
+        assert dock.device_combo.itemText(0) == "Auto (CPU)" and cuda == "CUDA (not available)"
+    assert dock.preset_combo.findText("nano") >= 0  # model_core's presets, listed by the worker
+    plugin.unload()

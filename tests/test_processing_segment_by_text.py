@@ -98,6 +98,19 @@ def test_processing_run_writes_one_layer_with_every_query(processing_ready, clea
     assert QgsVectorLayer(result["OUTPUT"], "t", "ogr").featureCount() == 1
 
 
+def test_toolbox_dialog_builds_a_widget_for_every_parameter(processing_ready, clean_state):
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().algorithmById(ALG)
+    assert alg.displayName() == "Segment by text" and alg.provider().id() == "rs2sam2"
+    dialog = AlgorithmDialog(alg.create(), in_place=False)
+    panel = dialog.mainWidget()
+    names = {p.name() for p in alg.parameterDefinitions()}
+    assert names <= set(panel.wrappers)
+    dialog.deleteLater()
+
+
 def test_processing_reports_engine_errors_as_processing_exceptions(processing_ready, clean_state, scene, tmp_path):
     import processing
     from qgis.core import QgsProcessingException
