@@ -46,6 +46,11 @@ class Rs2Sam2Plugin:
         settings_action.triggered.connect(self.open_model_settings)
         self.iface.addPluginToMenu(MENU, settings_action)
         self.actions = [self.toggle_action, settings_action]
+        deps_action = QAction("Python dependencies…", self.iface.mainWindow())
+        deps_action.setObjectName("rs2sam2_dependencies")
+        deps_action.triggered.connect(self.open_dependencies)
+        self.iface.addPluginToMenu(MENU, deps_action)
+        self.actions.append(deps_action)
 
     def unload(self):
         for action in self.actions:
@@ -93,6 +98,13 @@ class Rs2Sam2Plugin:
             dock.probe_environment()
         elif self.dock is not None:
             self.dock.hide()
+
+    def open_dependencies(self) -> None:
+        try:
+            from .deps.dialog import DependenciesDialog
+        except ImportError:
+            return self.open_model_settings()
+        DependenciesDialog(self.iface.mainWindow()).exec_()
 
     def open_model_settings(self) -> None:
         from .ui.model_settings import ModelSettingsDialog

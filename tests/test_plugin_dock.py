@@ -81,7 +81,8 @@ def test_startup_imports_nothing_heavy_and_loads_via_classfactory(clean_state, i
 
     plugin = _plugin(iface)
     assert plugin.toggle_action in iface.toolbar_actions
-    assert [a.text() for a in iface.menu_actions["&rs2sam2"]] == ["Segment by text (rs2sam2)", "Model settings…"]
+    assert [a.text() for a in iface.menu_actions["&rs2sam2"]] == ["Segment by text (rs2sam2)", "Model settings…",
+                                                                  "Python dependencies…"]
     from qgis.core import QgsApplication
 
     assert QgsApplication.processingRegistry().algorithmById("rs2sam2:segment_by_text") is not None
@@ -325,6 +326,7 @@ def test_dock_says_at_once_when_required_packages_are_missing(clean_state, iface
     plugin.toggle_action.setChecked(True)
     text = plugin.dock.status_label.text()
     assert "surely_not_installed_pkg" in text and "Check dependencies" in text
+    assert not plugin.dock.install_button.isHidden()  # opens the dependency installer's dialog
     plugin.unload()
 
 

@@ -53,6 +53,15 @@ ADVANCED = {
 AUTO_TEXT = {"tile": "model's size", "simplify": "auto (½ pixel)"}
 
 
+def _installer_available() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(__package__.rsplit(".", 1)[0] + ".deps.dialog") is not None
+    except ImportError:
+        return False
+
+
 def _deps_glue(name: str, *args) -> None:
     """Tell the dependency installer's diagnostics about the last run/error (when that module is present)."""
     try:
@@ -82,14 +91,23 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.load_settings()
         self._show_missing_dependencies()
 
-    def _show_missing_dependencies(self) -> None:
-        """Say at once (not at the first run) when packages the engine needs are missing."""
+    def _show_missing_dependencies(self, *_args) -> None:
+        """Say at once (not at the first run) when packages the engine needs are missing, with an Install button
+        (the dependency installer's dialog) when that installer is part of the plugin."""
         from ..bootstrap import REQUIRED, missing_packages
 
         missing = [m for m, _ in missing_packages(include_optional=False) if m in {r for r, _ in REQUIRED}]
+        self.install_button.setVisible(bool(missing) and _installer_available())
         if missing:
-            self.status_label.setText(f"Missing packages: {', '.join(missing)}. Open Model settings (…) > "
-                                      "Check dependencies for the install command.")
+            self.status_label.setText(f"Missing packages: {', '.join(missing)}. Press Install, or see Model "
+                                      "settings (…) > Check dependencies for the pip command.")
+        elif self.status_label.text().startswith("Missing packages"):
+            self.status_label.setText("Ready.")
+
+    def open_dependencies(self) -> None:
+        from ..deps.dialog import DependenciesDialog
+
+        DependenciesDialog(self, on_installed=self._show_missing_dependencies).exec_()
 
     # construction --------------------------------------------------------------------------------------------
     @staticmethod
@@ -184,6 +202,11 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.export_button = QPushButton("Export…", body)
         self.export_button.setToolTip("Append the last run's polygons to a GeoPackage")
         self.export_button.setEnabled(False)
+        self.install_button = QPushButton("Install…", body)
+        self.install_button.setToolTip("Install the missing Python packages for QGIS (a folder of their own)")
+        self.install_button.setVisible(False)
+        self.install_button.clicked.connect(self.open_dependencies)
+        buttons.addWidget(self.install_button)
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.export_button)

@@ -114,7 +114,11 @@ class ModelSettingsDialog(QDialog):
         deps_row = QHBoxLayout()
         self.check_button = QPushButton("Check dependencies", self)
         self.copy_button = QPushButton("Copy report", self)
+        self.install_button = QPushButton("Install…", self)
+        self.install_button.setToolTip("The dependency installer: pip into a folder of our own, QGIS's own "
+                                       "numpy/GDAL/PROJ untouched")
         deps_row.addWidget(self.check_button)
+        deps_row.addWidget(self.install_button)
         deps_row.addWidget(self.copy_button)
         deps_row.addStretch(1)
         layout.addLayout(deps_row)
@@ -132,6 +136,7 @@ class ModelSettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         self.check_button.clicked.connect(self.check_dependencies)
+        self.install_button.clicked.connect(self.open_installer)
         self.copy_button.clicked.connect(lambda: QApplication.clipboard().setText(self.report.toPlainText()))
 
     def check_dependencies(self) -> str:
@@ -140,6 +145,14 @@ class ModelSettingsDialog(QDialog):
         text = dependency_report()
         self.report.setPlainText(text)
         return text
+
+    def open_installer(self) -> None:
+        try:
+            from ..deps.dialog import DependenciesDialog
+        except ImportError:
+            self.check_dependencies()
+            return
+        DependenciesDialog(self, on_installed=lambda *_: self.check_dependencies()).exec_()
 
     def start_download(self, key: str) -> None:
         from ..weights import CATALOG, default_folder
