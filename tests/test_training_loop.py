@@ -102,3 +102,20 @@ def test_cli_trains_validates_and_saves_best(tmp_path):
     assert model.input_size == 64
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
     assert state["epoch"] == 1 and state["step"] == 2 and "optimizer" in state and "rng" in state
+
+
+def test_lr_schedules_and_configs():
+    from pathlib import Path
+
+    from training.train import lr_lambda_factory
+
+    cos = lr_lambda_factory(110, 10, "cosine", 0.9, 0.05)
+    assert cos(0) == pytest.approx(0.1) and cos(9) == pytest.approx(1.0) and cos(10) == pytest.approx(1.0)
+    assert cos(60) == pytest.approx(0.05 + 0.95 * 0.5) and cos(110) == pytest.approx(0.05)
+    poly = lr_lambda_factory(100, 0, "poly", 0.9, 0.0)
+    assert poly(50) == pytest.approx(0.5 ** 0.9)
+    step = lr_lambda_factory(100, 0, "multistep", 0.9, 0.0, milestones=[50], gamma=0.1)
+    assert step(49) == 1.0 and step(50) == pytest.approx(0.1)
+    for cfg in sorted((Path(__file__).resolve().parents[1] / "training" / "configs").glob("*.yaml")):
+        c = load_config(cfg)
+        assert c["model"]["preset"] and c["train"]["lr"] > 0, cfg
