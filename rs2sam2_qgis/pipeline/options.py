@@ -42,7 +42,7 @@ class SegmentOptions:
     #: accept a raster without a CRS and write pixel coordinates (column, row)
     allow_pixel_coords: bool = False
     #: probability canvases larger than this (MB) go to a temporary tiled GeoTIFF instead of memory
-    in_memory_max_mb: float = 256.0
+    in_memory_max_mb: float = 64.0
     #: folder for temporary rasters (None = the system's temp folder)
     temp_dir: Optional[str] = None
     #: GDAL block cache (MB) while the engine runs (rasterio takes GDAL_CACHEMAX in bytes: converted in run.py)

@@ -20,6 +20,7 @@ from rasterio.windows import Window
 from .areas import AreaCalculator
 from .errors import Cancelled
 
+CHUNK = 20000  # polygons processed together (bounds Python-side memory)
 STRIP_PIXELS = 1 << 22  # pixels per rasterised strip when scoring (16 MB of int32 ids)
 
 
@@ -133,16 +134,24 @@ class Polygonizer:
 
     def polygons(self, query: str, shapes_iter, read_rows, height: int, width: int,
                  is_cancelled: Optional[Callable] = None) -> list[DetectedPolygon]:
-        dicts = []
+        """Cleaned polygons from ``features.shapes`` output, processed in chunks (bounded Python memory)."""
+        out, chunk = [], []
         for k, (geojson, value) in enumerate(shapes_iter):
             if is_cancelled is not None and k % 1024 == 0 and is_cancelled():
                 raise Cancelled()
             if value:
-                dicts.append(geojson)
+                chunk.append(geojson)
+                if len(chunk) >= CHUNK:
+                    out.extend(self._process(query, chunk, read_rows, height, width, is_cancelled))
+                    chunk = []
+        if chunk:
+            out.extend(self._process(query, chunk, read_rows, height, width, is_cancelled))
+        return out
+
+    def _process(self, query, dicts, read_rows, height, width, is_cancelled) -> list[DetectedPolygon]:
         raw = polygons_from_geojson(dicts)
-        if len(raw):
-            keep = np.nonzero(shapely.area(raw) / self.pixel_area >= max(self.min_pixels, 1e-9))[0]
-            raw, dicts = raw[keep], [dicts[i] for i in keep]
+        keep = np.nonzero(shapely.area(raw) / self.pixel_area >= max(self.min_pixels, 1e-9))[0]
+        raw, dicts = raw[keep], [dicts[i] for i in keep]
         if len(raw) == 0:
             return []
         scores = self.scores(raw, read_rows, height, width, is_cancelled, dicts)
@@ -152,11 +161,10 @@ class Polygonizer:
             for i in np.nonzero(shapely.get_num_interior_rings(geoms) > 0)[0]:
                 geoms[i] = self._fill_holes(geoms[i])
         if self.simplify > 0:
-            # plain Douglas-Peucker (fast); the rare self-intersection it makes is repaired by make_valid below
-            geoms = shapely.simplify(geoms, self.simplify, preserve_topology=False)
-        bad = ~shapely.is_valid(geoms)
-        if bad.any():
-            geoms[bad] = [_polygonal(g) for g in shapely.make_valid(geoms[bad])]
+            geoms = simplify_rings(geoms, self.simplify)
+            bad = ~shapely.is_valid(geoms)
+            if bad.any():
+                geoms[bad] = [_polygonal(g) for g in shapely.make_valid(geoms[bad])]
         keep = ~shapely.is_empty(geoms)
         geoms, scores = geoms[keep], scores[keep]
         areas = self._areas(geoms)
@@ -166,6 +174,31 @@ class Polygonizer:
             out.append(DetectedPolygon(g, query, float(s), None if np.isnan(a) or not self.areas.available
                                        else float(a), self.model, self.created_at))
         return out
+
+
+def simplify_rings(polys: np.ndarray, tolerance: float) -> np.ndarray:
+    """Douglas-Peucker on every ring on its own, vectorised (GEOS simplifies polygons with a buffer(0) pass that is
+    very slow on polygons with thousands of holes). Holes that collapse are dropped; a collapsed shell drops the
+    polygon (empty). Crossings it may create are repaired by make_valid afterwards."""
+    rings, poly_idx = shapely.get_rings(polys, return_index=True)
+    simple = shapely.simplify(rings, tolerance, preserve_topology=False)
+    ncoords = shapely.get_num_coordinates(simple)
+    ok = (ncoords >= 4) & ~shapely.is_empty(simple)
+    # the first ring of each polygon is its shell
+    first = np.ones(len(rings), bool)
+    first[1:] = poly_idx[1:] != poly_idx[:-1]
+    shell_ok = np.zeros(len(polys), bool)
+    shell_ok[poly_idx[first & ok]] = True
+    keep = ok & shell_ok[poly_idx]
+    out = np.empty(len(polys), dtype=object)
+    out[:] = shapely.Polygon()
+    if keep.any():
+        built = np.empty(len(polys), dtype=object)
+        shapely.polygons(shapely.linearrings(shapely.get_coordinates(simple[keep]),
+                                             indices=np.repeat(np.arange(keep.sum()), ncoords[keep])),
+                         indices=poly_idx[keep], out=built)
+        out[shell_ok] = built[shell_ok]
+    return out
 
 
 def polygons_from_geojson(dicts) -> np.ndarray:
