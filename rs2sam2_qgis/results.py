@@ -98,6 +98,7 @@ def add_result_layers(gpkg: str, layer_names: list[str], queries: list[str], ras
         project.addMapLayer(layer, False)
         group.addLayer(layer)
         layers.append(layer)
+    group.setExpanded(False)  # toggled so that an open layer tree view shows the new group unfolded
     group.setExpanded(True)
     if zoom and iface is not None:
         zoom_to_layers(iface, layers, project)
