@@ -241,6 +241,20 @@ def _need_file(path: Path, what: str) -> Path:
     return path
 
 
+def _torch_load(path: Path):
+    """torch.load restricted to tensors and plain containers (weights_only); argparse.Namespace (the "args" entry of
+    many research checkpoints) is allowed too. Memory-mapped when the file format allows it."""
+    import argparse
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        try:
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e) and "zip" not in str(e):
+                raise
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
 def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     """A tensor dict from .safetensors or a torch file ({"model": sd} / {"state_dict": sd} / sd)."""
     path = _need_file(Path(path), "checkpoint file")
@@ -248,7 +262,7 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    obj = _torch_load(path)
     if isinstance(obj, dict):
         for key in ("model", "state_dict", "module"):
             if key in obj and isinstance(obj[key], dict) and "format" not in obj:
@@ -479,7 +493,7 @@ def detect_kind(path) -> str:
         with safe_open(str(path), "pt") as f:
             keys = list(f.keys())
     else:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        obj = _torch_load(path)
         if isinstance(obj, dict) and obj.get("format") == FORMAT:
             return "rs2sam2"
         if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
