@@ -15,7 +15,6 @@ from typing import Optional
 import numpy as np
 import shapely
 from pyproj import CRS, Geod, Transformer
-from shapely.geometry.polygon import orient
 
 EXACT_ABOVE_M = 2000.0  # polygons wider/taller than this (ground metres) get the exact geodesic area
 
@@ -60,17 +59,23 @@ class AreaCalculator:
         return shapely.transform(geom, f)
 
     def exact_area_m2(self, geom) -> Optional[float]:
+        """Geodesic area of a (Multi)Polygon: shells minus holes, each ring measured on the ellipsoid."""
         if self.crs is None or geom.is_empty:
             return None
         if self.geod is None:
             return float(geom.area * self.planar_factor)
-        g = self.to_lonlat(geom)
-        if g.geom_type == "Polygon":
-            g = orient(g, 1.0)
-        elif g.geom_type == "MultiPolygon":
-            g = shapely.MultiPolygon([orient(p, 1.0) for p in g.geoms])
-        area, _ = self.geod.geometry_area_perimeter(g)
-        return float(abs(area))
+        parts = list(geom.geoms) if geom.geom_type == "MultiPolygon" else [geom]
+        total = 0.0
+        for poly in parts:
+            rings = shapely.get_rings(poly)
+            n = shapely.get_num_coordinates(rings)
+            xy = shapely.get_coordinates(rings)
+            lon, lat = self._lonlat(xy[:, 0], xy[:, 1])
+            ends = np.cumsum(n)
+            for k, (e, m) in enumerate(zip(ends, n)):
+                area, _ = self.geod.polygon_area_perimeter(lon[e - m:e], lat[e - m:e])
+                total += abs(area) if k == 0 else -abs(area)
+        return float(total)
 
     area_m2 = exact_area_m2
 
