@@ -105,3 +105,15 @@ def test_options_validate_with_clear_messages():
         with pytest.raises(InputError, match=needle):
             SegmentOptions(**bad).validate()
     assert SegmentOptions().overlap == 0.25 and SegmentOptions().threshold == 0.5
+
+
+def test_exact_area_subtracts_holes_and_fast_path_agrees():
+    calc = AreaCalculator("EPSG:32633")
+    shell = shapely.box(500000, 5000000, 503000, 5003000)      # 3 km: takes the exact path
+    hole = shapely.box(501000, 5001000, 502000, 5002000)
+    poly = shell.difference(hole)
+    assert calc.exact_area_m2(poly) == pytest.approx(calc.exact_area_m2(shell) - calc.exact_area_m2(hole),
+                                                     rel=1e-9)
+    assert calc.exact_area_m2(poly) == pytest.approx(8e6 / 0.9996 ** 2, rel=2e-4)
+    small = shapely.box(500000, 5000000, 500300, 5000300).difference(shapely.box(500100, 5000100, 500200, 5000200))
+    assert calc.areas_m2([small])[0] == pytest.approx(calc.exact_area_m2(small), rel=1e-5)
