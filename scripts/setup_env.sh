@@ -11,16 +11,18 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=${RS2SAM2_VENV:-$ROOT/.venv}
 SYS_PY=/usr/bin/python3
-APT_PACKAGES="python3-qgis qgis-providers python3-venv xvfb xauth"
+# qgis (desktop) brings qgis_process.bin for the headless Processing tests and the window for `make screenshot`.
+APT_PACKAGES="qgis python3-qgis qgis-providers python3-venv xvfb xauth"
 
 log() { printf '[setup_env] %s\n' "$*"; }
 
-# 1. QGIS from Debian (installed only when qgis.core cannot be imported).
-if ! "$SYS_PY" -c "import qgis.core" >/dev/null 2>&1 || ! command -v xvfb-run >/dev/null 2>&1; then
+# 1. QGIS from Debian (installed only when something of it is missing).
+if ! "$SYS_PY" -c "import qgis.core" >/dev/null 2>&1 || ! command -v xvfb-run >/dev/null 2>&1 \
+   || ! command -v qgis_process.bin >/dev/null 2>&1; then
   log "installing Debian packages: $APT_PACKAGES"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $APT_PACKAGES >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $APT_PACKAGES >/dev/null
 fi
 
 # 2. The venv, rebuilt only when the files that define it change.
