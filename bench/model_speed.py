@@ -28,8 +28,12 @@ sys.path.insert(0, str(ROOT))
 TEXT = "the large grey building next to the road on the left"
 
 
-def _bench_one(preset: str, device: str, repeats: int, train_batch: int, train_steps: int) -> dict:
+def _bench_one(preset: str, device: str, repeats: int, train_batch: int, train_steps: int, threads: int = 0) -> dict:
     import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    load_start = os.getloadavg()[0]
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -110,6 +114,7 @@ def _bench_one(preset: str, device: str, repeats: int, train_batch: int, train_s
         if dev.type == "cuda":
             res["peak_cuda_mem_mb_train"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    res["load_avg_1min_start_end"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
     return res
 
 
@@ -120,6 +125,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--train-steps", type=int, default=3, help="timed training steps for nano/tiny (0: none)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default). On a shared, loaded "
+                    "machine 1 thread avoids OpenMP oversubscription (2 threads were ~8x slower at load 8 on 2 cores)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "model_speed"))
     ap.add_argument("--one", nargs=2, metavar=("PRESET", "DEVICE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -129,7 +136,8 @@ def main(argv=None):
         small = preset in ("nano", "tiny")
         heavy = preset == "paper"
         res = _bench_one(preset, device, repeats=1 if heavy else (2 if not small else args.repeats),
-                         train_batch=args.train_batch, train_steps=args.train_steps if small else 0)
+                         train_batch=args.train_batch, train_steps=args.train_steps if small else 0,
+                         threads=args.threads)
         print("RESULT " + json.dumps(res))
         return
 
@@ -141,7 +149,8 @@ def main(argv=None):
         for preset in args.presets:
             print(f"[bench] {preset} on {dev} ...", flush=True)
             p = subprocess.run([sys.executable, __file__, "--one", preset, dev, "--repeats", str(args.repeats),
-                                "--train-batch", str(args.train_batch), "--train-steps", str(args.train_steps)],
+                                "--train-batch", str(args.train_batch), "--train-steps", str(args.train_steps),
+                                "--threads", str(args.threads)],
                                capture_output=True, text=True, cwd=str(ROOT))
             line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
             if p.returncode != 0 or not line:
@@ -163,16 +172,18 @@ def main(argv=None):
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     lines = ["# model_core speed", "", f"{meta['date_utc']}, torch {meta['torch']}, {meta['cpu_count']} CPUs "
              f"(load average at end {', '.join(f'{x:.1f}' for x in meta['load_avg_at_end'])}), random weights.", "",
-             "| preset | device | tile px | params (M) | trainable (M) | forward s/tile | GFLOPs/tile | GFLOP/s | "
-             "peak RSS MB | train step (batch) s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| preset | device | threads | tile px | params (M) | trainable (M) | forward s/tile | GFLOPs/tile | "
+             "GFLOP/s | peak RSS MB | train step (batch) s | load avg start/end |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['preset']} | {r['device']} | error: {r['error']} |")
             continue
         ts = f"{r['train_step_s']:.3f} ({r['train_batch']})" if "train_step_s" in r else "-"
-        lines.append(f"| {r['preset']} | {r['device']} | {r['input_size']} | {r['params']/1e6:.2f} | "
+        lines.append(f"| {r['preset']} | {r['device']} | {r['threads']} | {r['input_size']} | {r['params']/1e6:.2f} | "
                      f"{r['trainable_params']/1e6:.2f} | {r['forward_s_per_tile']:.3f} | {r['gflops_per_tile']:.2f} | "
-                     f"{r['achieved_gflops_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {ts} |")
+                     f"{r['achieved_gflops_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {ts} | "
+                     f"{'/'.join(str(x) for x in r.get('load_avg_1min_start_end', []))} |")
     lines += ["", "FLOPs: FlopCounterMode with SDPA on the math backend (matmul/linear/conv/attention; 1 MAC = 2 FLOPs).",
               "Peak RSS includes the Python/torch import (~0.4-0.5 GB)."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
