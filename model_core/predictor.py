@@ -117,7 +117,7 @@ class Predictor:
 
     def _to_prob(self, logits: torch.Tensor) -> torch.Tensor:
         fn = getattr(self.model, "logits_to_prob", None)
-        return fn(logits) if callable(fn) else torch.sigmoid(logits)
+        return fn(logits) if callable(fn) else logits.sigmoid_()
 
     # ------------------------------------------------------------------ API
     def predict(self, images, texts: Union[str, Sequence[str]], batch_size: int | None = None) -> np.ndarray:
@@ -139,10 +139,17 @@ class Predictor:
                 chunk = pairs[start:start + bs]
                 img_idx = sorted({i for i, _ in chunk})
                 px = torch.from_numpy(np.ascontiguousarray(arr[img_idx])).to(self.device)
-                px = px.permute(0, 3, 1, 2).float().div_(255.0)
-                if (h, w) != (s, s):
+                px = px.permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels_last)
+                if (h, w) != (s, s) and self.device.type == "cpu":
+                    # resize in uint8 first (torch's AVX2 path: ~25x faster than float, within 1/255)
                     px = F.interpolate(px, size=(s, s), mode="bilinear", align_corners=False,
                                        antialias=(h > s or w > s))
+                    px = px.float().div_(255.0)
+                else:
+                    px = px.float().div_(255.0)
+                    if (h, w) != (s, s):
+                        px = F.interpolate(px, size=(s, s), mode="bilinear", align_corners=False,
+                                           antialias=(h > s or w > s))
                 pos = {i: k for k, i in enumerate(img_idx)}
                 sel = torch.tensor([pos[i] for i, _ in chunk], device=self.device)
                 pixels = px.index_select(0, sel).contiguous()

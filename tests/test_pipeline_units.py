@@ -117,3 +117,22 @@ def test_exact_area_subtracts_holes_and_fast_path_agrees():
     assert calc.exact_area_m2(poly) == pytest.approx(8e6 / 0.9996 ** 2, rel=2e-4)
     small = shapely.box(500000, 5000000, 500300, 5000300).difference(shapely.box(500100, 5000100, 500200, 5000200))
     assert calc.areas_m2([small])[0] == pytest.approx(calc.exact_area_m2(small), rel=1e-5)
+
+
+def test_sparse_and_strip_scoring_agree(monkeypatch):
+    from rs2sam2_qgis.pipeline import polygonize as P
+
+    rng = np.random.default_rng(0)
+    prob = np.zeros((300, 400), np.float32)
+    for _ in range(15):
+        r, c = rng.integers(0, 280), rng.integers(0, 380)
+        prob[r:r + rng.integers(3, 20), c:c + rng.integers(3, 20)] = rng.uniform(0.5, 1.0)
+    t = Affine(0.5, 0, 500000, 0, -0.5, 5000000)
+    poly = P.Polygonizer(t, "EPSG:32633", 0.5, 0.25, 0, 4, 0, "m", "now")
+    runs = []
+    for frac in (0.0, 1.0):   # 0: always strips, 1: always window by window
+        monkeypatch.setattr(P, "SPARSE_FRACTION", frac)
+        out = poly.polygons("q", P.shapes_from_memory(prob, 0.5, t, 4), P.memory_rows(prob), 300, 400)
+        runs.append(sorted((round(p.geometry.centroid.x, 6), p.score) for p in out))
+    assert len(runs[0]) > 5 and [x for x, _ in runs[0]] == [x for x, _ in runs[1]]
+    np.testing.assert_allclose([s for _, s in runs[0]], [s for _, s in runs[1]], rtol=1e-6)

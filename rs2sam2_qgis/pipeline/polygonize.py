@@ -20,6 +20,7 @@ from rasterio.windows import Window
 from .areas import AreaCalculator
 from .errors import Cancelled
 
+SPARSE_FRACTION = 0.25  # polygons' boxes cover less than this share: score them window by window
 CHUNK = 20000  # polygons processed together (bounds Python-side memory)
 STRIP_PIXELS = 1 << 22  # pixels per rasterised strip when scoring (16 MB of int32 ids)
 
@@ -81,15 +82,18 @@ class Polygonizer:
         keep = self._areas(holes) >= self.fill_holes_m2
         return shapely.Polygon(poly.exterior, [r for r, k in zip(rings, keep) if k])
 
-    def _pixel_rows(self, geoms):
-        """First and last+1 pixel row of each geometry's bounds (rotation-aware)."""
+    def _pixel_box(self, geoms):
+        """Pixel row/col ranges [r0, r1) x [c0, c1) of each geometry's bounds (rotation-aware)."""
         b = shapely.bounds(geoms)
-        rows = []
+        inv = self.inv
+        rows, cols = [], []
         for x, y in ((b[:, 0], b[:, 1]), (b[:, 0], b[:, 3]), (b[:, 2], b[:, 1]), (b[:, 2], b[:, 3])):
-            inv = self.inv
             rows.append(inv.d * x + inv.e * y + inv.f)
-        rows = np.stack(rows)
-        return np.floor(rows.min(0) + 1e-6).astype(np.int64), np.ceil(rows.max(0) - 1e-6).astype(np.int64)
+            cols.append(inv.a * x + inv.b * y + inv.c)
+        rows, cols = np.stack(rows), np.stack(cols)
+        f = lambda v: np.floor(v + 1e-6).astype(np.int64)  # noqa: E731
+        c = lambda v: np.ceil(v - 1e-6).astype(np.int64)  # noqa: E731
+        return f(rows.min(0)), c(rows.max(0)), f(cols.min(0)), c(cols.max(0))
 
     def scores(self, geoms, read_rows, height: int, width: int, is_cancelled=None, shapes_=None) -> np.ndarray:
         """Mean probability inside each (raw, disjoint) polygon: rasterise ids strip by strip, bincount.
@@ -100,7 +104,25 @@ class Polygonizer:
         counts = np.zeros(n + 1, np.float64)
         if n == 0:
             return sums[1:]
-        r0s, r1s = self._pixel_rows(geoms)
+        r0s, r1s, c0s, c1s = self._pixel_box(geoms)
+        r0s, r1s = np.clip(r0s, 0, height), np.clip(r1s, 0, height)
+        c0s, c1s = np.clip(c0s, 0, width), np.clip(c1s, 0, width)
+        if ((r1s - r0s) * (c1s - c0s)).sum() < SPARSE_FRACTION * height * width:
+            # sparse detections: read and rasterise each polygon's own window only
+            for i in range(n):
+                if is_cancelled is not None and i % 256 == 0 and is_cancelled():
+                    raise Cancelled()
+                if r1s[i] <= r0s[i] or c1s[i] <= c0s[i]:
+                    continue
+                shape_ = (int(r1s[i] - r0s[i]), int(c1s[i] - c0s[i]))
+                ids = features.rasterize([(shapes_[i], 1)], out_shape=shape_, fill=0, dtype="uint8",
+                                         transform=self.transform * Affine.translation(c0s[i], r0s[i]))
+                prob = read_rows(int(r0s[i]), int(r1s[i]), int(c0s[i]), int(c1s[i]))
+                inside = ids > 0
+                sums[i + 1], counts[i + 1] = float(prob[inside].sum()), float(inside.sum())
+            with np.errstate(invalid="ignore", divide="ignore"):
+                s = sums[1:] / counts[1:]
+            return np.where(counts[1:] > 0, s, self.threshold)
         order = np.argsort(r0s, kind="stable")
         r0_sorted = r0s[order]
         strip = max(64, STRIP_PIXELS // max(1, width))
@@ -224,7 +246,8 @@ def shapes_from_memory(prob: np.ndarray, threshold: float, transform: Affine, co
 
 
 def memory_rows(prob: np.ndarray):
-    return lambda top, bottom: prob[top:bottom]
+    """read(top, bottom, left=0, right=width) -> float probabilities of that window."""
+    return lambda top, bottom, left=0, right=None: prob[top:bottom, left:right]
 
 
 def shapes_from_band(mask_ds, band: int, connectivity: int):
@@ -234,4 +257,9 @@ def shapes_from_band(mask_ds, band: int, connectivity: int):
 
 
 def band_rows(prob_ds, band: int):
-    return lambda top, bottom: prob_ds.read(band, window=Window(0, top, prob_ds.width, bottom - top))
+    """read(top, bottom, left=0, right=width) from the disk canvas (uint8 = probability x 255) -> float."""
+    def read(top, bottom, left=0, right=None):
+        right = prob_ds.width if right is None else right
+        data = prob_ds.read(band, window=Window(left, top, right - left, bottom - top))
+        return data.astype(np.float32) / 255.0 if data.dtype == np.uint8 else data
+    return read
