@@ -5,6 +5,15 @@ import torch
 from model_core import PRESETS, build_model
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small models on a shared CPU: one torch thread avoids OpenMP oversubscription (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def nano():
     torch.manual_seed(0)
