@@ -99,7 +99,13 @@ class ClipTokenizer:
 
     def __call__(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
         ids = self.tok(list(texts), context_length=self.context_length)
-        pad = ids == self.pad_id
+        eot = getattr(self.tok, "eot_token_id", None)
+        if eot is not None and bool((ids == eot).any(1).all()):
+            # padding = everything after the first end-of-text token (id 0 is also a real BPE token, "!")
+            first_eot = (ids == eot).int().argmax(1, keepdim=True)
+            pad = torch.arange(ids.shape[1]).unsqueeze(0) > first_eot
+        else:
+            pad = ids == self.pad_id
         n = int((~pad).sum(1).max().item()) if ids.numel() else 1
         ids, pad = ids[:, : max(n, 1)], pad[:, : max(n, 1)]
         return ids, pad
