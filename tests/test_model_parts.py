@@ -149,3 +149,16 @@ def test_hard_boundary_option_builds():
     m = build_model("nano", loss={"boundary_on": "hard"})
     assert m.cfg.loss.boundary_on == "hard"
     assert PRESETS["nano"].loss.boundary_on == "soft"
+
+
+def test_xlmr_tokenizer_quirks():
+    from model_core.union_encoder import ASSETS, XLMRTokenizer
+
+    tok = XLMRTokenizer(ASSETS / "tiny_spm.model")
+    pieces = tok.sp.encode("the red roof", out_type=int)
+    ids, pad = tok(["the red roof", "ж"])
+    assert ids[0].tolist() == [0] + [p + 1 for p in pieces] + [2]  # <s>, pieces + fairseq offset 1, </s>
+    assert not pad[0].any()
+    # a genuine unknown piece becomes 3 (= pad id, as the authors' pad-token override): it is masked like padding
+    assert 3 in ids[1].tolist() and pad[1][ids[1] == 3].all()
+    assert ids[1, 0] == 0 and 2 in ids[1].tolist()
