@@ -162,3 +162,14 @@ def test_xlmr_tokenizer_quirks():
     # a genuine unknown piece becomes 3 (= pad id, as the authors' pad-token override): it is masked like padding
     assert 3 in ids[1].tolist() and pad[1][ids[1] == 3].all()
     assert ids[1, 0] == 0 and 2 in ids[1].tolist()
+
+
+def test_hard_boundary_reproduces_authors_broadcast():
+    torch.manual_seed(2)
+    x = torch.randn(3, 1, 8, 8)
+    t = (torch.rand(3, 8, 8) > 0.5).long()
+    w = torch.randn(3)
+    pred = (torch.sigmoid(x[:, 0]) > 0.5).float()
+    theirs = torch.nn.functional.mse_loss(w.view(3, 1, 1, 1).expand(3, 1, 8, 8) * edge_map(pred),
+                                          w.view(3, 1, 1, 1).expand(3, 1, 8, 8) * edge_map(t.float()))
+    assert torch.allclose(boundary_loss(x, t, w, on="hard"), theirs, rtol=1e-5)
