@@ -8,8 +8,8 @@ subprocess (clean peak RSS); the load average of this shared machine is recorded
 Measured per configuration: wall time (model/actors start-up apart), s/raster, s/Mpx, peak RSS of the driver, of
 each inference actor and of the whole process tree (Ray's raylet/GCS included), and the Ray path's overhead per
 raster: (a) the steady-state s/raster of `ray1-serial` (one actor, one raster in flight: the local path's exact
-work, plus Ray) minus the local path's, and (b) the instrumented latency dispatch (submit -> actor starts the raster) + return (actor done -> driver has the
-polygons). Target: overhead < 5 % of the compute per raster. A last child ("transport") measures what shipping a
+work, plus Ray) minus the local path's, and (b) the instrumented latency dispatch (submit -> actor starts the
+raster) + return (actor done -> driver has the polygons). Target: overhead < 5 % of the compute per raster. A last child ("transport") measures what shipping a
 raster's tile probability maps through Ray's object store costs (what a tile-level Ray Data pipeline would move)
 against shipping its polygons (what the actor design moves). Writes bench/results/batch_scaling.json and .md.
 """
@@ -231,7 +231,16 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--config")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the .md from the recorded .json")
     args = ap.parse_args()
+    if args.report_only:
+        with open(os.path.join(args.out, "batch_scaling.json")) as f:
+            doc = json.load(f)
+        for k, v in doc["settings"].items():
+            if k in ("rasters", "size", "overlap"):
+                setattr(args, k, v)
+        args.threads = doc.get("threads", args.threads)
+        return report(args, doc["rows"], doc)
     if args.child:
         return transport(args) if args.config == "transport" else child(args)
 
@@ -261,7 +270,23 @@ def main():
     report(args, rows)
 
 
-def report(args, rows):
+WHY_ACTORS = """## Why plain Ray actors, not Ray Data
+
+The engine's unit of work is a whole raster: tiles are read in order by a reader thread, blended into a rolling
+stitch buffer and polygonized per raster; it is stateful per raster, not a row-wise map. Ray Data could run it in
+two ways. (1) Tile-level rows (read -> map_batches(model) -> regroup per raster -> stitch -> polygonize): every
+tile's probability map crosses the object store and has to be regrouped per raster, and a second stitching path
+would live beside `segment_raster` (the "no second engine" rule). The transport line above measures what that
+shipping alone costs per raster. (2) Raster-level rows (`map_batches` calling `segment_raster` on one path per
+row, with an actor-pool strategy): that is exactly this design, plus Ray Data's streaming executor, Arrow blocks and
+pyarrow/pandas in QGIS's Python (numpy<2 pinned there), and less direct control of what we need here: a raster
+committed once by one writer, a raster's error kept apart from an actor's death, bounded in-flight rasters and a
+killed actor replaced with its rasters redone. So: an actor pool (`rs2sam2_qgis/pipeline/batch_ray.py`) fed
+raster paths by the driver, polygons coming back; its measured overhead is the Ray latency lines above.
+"""
+
+
+def report(args, rows, doc=None):
     by = {r["config"]: r for r in rows}
     derived = {}
     loc = by.get("local")
@@ -280,13 +305,16 @@ def report(args, rows):
         derived["transport"] = {
             "tile_level_pct_of_compute": 100 * tr["tile_probabilities"]["seconds"] / loc["s_per_raster"],
             "raster_level_pct_of_compute": 100 * tr["polygons"]["seconds"] / loc["s_per_raster"]}
-    cmdline = "cd " + ROOT + " && .venv/bin/python bench/batch_scaling.py " + " ".join(sys.argv[1:])
-    doc = {"command": cmdline.strip(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with other "
-                      f"jobs (see loadavg), CPU only, torch threads per inference process = {args.threads}",
-           "settings": {"rasters": args.rasters, "size": args.size, "tile": "model's (256)", "overlap": args.overlap,
-                        "batch_size": 4, "query": QUERY, "model": "model_core.build_model('nano'), seed 0"},
-           "rows": rows, "derived": derived}
+    if doc is None:
+        cmdline = "cd " + ROOT + " && .venv/bin/python bench/batch_scaling.py " + " ".join(sys.argv[1:])
+        doc = {"command": cmdline.strip(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with "
+                          f"other jobs (see loadavg), CPU only, torch threads per inference process = {args.threads}",
+               "threads": args.threads,
+               "settings": {"rasters": args.rasters, "size": args.size, "tile": "model's (256)",
+                            "overlap": args.overlap, "batch_size": 4, "query": QUERY,
+                            "model": "model_core.build_model('nano'), seed 0"}}
+    doc.update(rows=rows, derived=derived)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "batch_scaling.json"), "w") as f:
         json.dump(doc, f, indent=2)
@@ -327,6 +355,7 @@ def report(args, rows):
               + f"; its polygons ({tr['polygons']['megabytes']:.2f} MB for 1000) take "
               f"{tr['polygons']['seconds'] * 1e3:.1f} ms"
               + (f" = {t['raster_level_pct_of_compute']:.3f} %" if t else "") + "."]
+    L += ["", WHY_ACTORS]
     with open(os.path.join(args.out, "batch_scaling.md"), "w") as f:
         f.write("\n".join(L) + "\n")
     print("\n".join(L))

@@ -2,6 +2,7 @@
 inference actor is replaced and its rasters redone without duplicates. Skipped when Ray is not installed."""
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import os
@@ -45,10 +46,15 @@ def manifest_sources(folder):
     return [json.loads(x)["source"] for x in open(os.path.join(folder, "manifest.jsonl"))]
 
 
-def test_ray_equals_local(cluster, scenes, tmp_path):
+def test_ray_equals_local_and_records_a_corrupt_raster(cluster, scenes, tmp_path):
     out = tmp_path / "out"
-    s = run_batch(scenes["dir"], QUERIES, out, model=MODEL, options=OPTIONS, ray=True, workers=2)
-    assert (s.executor, s.workers, s.done, s.failed) == ("ray", 2, 6, 0)
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00" + os.urandom(1000))
+    s = run_batch([scenes["dir"], str(bad)], QUERIES, out, model=MODEL, options=OPTIONS, ray=True, workers=2,
+                  retries=1, backoff=0)
+    assert (s.executor, s.workers, s.done, s.failed) == ("ray", 2, 6, 1)
+    rows = list(csv.DictReader(open(out / "failures.csv")))
+    assert [(r["source"], r["attempts"], r["error_type"]) for r in rows] == [(str(bad), "2", "InputError")]
     assert s.extra["ray"]["actor_options"] == {"num_cpus": 1.0}
     assert len({t["pid"] for t in s.extra["ray"]["timings"]}) == 2  # both actors worked
     for i in range(6):
