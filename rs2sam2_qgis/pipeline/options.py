@@ -32,7 +32,7 @@ class SegmentOptions:
     #: tiles per predictor call
     batch_size: int = 4
     #: batches read ahead of inference by the reader thread
-    prefetch: int = 2
+    prefetch: int = 1
     #: resample to this ground sample distance (map units per pixel); None = native resolution
     gsd: Optional[float] = None
     #: percentiles for the stretch of non-uint8 rasters, computed once per raster with nodata masked

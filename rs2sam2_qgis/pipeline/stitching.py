@@ -95,7 +95,13 @@ class GeoTiffSink:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+FLUSH_ROWS = 128  # rows normalised and written at a time (bounds the temporaries to FLUSH_ROWS x width)
+
+
 class Stitcher:
+    """Rolling band accumulator. Invalid pixels (nodata, outside the mask polygon) are NaN in the accumulator:
+    validity is a property of the pixel, the same in every tile, so no separate validity buffer is needed."""
+
     def __init__(self, n_queries: int, aoi: Window2D, tile: int, overlap_px: int, sink, row_starts, col_starts):
         self.T = n_queries
         self.aoi = aoi
@@ -106,9 +112,7 @@ class Stitcher:
         self.row_wsum = weight_sums(row_starts, tile, prof, aoi.row, aoi.row_end)
         self.inv_col_wsum = (1.0 / weight_sums(col_starts, tile, prof, aoi.col, aoi.col_end)).astype(np.float32)
         self.acc = np.zeros((n_queries, tile, aoi.width), np.float32)
-        self.valid = np.zeros((tile, aoi.width), bool)
         self.top = aoi.row  # grid row of buffer row 0
-        self.flushed_to = aoi.row
 
     def _advance(self, new_top: int):
         """Flush rows [top, new_top) (no later tile touches them) and move the buffer down."""
@@ -117,21 +121,21 @@ class Stitcher:
         if n <= 0:
             return
         k = min(n, self.tile)
-        r0 = max(self.top, self.aoi.row)
-        if k > r0 - self.top:
-            a, b = r0 - self.top, k
-            rows = slice(r0 - self.aoi.row, self.top + k - self.aoi.row)
+        # self.top >= aoi.row always, so buffer rows [0, k) are all inside the area of interest
+        for a in range(0, k, FLUSH_ROWS):
+            b = min(k, a + FLUSH_ROWS)
+            rows = slice(self.top + a - self.aoi.row, self.top + b - self.aoi.row)
             inv = (1.0 / self.row_wsum[rows]).astype(np.float32)[:, None] * self.inv_col_wsum[None, :]
             out = self.acc[:, a:b] * inv
-            out[:, ~self.valid[a:b]] = 0.0
+            np.nan_to_num(out, copy=False, nan=0.0)
             np.clip(out, 0.0, 1.0, out=out)
-            self.sink.write(r0 - self.aoi.row, out)
-        # rows past the buffer (no tile touched them) stay 0 in the sink
-        if k < self.tile:
-            self.acc[:, :self.tile - k] = self.acc[:, k:]
-            self.valid[:self.tile - k] = self.valid[k:]
+            self.sink.write(self.top + a - self.aoi.row, out)
+        # rows past the buffer (no tile touched them) stay 0 in the sink; shift the rest up in non-overlapping
+        # chunks (a single overlapping slice assignment would make numpy copy it whole first)
+        for a in range(0, self.tile - k, min(k, FLUSH_ROWS)):
+            b = min(self.tile - k, a + min(k, FLUSH_ROWS))
+            self.acc[:, a:b] = self.acc[:, a + k:b + k]
         self.acc[:, self.tile - k:] = 0
-        self.valid[self.tile - k:] = False
         self.top = new_top
 
     def add(self, tile: Tile, prob: np.ndarray, valid: np.ndarray):
@@ -145,9 +149,9 @@ class Stitcher:
             return
         tr, tc = slice(r0 - tile.row, r1 - tile.row), slice(c0 - tile.col, c1 - tile.col)
         br, bc = slice(r0 - self.top, r1 - self.top), slice(c0 - a.col, c1 - a.col)
-        w = self.w[tr, tc]
-        self.acc[:, br, bc] += prob[:, tr, tc] * w
-        self.valid[br, bc] |= valid[tr, tc]
+        contrib = prob[:, tr, tc] * self.w[tr, tc]
+        contrib[:, ~valid[tr, tc]] = np.nan
+        self.acc[:, br, bc] += contrib
 
     def finish(self):
         while self.top < self.aoi.row_end:
