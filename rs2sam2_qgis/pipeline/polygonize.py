@@ -22,6 +22,7 @@ from .errors import Cancelled
 
 SPARSE_FRACTION = 0.25  # polygons' boxes cover less than this share: score them window by window
 CHUNK = 20000  # polygons processed together (bounds Python-side memory)
+CHUNK_COORDS = 2_000_000  # ... or this many vertices
 STRIP_PIXELS = 1 << 22  # pixels per rasterised strip when scoring (16 MB of int32 ids)
 
 
@@ -115,7 +116,8 @@ class Polygonizer:
                 if r1s[i] <= r0s[i] or c1s[i] <= c0s[i]:
                     continue
                 shape_ = (int(r1s[i] - r0s[i]), int(c1s[i] - c0s[i]))
-                ids = features.rasterize([(shapes_[i], 1)], out_shape=shape_, fill=0, dtype="uint8",
+                ids = features.rasterize([(geoms[i] if shapes_[i] is None else shapes_[i], 1)], out_shape=shape_,
+                                         fill=0, dtype="uint8",
                                          transform=self.transform * Affine.translation(c0s[i], r0s[i]))
                 prob = read_rows(int(r0s[i]), int(r1s[i]), int(c0s[i]), int(c1s[i]))
                 inside = ids > 0
@@ -137,7 +139,7 @@ class Polygonizer:
                 continue
             strip_tf = self.transform * Affine.translation(0, top)
             inside = (r0s[cand] >= top) & (r1s[cand] <= bottom)
-            items = [(shapes_[i], int(i) + 1) for i in cand[inside]]
+            items = [(geoms[i] if shapes_[i] is None else shapes_[i], int(i) + 1) for i in cand[inside]]
             big = cand[~inside]
             if len(big):
                 # polygons reaching past the strip: rasterise only their part in it (clipped to the strip's box)
@@ -157,15 +159,16 @@ class Polygonizer:
     def polygons(self, query: str, shapes_iter, read_rows, height: int, width: int,
                  is_cancelled: Optional[Callable] = None) -> list[DetectedPolygon]:
         """Cleaned polygons from ``features.shapes`` output, processed in chunks (bounded Python memory)."""
-        out, chunk = [], []
+        out, chunk, coords = [], [], 0
         for k, (geojson, value) in enumerate(shapes_iter):
             if is_cancelled is not None and k % 1024 == 0 and is_cancelled():
                 raise Cancelled()
             if value:
                 chunk.append(geojson)
-                if len(chunk) >= CHUNK:
+                coords += sum(len(r) for r in geojson["coordinates"])
+                if len(chunk) >= CHUNK or coords >= CHUNK_COORDS:
                     out.extend(self._process(query, chunk, read_rows, height, width, is_cancelled))
-                    chunk = []
+                    chunk, coords = [], 0
         if chunk:
             out.extend(self._process(query, chunk, read_rows, height, width, is_cancelled))
         return out
@@ -176,6 +179,9 @@ class Polygonizer:
         raw, dicts = raw[keep], [dicts[i] for i in keep]
         if len(raw) == 0:
             return []
+        # big polygons: drop their GeoJSON copy now (Python tuples cost ~10x shapely's memory); scoring clips them
+        for i in np.nonzero(shapely.get_num_coordinates(raw) > 4096)[0]:
+            dicts[i] = None
         scores = self.scores(raw, read_rows, height, width, is_cancelled, dicts)
         del dicts
         geoms = raw.copy()
