@@ -260,7 +260,20 @@ def _nano() -> ModelConfig:
     )
 
 
-_PRESET_FACTORIES = {"paper": _paper, "clip-b": _clip_b, "tiny": _tiny, "nano": _nano}
+def _rsrefseg():
+    from .rsrefseg_config import rsrefseg_preset  # the RSRefSeg family (model_core/rsrefseg.py)
+
+    return rsrefseg_preset()
+
+
+def _rsrefseg_tiny():
+    from .rsrefseg_config import rsrefseg_tiny_preset
+
+    return rsrefseg_tiny_preset()
+
+
+_PRESET_FACTORIES = {"paper": _paper, "clip-b": _clip_b, "tiny": _tiny, "nano": _nano,
+                     "rsrefseg": _rsrefseg, "rsrefseg-tiny": _rsrefseg_tiny}
 
 
 class _Presets(dict):
