@@ -12,11 +12,16 @@ from .checkpoints import load_model, save_model
 
 
 def build_model(preset="nano", **overrides) -> RS2SAM2:
-    """Build an RS2SAM2 with random weights from a preset name (or a ModelConfig), with config overrides:
-    build_model("nano", sam={"image_size": 512}) or build_model("nano", **{"hiera.embed_dim": 48})."""
-    cfg = preset if isinstance(preset, ModelConfig) else PRESETS[preset]
+    """Build a model with random weights from a preset name (or a config), with config overrides:
+    build_model("nano", sam={"image_size": 512}) or build_model("nano", **{"hiera.embed_dim": 48}).
+    The config's family picks the class: RS2SAM2, or RSRefSeg for the rsrefseg presets."""
+    cfg = preset if hasattr(preset, "to_dict") else PRESETS[preset]
     if overrides:
         cfg = cfg.replace(**overrides)
+    if getattr(cfg, "family", "rs2sam2") == "rsrefseg":
+        from .rsrefseg import RSRefSeg
+
+        return RSRefSeg(cfg)
     return RS2SAM2(cfg)
 
 
