@@ -94,7 +94,8 @@ def _is_sam_part(k: str) -> bool:
 
 def _is_new_in_sam_part(k: str) -> bool:
     """Our additions inside the SAM2 part (not in a stock SAM2 checkpoint)."""
-    return ".cross_adapter." in k or ".mlp_adapter." in k or k.startswith("mask_decoder.text_attn.")
+    return (".cross_adapter." in k or ".mlp_adapter." in k or k.startswith("mask_decoder.text_attn.")
+            or k.rsplit(".", 1)[-1].startswith("lora_"))  # LoRA tensors (RSRefSeg)
 
 
 def _to_sam2_name(k: str) -> Optional[str]:
@@ -331,6 +332,10 @@ def load_open_clip_weights(model, path) -> LoadReport:
         else:
             raise FileNotFoundError(f"no open_clip weights in {p.resolve()}: looked for open_clip_model.safetensors, "
                                     "open_clip_pytorch_model.bin, model.safetensors, pytorch_model.bin")
+    if getattr(model, "family", None) == "rsrefseg":
+        from .rsrefseg import load_towers_weights
+
+        return load_towers_weights(model, path)
     if not hasattr(model.union_encoder.backend, "clip"):
         raise CheckpointError("open_clip weights need a clip-backend model (e.g. preset 'clip-b' or 'nano')")
     sd = read_state_dict(p)
@@ -381,7 +386,9 @@ def export_sam2_state_dict(model) -> Dict[str, torch.Tensor]:
 
 # ================================================================================================ own format
 def _tokenizer_blob(model) -> Optional[bytes]:
-    ue = model.union_encoder
+    ue = getattr(model, "union_encoder", None)
+    if ue is None:
+        return None
     if ue.cfg.backend != "beit3":
         return None
     tok = ue._tokenizer
@@ -402,6 +409,8 @@ def save_model(model, path) -> Path:
     tok = _tokenizer_blob(model)
     if tok is not None:
         blob["tokenizer_spm"] = torch.frombuffer(bytearray(tok), dtype=torch.uint8)
+    if hasattr(model, "checkpoint_extras"):  # other families (RSRefSeg: its tokenizer file)
+        blob.update(model.checkpoint_extras())
     tmp = path.with_name(path.name + ".tmp")
     torch.save(blob, tmp)
     os.replace(tmp, path)
@@ -415,6 +424,15 @@ def _load_own(path: Path, obj=None):
 
     if obj is None:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    if obj["config"].get("family") == "rsrefseg":
+        from .rsrefseg_config import RSRefSegConfig
+
+        cfg = RSRefSegConfig.from_dict(obj["config"])
+        model = _construct(cfg, empty=True)
+        model.load_report = strict_fill(model, obj["state_dict"], {k: k for k in model.state_dict()},
+                                        kind="rs2sam2", path=str(path), required=set(model.state_dict()))
+        model.restore_extras(obj)
+        return model
     cfg = ModelConfig.from_dict(obj["config"])
     model = _construct(cfg, empty=True)
     sd = obj["state_dict"]
@@ -453,6 +471,8 @@ def _construct(cfg, empty: bool = False):
     materialised uninitialised) when a strict load will overwrite every tensor."""
     from .model import RS2SAM2
 
+    if getattr(cfg, "family", "rs2sam2") == "rsrefseg":
+        from .rsrefseg import RSRefSeg as RS2SAM2  # noqa: N814  (the RSRefSeg family)
     if not empty:
         return RS2SAM2(cfg)
     with init_empty_parameters():
@@ -514,7 +534,8 @@ def _kind_from_keys(keys: List[str], path) -> str:
         return "sam2"
     if any(k.startswith("beit3.") for k in ks):
         return "beit3"
-    if "token_embedding.weight" in ks and any(k.startswith("visual.") for k in ks):
+    if ("token_embedding.weight" in ks or "text.token_embedding.weight" in ks) and any(
+            k.startswith("visual.") for k in ks):
         return "open_clip"
     raise CheckpointError(f"cannot tell what kind of checkpoint {Path(path).resolve()} is (first keys: {ks[:5]})")
 
@@ -526,7 +547,7 @@ def _base_model(base):
         return None
     if isinstance(base, nn.Module):
         return base
-    cfg = base if isinstance(base, ModelConfig) else PRESETS[base]
+    cfg = base if (isinstance(base, ModelConfig) or hasattr(base, "to_dict")) else PRESETS[base]
     return _construct(cfg)
 
 
