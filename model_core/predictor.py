@@ -119,9 +119,103 @@ class Predictor:
         fn = getattr(self.model, "logits_to_prob", None)
         return fn(logits) if callable(fn) else logits.sigmoid_()
 
+    # ------------------------------------------------------------------ split prediction (encode once, decode per text)
+    @property
+    def features_reusable(self) -> bool:
+        """True when the model's image features do not depend on the text (model.features_reusable with
+        encode_images/decode_features): encode a tile once, decode it for any number of queries, cache it."""
+        m = self.model
+        return bool(getattr(m, "features_reusable", False)) and hasattr(m, "encode_images") \
+            and hasattr(m, "decode_features")
+
+    def model_digest(self) -> str:
+        """Identifies what encode() computes (model class, config, weights, precision, device type); cached."""
+        if getattr(self, "_digest", None) is None:
+            from .feature_cache import model_digest
+
+            self._digest = model_digest(self.model, f"{self.precision}|{self.device.type}|{self.input_size}")
+        return self._digest
+
+    def _pixels01(self, arr: np.ndarray) -> torch.Tensor:
+        """uint8 [n,H,W,3] -> float [n,3,S,S] in [0,1] on the device (same resize as predict)."""
+        n, h, w, _ = arr.shape
+        s = self.input_size
+        px = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device).permute(0, 3, 1, 2)
+        if (h, w) != (s, s) and self.device.type == "cpu":
+            px = F.interpolate(px, size=(s, s), mode="bilinear", align_corners=False, antialias=(h > s or w > s))
+            return px.float().div_(255.0)
+        px = px.float().div_(255.0)
+        if (h, w) != (s, s):
+            px = F.interpolate(px, size=(s, s), mode="bilinear", align_corners=False, antialias=(h > s or w > s))
+        return px.contiguous()
+
+    def encode(self, images, batch_size: int | None = None):
+        """Images (uint8 [B,H,W,3]) -> TileFeatures (model_core.feature_cache): a reusable model's text-independent
+        features, or the resized pixels for a model whose image side depends on the text."""
+        from .feature_cache import TileFeatures
+
+        arr = self._as_batch(images)
+        n_img, h, w, _ = arr.shape
+        bs = max(1, int(batch_size or self.batch_size))
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, n_img, bs):
+                px = self._pixels01(arr[start:start + bs])
+                if self.features_reusable:
+                    with self._autocast():
+                        feats = self.model.encode_images(px)
+                    parts.append(TileFeatures(dict(feats), (h, w), "model"))
+                else:
+                    parts.append(TileFeatures({"pixels": px}, (h, w), "pixels"))
+        return TileFeatures.cat(parts)
+
+    def features_from_bytes(self, data: bytes):
+        from .feature_cache import TileFeatures
+
+        return TileFeatures.from_bytes(data, self.device)
+
+    def decode(self, features, texts: Union[str, Sequence[str]], batch_size: int | None = None) -> np.ndarray:
+        """TileFeatures (or a list of them, one size) + texts -> probabilities [B, T, H, W] like predict."""
+        from .feature_cache import TileFeatures
+
+        feats = TileFeatures.cat(features) if isinstance(features, (list, tuple)) else features
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = [str(t) for t in texts]
+        if not texts:
+            raise ValueError("no texts given")
+        n_img, n_txt = len(feats), len(texts)
+        h, w = feats.size
+        bs = max(1, int(batch_size or self.batch_size))
+        out = np.empty((n_img, n_txt, h, w), dtype=np.float32)
+        pairs = [(i, j) for i in range(n_img) for j in range(n_txt)]
+        with torch.inference_mode():
+            for start in range(0, len(pairs), bs):
+                chunk = pairs[start:start + bs]
+                sel = torch.tensor([i for i, _ in chunk], device=feats.device)
+                f = feats.select(sel)
+                chunk_texts = [texts[j] for _, j in chunk]
+                with self._autocast():
+                    if feats.kind == "pixels":
+                        logits = self.model.predict_masks(f["pixels"], chunk_texts)
+                    else:
+                        res = self.model.decode_features(f, chunk_texts)
+                        logits = res["logits"] if isinstance(res, dict) else res
+                if logits.ndim == 3:
+                    logits = logits[:, None]
+                logits = logits.float()
+                if tuple(logits.shape[-2:]) != (h, w):
+                    logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+                prob = self._to_prob(logits).float().clamp_(0.0, 1.0)[:, 0].cpu().numpy()
+                for k, (i, j) in enumerate(chunk):
+                    out[i, j] = prob[k]
+        return out
+
     # ------------------------------------------------------------------ API
     def predict(self, images, texts: Union[str, Sequence[str]], batch_size: int | None = None) -> np.ndarray:
         """Probabilities ``[B, T, H, W]`` (float32, [0, 1]) for every (image, text) pair."""
+        if self.features_reusable:  # each image encoded once, decoded per text (== decode(encode(images), texts))
+            return self.decode(self.encode(images, batch_size), texts, batch_size)
         arr = self._as_batch(images)
         if isinstance(texts, str):
             texts = [texts]
