@@ -88,6 +88,12 @@ def ensure_import_paths() -> list[str]:
 
 def python_executable() -> str:
     """QGIS's Python interpreter (inside QGIS sys.executable is often the qgis binary itself)."""
+    try:  # embedded, sys.executable can be a foreign python3 found on PATH (here a pyenv 3.11.7 shim): deps checks
+        from .deps.manager import python_executable as qgis_python
+
+        return qgis_python()
+    except Exception:  # noqa: BLE001 - installer absent: the guess below
+        pass
     exe = Path(sys.executable)
     if exe.name.lower().startswith("python"):
         return str(exe)
