@@ -51,6 +51,12 @@ class SegmentOptions:
     connectivity: int = 4
     #: GeoPackage: one layer with a query column for all queries instead of one layer per query
     single_layer: bool = False
+    #: folder for the per-tile feature cache of feature-reusable models (RSRefSeg); None = memory only
+    feature_cache: Optional[str] = None
+    #: the disk feature cache's bound (MB); files used longest ago are deleted beyond it
+    feature_cache_max_mb: float = 4096.0
+    #: in-memory feature cache bound (MB) during a run (LRU)
+    feature_cache_memory_mb: float = 512.0
 
     def replace(self, **changes) -> "SegmentOptions":
         return replace(self, **changes)
@@ -83,6 +89,8 @@ class SegmentOptions:
             raise InputError(f"stretch percentiles {self.stretch_percentiles} invalid; use e.g. 2,98")
         if int(self.connectivity) not in (4, 8):
             raise InputError("connectivity must be 4 or 8")
+        if float(self.feature_cache_max_mb) < 0 or float(self.feature_cache_memory_mb) < 0:
+            raise InputError("feature cache sizes must be >= 0 MB")
         return self
 
     @classmethod
