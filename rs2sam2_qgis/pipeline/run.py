@@ -12,6 +12,7 @@ from affine import Affine
 
 from .batching import Prefetcher, batched
 from .errors import Cancelled, InputError
+from .feature_cache import FeatureCache, cache_usable, predict_cached, source_fingerprint, tile_key
 from .options import SegmentOptions
 from .polygonize import DetectedPolygon, Polygonizer, band_rows, memory_rows, shapes_from_band, shapes_from_memory
 from .source import RasterSource, open_source
@@ -39,6 +40,8 @@ class RunStats:
     canvas: str = ""                 # "memory" or "disk"
     tile: int = 0
     overlap_px: int = 0
+    tiles_encoded: int = 0           # tiles whose features were computed (feature-reusable models; else 0)
+    feature_cache_hits: int = 0      # tiles whose features came from the feature cache (memory or disk)
 
     @property
     def seconds_per_megapixel(self) -> float:
@@ -84,12 +87,18 @@ def clean_queries(queries) -> list[str]:
 
 
 def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options: Optional[SegmentOptions] = None,
-                   progress: Optional[ProgressFn] = None, is_cancelled: Optional[CancelFn] = None) -> SegmentResult:
+                   progress: Optional[ProgressFn] = None, is_cancelled: Optional[CancelFn] = None,
+                   feature_cache: Optional[FeatureCache] = None) -> SegmentResult:
     """Find the queried objects in a raster; returns polygons per query in the raster's CRS.
 
     ``progress(fraction, message)`` is called as tiles finish; ``is_cancelled()`` is polled between batches and
     during polygonizing, and raises ``Cancelled`` (nothing is written by this function). Bad input raises
     ``InputError``.
+
+    When the predictor's model has text-independent image features (``predictor.features_reusable``), each tile is
+    encoded once and decoded for every query, through a per-tile feature cache: ``feature_cache`` (a FeatureCache
+    kept by the caller across runs), else one built from the options (memory, plus ``options.feature_cache`` on
+    disk).
     """
     t_start = time.perf_counter()
     options = (options or SegmentOptions()).validate()
@@ -115,6 +124,12 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     else:
         sink = MemorySink(T, aoi, options.threshold)
     stats.canvas = sink.kind
+    cache = fingerprint = None
+    if cache_usable(predictor):
+        cache = feature_cache if feature_cache is not None else FeatureCache(
+            options.feature_cache_memory_mb, options.feature_cache, options.feature_cache_max_mb)
+        fingerprint = source_fingerprint(src, options, tile, predictor.model_digest())
+        cache_before = (cache.stats.memory_hits + cache.stats.disk_hits, cache.stats.encoded)
     cancelled = is_cancelled or (lambda: False)
 
     def report(frac, msg):
@@ -144,7 +159,12 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     run = [it for it in items if it[3]]
                     if run:
                         t0 = time.perf_counter()
-                        prob = predictor.predict(np.stack([it[1] for it in run]), queries)
+                        if cache is not None:
+                            keys = [tile_key(fingerprint, (it[0].row, it[0].col, it[0].size, it[0].size), it[1])
+                                    for it in run]
+                            prob = predict_cached(predictor, cache, keys, [it[1] for it in run], queries)
+                        else:
+                            prob = predictor.predict(np.stack([it[1] for it in run]), queries)
                         stats.seconds_inference += time.perf_counter() - t0
                         stats.tiles_run += len(run)
                     t0 = time.perf_counter()
@@ -157,6 +177,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     done += len(items)
                     report(0.9 * done / max(1, len(grid)), f"tile {done}/{len(grid)}")
                 stats.seconds_read = reader.seconds_busy
+            if cache is not None:
+                stats.feature_cache_hits = cache.stats.memory_hits + cache.stats.disk_hits - cache_before[0]
+                stats.tiles_encoded = cache.stats.encoded - cache_before[1]
             if cancelled():
                 raise Cancelled()
             t0 = time.perf_counter()
