@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-pixel-coords", action="store_true",
                    help="accept a raster without CRS and write pixel coordinates (column, row)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--feature-cache", metavar="DIR",
+                   help="keep per-tile image features in DIR and reuse them on later runs (models whose image "
+                        "features do not depend on the text, e.g. RSRefSeg); bounded, safe to share")
+    s.add_argument("--feature-cache-mb", type=float, default=_D.feature_cache_max_mb,
+                   help=f"bound of the disk feature cache in MB ({_D.feature_cache_max_mb:g})")
     from .batch_cli import add_batch_parser
     add_batch_parser(sub, s)  # rs2sam2 batch: shares the options above
     i = sub.add_parser("info", help="describe a raster (size, CRS, bands, nodata, default band mapping)")
@@ -106,7 +111,8 @@ def _options(a) -> SegmentOptions:
         extent=_floats(a.extent, 4, "extent", "--extent 500000,4999000,501000,5000000") if a.extent else None,
         bands=_ints(a.bands, "bands", "--bands 3,2,1") if a.bands else None,
         gsd=a.gsd, batch_size=a.batch_size, allow_pixel_coords=a.allow_pixel_coords,
-        single_layer=a.single_layer,
+        single_layer=a.single_layer, feature_cache=getattr(a, "feature_cache", None),
+        feature_cache_max_mb=getattr(a, "feature_cache_mb", _D.feature_cache_max_mb),
     ).validate()
 
 
@@ -164,6 +170,8 @@ def cmd_segment(a) -> int:
     print(f"total area {total}; {st.seconds_total + t_write:.1f} s for {st.megapixels:.2f} Mpx "
           f"({st.seconds_per_megapixel:.3f} s/Mpx, {st.tiles_run}/{st.tiles_total} tiles of {st.tile} px); "
           f"device {st.device} ({st.device_reason}); model {st.model}")
+    if st.tiles_encoded or st.feature_cache_hits:
+        print(f"features: {st.tiles_encoded} tile(s) encoded, {st.feature_cache_hits} from the feature cache")
     return 0
 
 
