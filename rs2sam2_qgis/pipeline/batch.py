@@ -164,7 +164,7 @@ def run_signature(queries, options: SegmentOptions, model_id: str, layer: Option
     """What makes two runs' outputs interchangeable: queries, every engine option, model and layer."""
     opts = {}
     for k, v in dataclasses.asdict(options).items():
-        if k in ("temp_dir", "gdal_cache_mb", "prefetch", "in_memory_max_mb"):
+        if k in ("temp_dir", "gdal_cache_mb", "prefetch", "in_memory_max_mb") or k.startswith("feature_cache"):
             continue  # how, not what
         if k == "mask_geometry" and v is not None:
             import shapely
