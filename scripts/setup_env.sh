@@ -49,12 +49,24 @@ pip_install "setuptools>=69" wheel numpy affine pyproj rasterio shapely pyogrio 
 # sam2 would otherwise re-download torch into a build environment and try to compile CUDA.
 log "installing sam2 (no CUDA extension)"
 pip_install --no-build-isolation sam2
+# sam2's wheel also installs its own training scripts as a top-level `training` package, which would shadow
+# ours (`rs2sam2 train` run outside the repo imported sam2's). We use none of it: remove it.
+"$VENV/bin/python" - <<'PY'
+import pathlib, shutil, sysconfig
+site = pathlib.Path(sysconfig.get_paths()["purelib"])
+stray = site / "training"
+if (stray / "trainer.py").exists():  # sam2's, not ours
+    shutil.rmtree(stray)
+PY
 # torchscale 0.3.0 pins timm==0.6.13 and fairscale==0.4.0, which clash with open_clip's timm>=1.0.17;
 # the modules we use only need timm's drop_path and fairscale's wrappers, both present in the newer releases.
 pip_install --no-deps torchscale
 # optional extra [ray] (rs2sam2 batch --ray); the batch tests run it on a local cluster
 log "installing ray (optional extra)"
 pip_install "ray==2.60.0"
+# test-only extra: transformers' slow XLM-R tokenizer, the reference of tests/test_tokenizer_xlmr.py
+log "installing transformers (test only)"
+pip_install transformers
 log "installing this project (editable)"
 pip_install --no-deps --no-build-isolation -e "$ROOT"
 

@@ -84,3 +84,17 @@ def test_torchscale_builds_a_small_beit3():
     # [CLS | 2x2 patches | 7 text tokens]
     assert out["encoder_out"].shape == (2, 1 + 4 + 7, 64)
     assert out["multiway_split_position"] == 5
+
+
+def test_our_packages_are_imported_outside_the_repo(tmp_path):
+    """sam2's wheel ships a top-level `training` package; ours must win wherever `rs2sam2` runs from."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", "import training, model_core, rs2sam2_qgis;"
+                          "print(training.__file__); print(model_core.__file__); print(rs2sam2_qgis.__file__)"],
+                         cwd=tmp_path, capture_output=True, text=True, check=True, env={"PATH": "/usr/bin"})
+    for line in out.stdout.split():
+        assert Path(line).resolve().is_relative_to(repo), line
