@@ -573,11 +573,14 @@ def load_weights(model, path, kind: Optional[str] = None, **kw) -> LoadReport:
 
 
 def _attach_release_tokenizer(model, path: Path):
+    from .release import release_tokenizer
+
     d = path if path.is_dir() else path.parent
-    for name in ("sentencepiece.bpe.model", "beit3.spm", "tokenizer.model"):
-        if (d / name).is_file():
-            set_spm(model, d / name)
-            return
+    ue = model.union_encoder.cfg
+    tok = release_tokenizer(d, max_tokens=ue.max_text_positions - 2)
+    if tok is not None:  # the slow XLM-R tokenizer's ids, incl. the directory's added tokens (release.py)
+        set_spm(model, tok.path)
+        model.union_encoder.set_tokenizer(tok)
 
 
 def load_model(path, base=None, **kw):
@@ -600,7 +603,11 @@ def load_model(path, base=None, **kw):
     if kind == "rs2sam2":
         return _load_own(Path(path))
     if kind == "official":
-        model = _base_model(base) if base is not None else _construct_official(Path(path))
+        if not isinstance(base, nn.Module):  # built on the meta device, weights memory-mapped and assigned
+            from .release import load_release  # (model_core/release.py); base: None (paper), a preset or config
+
+            return load_release(Path(path), cfg=PRESETS[base] if isinstance(base, str) else base)
+        model = _base_model(base)
         model.load_report = load_weights(model, path, kind="official")
         return model
     if base is None:

@@ -184,7 +184,10 @@ def test_official_release_roundtrip(tmp_path, layout):
     x = torch.rand(1, 3, 256, 256)
     src.eval(), m.eval()
     with torch.no_grad():
-        assert torch.equal(src(x, ["a red roof"])["logits"], m(x, ["a red roof"])["logits"])
+        # weights equal bit for bit; memory-mapped tensors are only 8-byte aligned, which may change the rounding
+        # of a few matmuls (as the authors' own from_pretrained: golden README), hence ~1e-7 and not bitwise
+        torch.testing.assert_close(src(x, ["a red roof"])["logits"], m(x, ["a red roof"])["logits"],
+                                   atol=1e-6, rtol=0)
 
 
 def test_official_release_errors(tmp_path):
