@@ -56,14 +56,15 @@ def swap_left_right(text: str) -> str:
 
 class HFlipSwap:
     """Horizontal flip with probability p; the sentence's left/right (west/east) words are swapped so it stays true.
-    Sentences with directional words it cannot rewrite safely ("clockwise") are never flipped."""
+    Sentences with directional words it cannot rewrite safely ("clockwise") are never flipped.
+    Draws from torch's global RNG: checkpointed by the trainer (exact resume with num_workers 0) and seeded per
+    DataLoader worker by torch."""
 
-    def __init__(self, p: float = 0.5, seed: int = 0):
+    def __init__(self, p: float = 0.5, seed: int | None = None):
         self.p = p
-        self.rng = np.random.default_rng(seed)
 
     def __call__(self, image, mask, text):
-        if "clockwise" in text.lower() or self.rng.random() >= self.p:
+        if "clockwise" in text.lower() or float(torch.rand(())) >= self.p:
             return image, mask, text
         return image[:, ::-1].copy(), mask[:, ::-1].copy(), swap_left_right(text)
 
