@@ -92,7 +92,7 @@ def test_cli_trains_validates_and_saves_best(tmp_path):
     cfg["train"]["steps_per_epoch"] = 2
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(cfg))
-    assert main(["--config", str(path), "--quiet", "--set", "train.schedule=poly"]) == 0
+    assert main(["--config", str(path), "--quiet", "--set", "train.schedule=poly", "--set", "train.accum=2"]) == 0
     run = tmp_path / "run"
     rows = list(csv.DictReader(open(run / "train.csv")))
     assert [int(r["step"]) for r in rows] == [1, 2] and float(rows[0]["loss"]) > 0
@@ -102,6 +102,7 @@ def test_cli_trains_validates_and_saves_best(tmp_path):
     assert model.input_size == 64
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
     assert state["epoch"] == 1 and state["step"] == 2 and "optimizer" in state and "rng" in state
+    assert state["config"]["train"]["accum"] == 2  # 2 optimizer steps of 2 micro-batches each
 
 
 def test_lr_schedules_and_configs():
