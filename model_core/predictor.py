@@ -71,7 +71,19 @@ class Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, device="auto", precision: str = "auto",
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, mode: str = "analyst"):
+        # mode "analyst" (default): probabilities at each tile's own size. "authors": the RS2-SAM2 authors' contract
+        # (PIL bilinear to the model's two sizes, fp32, one caption per forward, 0/1 mask where logit > 0.5 at
+        # their 1024 grid; model_core/authors_mode.py). This is the one place that decides.
+        from .authors_mode import MODES, check_model
+
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}: use {' or '.join(MODES)}")
+        if mode == "authors":
+            check_model(model)
+            if (precision or "auto").strip().lower() == "auto":
+                precision = "fp32"  # their test.sh runs fp32
+        self.mode = mode
         for attr in ("input_size", "name", "predict_masks"):
             if not hasattr(model, attr):
                 raise TypeError(f"model {type(model).__name__} lacks '{attr}' (see the model protocol)")
@@ -125,6 +137,8 @@ class Predictor:
         """True when the model's image features do not depend on the text (model.features_reusable with
         encode_images/decode_features): encode a tile once, decode it for any number of queries, cache it."""
         m = self.model
+        if getattr(self, "mode", "analyst") == "authors":  # their contract runs the whole model per caption
+            return False
         return bool(getattr(m, "features_reusable", False)) and hasattr(m, "encode_images") \
             and hasattr(m, "decode_features")
 
@@ -213,7 +227,12 @@ class Predictor:
 
     # ------------------------------------------------------------------ API
     def predict(self, images, texts: Union[str, Sequence[str]], batch_size: int | None = None) -> np.ndarray:
-        """Probabilities ``[B, T, H, W]`` (float32, [0, 1]) for every (image, text) pair."""
+        """Probabilities ``[B, T, H, W]`` (float32, [0, 1]) for every (image, text) pair (mode "authors": their 0/1
+        mask, see model_core/authors_mode.py)."""
+        if self.mode == "authors":
+            from .authors_mode import predict_authors
+
+            return predict_authors(self, images, texts)
         if self.features_reusable:  # each image encoded once, decoded per text (== decode(encode(images), texts))
             return self.decode(self.encode(images, batch_size), texts, batch_size)
         arr = self._as_batch(images)
@@ -260,3 +279,10 @@ class Predictor:
         return out
 
     __call__ = predict
+
+    def authors_outputs(self, images, texts=None, *, input_ids=None, attention_mask=None):
+        """The authors' full outputs at the model's size (final_logits, final_mask, low_res_logits, ...) for n
+        images and n captions in one batch; model_core.authors_mode.authors_outputs."""
+        from .authors_mode import authors_outputs
+
+        return authors_outputs(self, images, texts, input_ids=input_ids, attention_mask=attention_mask)
