@@ -91,8 +91,12 @@ def write_raster(path, data, crs="EPSG:32633", transform=None, nodata=None, **pr
     prof = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype,
                 crs=crs, transform=transform, nodata=nodata)
     prof.update(profile)
-    with rasterio.open(path, "w", **prof) as ds:
-        ds.write(data)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # rasters without a CRS on purpose
+        with rasterio.open(path, "w", **prof) as ds:
+            ds.write(data)
     return str(path)
 
 
