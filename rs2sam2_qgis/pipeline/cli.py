@@ -34,12 +34,12 @@ def load_model(spec: str):
         raise InputError(f"{exc}; give a checkpoint path with --model PATH") from None
 
 
-def make_predictor(model, device: str, precision: str):
+def make_predictor(model, device: str, precision: str, mode: str = "analyst"):
     from model_core.predictor import Predictor
 
     try:
-        return Predictor(model, device=device, precision=precision)
-    except (RuntimeError, ValueError) as exc:
+        return Predictor(model, device=device, precision=precision, mode=mode)
+    except (RuntimeError, ValueError, TypeError) as exc:
         raise InputError(str(exc)) from None
 
 
@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="demo", help="'demo' (bundled, default) or a checkpoint path")
     s.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     s.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16")
+    s.add_argument("--mode", default="analyst", choices=("analyst", "authors"),
+                   help="analyst (default): probabilities at each tile's size; authors: the RS2-SAM2 authors' "
+                        "contract (PIL resize to 1024/224, fp32, their mask where logit > 0.5)")
     s.add_argument("--tile", type=int, default=_D.tile, help="tile size in pixels (default: the model's)")
     s.add_argument("--overlap", type=float, default=_D.overlap, help=f"tile overlap fraction ({_D.overlap})")
     s.add_argument("--threshold", type=float, default=_D.threshold, help=f"probability threshold ({_D.threshold})")
@@ -134,7 +137,7 @@ def cmd_segment(a) -> int:
     area_of_interest(src, options.extent)
     t0 = time.perf_counter()
     model = load_model(a.model)
-    predictor = make_predictor(model, a.device, a.precision)
+    predictor = make_predictor(model, a.device, a.precision, getattr(a, "mode", "analyst"))
     t_load = time.perf_counter() - t0
     print(f"model {predictor.model_name} on {predictor.device} ({predictor.device_reason}; "
           f"{predictor.precision}), loaded in {t_load:.1f} s", file=sys.stderr)
