@@ -164,3 +164,15 @@ def test_boundary_loss_default_reaches_the_mask_logits():
         g = 0.0 if logits.grad is None else float(logits.grad.abs().sum())
         assert (g > 0) == reaches, (on, g)
         assert float(w.grad.abs().sum()) > 0
+
+
+def test_cli_mode_option():
+    from rs2sam2_qgis.pipeline.cli import _parser, make_predictor
+    from rs2sam2_qgis.pipeline.errors import InputError
+
+    a = _parser().parse_args(["segment", "r.tif", "roofs", "-o", "o.gpkg", "--mode", "authors"])
+    assert a.mode == "authors"
+    assert _parser().parse_args(["segment", "r.tif", "roofs", "-o", "o.gpkg"]).mode == "analyst"
+    assert make_predictor(ColourModel(16), "cpu", "auto").mode == "analyst"
+    with pytest.raises(InputError, match="analyst"):
+        make_predictor(ColourModel(16), "cpu", "auto", "authors")
