@@ -372,8 +372,31 @@ class RSRefSeg(nn.Module):
             out["high_res_1"] = self.mask_decoder.conv_s1(fpn[1])
         return out
 
+    decode_text_cache = True  # decode_features accepts text_cache= (Predictor.decode passes one per call)
+
+    def encode_texts(self, texts: Sequence[str], text_cache: Optional[dict] = None):
+        """texts -> words (B,L,E), padding (B,L), sentence (B,E). With `text_cache` (a dict the caller keeps while the
+        weights do not change), each distinct text is encoded once, alone, and reused."""
+        if text_cache is None:
+            ids, pad = self.tokenize(texts)
+            words, sentence = self.towers.encode_text(ids)
+            return words, pad, sentence
+        for t in dict.fromkeys(texts):
+            if t not in text_cache:
+                ids, pad = self.tokenize([t])
+                w, snt = self.towers.encode_text(ids)
+                text_cache[t] = (w[0], pad[0], snt[0])
+        items = [text_cache[t] for t in texts]
+        L = max(it[0].shape[0] for it in items)
+        words = items[0][0].new_zeros((len(items), L, items[0][0].shape[-1]))
+        pad = torch.ones((len(items), L), dtype=torch.bool, device=words.device)
+        for i, (w, p, _) in enumerate(items):
+            words[i, : w.shape[0]] = w
+            pad[i, : p.shape[0]] = p
+        return words, pad, torch.stack([it[2] for it in items])
+
     def decode_features(self, features: Dict[str, torch.Tensor], texts: Optional[Sequence[str]] = None, *,
-                        input_ids=None, text_pad=None) -> Dict[str, torch.Tensor]:
+                        input_ids=None, text_pad=None, text_cache: Optional[dict] = None) -> Dict[str, torch.Tensor]:
         """features of B images (from encode_images) + B texts -> dict(logits (B,1,S,S), low_res_logits,
         sentence_logits (B,1,gh,gw), iou_pred, object_score_logits)."""
         V = features["visual"]
@@ -381,9 +404,10 @@ class RSRefSeg(nn.Module):
         if input_ids is None:
             if texts is None or len(texts) != B:
                 raise ValueError(f"need one text per image: {B} images, {None if texts is None else len(texts)} texts")
-            input_ids, text_pad = self.tokenize(texts)
-        input_ids, text_pad = input_ids.to(V.device), text_pad.to(V.device)
-        words, sentence = self.towers.encode_text(input_ids)
+            words, text_pad, sentence = self.encode_texts(list(texts), text_cache)
+        else:
+            words, sentence = self.towers.encode_text(input_ids.to(V.device))
+        text_pad = text_pad.to(V.device)
         scale, bias = self.towers.scale_bias()
         local, glob, G = text_filters(V, words, text_pad, sentence, scale, bias)
         gh, gw = self.grid

@@ -251,3 +251,28 @@ def test_training_lowers_the_loss():
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_text_cache_encodes_each_distinct_text_once(tiny):
+    calls = []
+    orig = tiny.towers.encode_text
+
+    def counting(ids):
+        calls.append(ids.shape[0])
+        return orig(ids)
+
+    tiny.towers.encode_text = counting
+    try:
+        x = torch.rand(4, 3, tiny.input_size, tiny.input_size)
+        texts = ["red roof", "the long white storage tank", "red roof", "the long white storage tank"]
+        with torch.no_grad():
+            f = tiny.encode_images(x)
+            ref = tiny.decode_features(f, texts)["logits"]
+            ref_rev = tiny.decode_features(f, texts[::-1])["logits"]
+            cache = {}
+            a = tiny.decode_features(f, texts, text_cache=cache)["logits"]
+            b = tiny.decode_features(f, texts[::-1], text_cache=cache)["logits"]
+    finally:
+        del tiny.towers.encode_text
+    assert calls == [4, 4, 1, 1]  # batched without a cache; with one, each distinct text once (alone), then reused
+    assert torch.allclose(a, ref, atol=1e-5) and torch.allclose(b, ref_rev, atol=1e-5)
