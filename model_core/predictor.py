@@ -203,6 +203,8 @@ class Predictor:
         bs = max(1, int(batch_size or self.batch_size))
         out = np.empty((n_img, n_txt, h, w), dtype=np.float32)
         pairs = [(i, j) for i in range(n_img) for j in range(n_txt)]
+        # a family that can reuse text encodings (RSRefSeg) encodes each distinct text once per call
+        kw = {"text_cache": {}} if getattr(self.model, "decode_text_cache", False) else {}
         with torch.inference_mode():
             for start in range(0, len(pairs), bs):
                 chunk = pairs[start:start + bs]
@@ -213,7 +215,7 @@ class Predictor:
                     if feats.kind == "pixels":
                         logits = self.model.predict_masks(f["pixels"], chunk_texts)
                     else:
-                        res = self.model.decode_features(f, chunk_texts)
+                        res = self.model.decode_features(f, chunk_texts, **kw)
                         logits = res["logits"] if isinstance(res, dict) else res
                 if logits.ndim == 3:
                     logits = logits[:, None]
