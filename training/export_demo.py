@@ -45,9 +45,13 @@ def main(argv=None) -> int:
     res["val50"] = evaluate_model(model, build_dataset("synthetic", "val", None, **opts), limit=50, device="cpu")
     res["val"] = evaluate_model(model, build_dataset("synthetic", "val", None, **opts), device="cpu")
     res["test"] = evaluate_model(model, build_dataset("synthetic", "test", None, **opts), device="cpu")
-    hard = {**opts, "level": 2}
+    hard = {**opts, "level": 2, "level_weights": None}
     res["val_level2_all_sentences"] = evaluate_model(model, build_dataset("synthetic", "val", None, **hard),
                                                      device="cpu")
+    if opts.get("level", 2) != 0:
+        easy = {**opts, "level": 0, "level_weights": None}
+        res["val_level0_class_sentences"] = evaluate_model(
+            model, build_dataset("synthetic", "val", None, **easy), device="cpu")
     res["val_options"] = opts
     res["eval_seconds"] = round(time.time() - t0, 1)
     Path(a.record).write_text(json.dumps(res, indent=2) + "\n")
