@@ -75,6 +75,11 @@ def test_release_loads_memory_mapped_on_meta_build(tmp_path, tiny, layout):
     with torch.no_grad():
         torch.testing.assert_close(m(x, ["a red roof"])["logits"], tiny(x, ["a red roof"])["logits"],
                                    atol=1e-6, rtol=0)
+    # the mapping is copy-on-write: changing a loaded weight (training) never writes to the release files
+    with torch.no_grad():
+        m.text_proj.weight.add_(1.0)
+    again = load_release(d, cfg=PRESETS["tiny"])
+    assert torch.equal(again.text_proj.weight, tiny.text_proj.weight)
 
 
 def test_release_bf16_file_is_cast_and_errors_are_listed(tmp_path, tiny):
