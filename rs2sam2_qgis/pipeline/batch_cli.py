@@ -13,7 +13,8 @@ import re
 import sys
 
 # `segment` options that do not apply to a batch (its own positionals, -o and --append)
-_NOT_SHARED = {"help", "raster", "queries", "output", "append"}
+# "mode" (segment --mode authors) is not wired into batch: not offered there rather than silently ignored
+_NOT_SHARED = {"help", "raster", "queries", "output", "append", "mode"}
 
 
 def add_batch_parser(sub, segment_parser: argparse.ArgumentParser):
