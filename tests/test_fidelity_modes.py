@@ -1,7 +1,6 @@
 """Fidelity plumbing on small models: the memory-mapped release loader (meta build, layouts, strictness, buffers),
 the predictor's authors' contract mode, and the boundary-loss default."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
