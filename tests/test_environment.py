@@ -38,14 +38,12 @@ def test_rasterio_geotiff_opens_in_qgis_with_its_crs(qgis_app, tmp_path):
 
 
 def test_sam2_hiera_tiny_forward_on_cpu():
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
+    import sam2  # noqa: F401  (initialises the global Hydra config module that sam2's builders use)
+    from hydra import compose
     from hydra.utils import instantiate
 
-    GlobalHydra.instance().clear()
-    with initialize_config_module("sam2", version_base="1.2"):
-        cfg = compose(config_name="configs/sam2.1/sam2.1_hiera_t.yaml")
-    GlobalHydra.instance().clear()
+    # Compose inside sam2's own Hydra set-up; clearing it would break every later build_sam2 in this process.
+    cfg = compose(config_name="configs/sam2.1/sam2.1_hiera_t.yaml")
     torch.manual_seed(0)
     encoder = instantiate(cfg.model.image_encoder).eval()
     size = 256  # hiera-tiny's windowed attention works at any multiple of 32
