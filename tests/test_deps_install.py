@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,11 @@ def test_offline_install_into_own_folder(wheels, tmp_path):
     ini, six_file, np_file = json.loads(out.stdout)
     assert ini.startswith(str(active)) and six_file.startswith(DIST_PACKAGES) and np_file.startswith(DIST_PACKAGES)
     assert _numpy_state() == numpy_before
-    assert result.restart_needed is False
+    # Nothing of ours was imported before the install; only a numpy this test process loaded itself (the venv's,
+    # when other tests ran first) can differ from QGIS's and so ask for a restart.
+    numpy_loaded = sys.modules.get("numpy")
+    expect_restart = numpy_loaded is not None and numpy_loaded.__version__ != numpy_before[0].split()[0]
+    assert result.restart_needed is expect_restart, result.restart_reasons
 
     # a failing install (a package the folder lacks) keeps the working set live and leaves nothing behind
     bad = M.InstallOptions(requirements=["iniconfig", "rs2sam2-no-such-package"], offline_dir=str(wheels),
