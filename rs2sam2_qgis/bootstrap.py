@@ -17,29 +17,15 @@ import platform
 import sys
 from pathlib import Path
 
+from .deps.requirements import REQUIREMENTS  # pure data: no Qt, no heavy import
+
 PLUGIN_DIR = Path(__file__).resolve().parent
 EXTLIBS_DIR = PLUGIN_DIR / "extlibs"
 
-# (import name, pip requirement) for what a run needs; versions follow the project's pyproject/constraints.
-REQUIRED = [
-    ("numpy", "numpy<2"),
-    ("torch", "torch>=2.5.1"),
-    ("torchvision", "torchvision>=0.20.1"),
-    ("affine", "affine<3"),
-    ("rasterio", "rasterio>=1.3.10"),
-    ("shapely", "shapely>=2.0"),
-    ("pyproj", "pyproj>=3.6"),
-    ("pyogrio", "pyogrio>=0.9"),
-    ("safetensors", "safetensors>=0.4"),
-]
-# Needed by the full models (SAM2 + CLIP / BEiT-3), not by the demo model.
-OPTIONAL = [
-    ("sam2", "sam2==1.1.0"),
-    ("open_clip", "open_clip_torch>=3.0"),
-    ("timm", "timm>=1.0.17"),
-    ("torchscale", "torchscale==0.3.0"),
-    ("sentencepiece", "sentencepiece>=0.2"),
-]
+# (import name, pip requirement) for what every run needs, and for the BEiT-3 models (paper, tiny) only:
+# derived from the installer's one list (deps/requirements.py, checked against pyproject.toml by its tests).
+REQUIRED = [(r.module, r.spec) for r in REQUIREMENTS if r.needed_for == "run"]
+OPTIONAL = [(r.module, r.spec) for r in REQUIREMENTS if r.needed_for == "models"]
 
 
 def user_libs_dir() -> Path:
@@ -147,7 +133,8 @@ def dependency_report() -> str:
     if missing:
         lines.append("Missing packages:")
         for module, requirement in missing:
-            kind = "required" if (module, requirement) in required_missing else "needed by the full models"
+            kind = ("required" if (module, requirement) in required_missing
+                    else "needed by the BEiT-3 models (paper, tiny)")
             lines.append(f"  - {module} ({kind})")
         command = pip_command([r for _, r in missing])
         if command:

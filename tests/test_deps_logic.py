@@ -225,7 +225,7 @@ def test_missing_and_restart_reasons(tmp_path):
     real = R.Requirement("pytest", "pytest", "pytest", "run")
     missing = M.check_missing([real, fake])
     assert [m.module for m in missing] == ["rs2sam2_fake_module"]
-    assert M.missing_message(missing) == "missing: rs2sam2_fake_module (full models)"
+    assert M.missing_message(missing) == "missing: rs2sam2_fake_module (BEiT-3 models: paper, tiny)"
     assert M.missing_message([]) == ""
     lay = L.DepsLayout(tmp_path, "k")
     old = lay.commit(lay.new_staging_dir())

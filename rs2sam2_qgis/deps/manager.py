@@ -106,7 +106,7 @@ def missing_message(missing: list[Missing]) -> str:
     if run:
         parts.append(", ".join(run))
     if models:
-        parts.append(", ".join(models) + " (full models)")
+        parts.append(", ".join(models) + " (BEiT-3 models: paper, tiny)")
     return "missing: " + "; ".join(parts)
 
 

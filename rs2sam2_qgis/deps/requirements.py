@@ -14,7 +14,7 @@ class Requirement:
     dist: str          # distribution name on PyPI
     spec: str          # PEP 508 requirement (as in pyproject.toml)
     module: str        # import name the plugin checks for
-    needed_for: str    # "run" (every run) or "models" (the full SAM2 / CLIP / BEiT-3 models)
+    needed_for: str    # "run" (every model, the demo included: all build on sam2 + open_clip) or "models" (BEiT-3 only)
 
 
 # Mirrors pyproject.toml [project].dependencies (same order); the import name and role are ours.
@@ -23,12 +23,12 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement("torchvision", "torchvision>=0.20.1", "torchvision", "run"),
     Requirement("numpy", "numpy>=1.24.4,<2", "numpy", "run"),
     Requirement("affine", "affine<3", "affine", "run"),
-    Requirement("sam2", "sam2==1.1.0", "sam2", "models"),
-    Requirement("open_clip_torch", "open_clip_torch>=3.0", "open_clip", "models"),
-    Requirement("timm", "timm>=1.0.17", "timm", "models"),
+    Requirement("sam2", "sam2==1.1.0", "sam2", "run"),
+    Requirement("open_clip_torch", "open_clip_torch>=3.0", "open_clip", "run"),
+    Requirement("timm", "timm>=1.0.17", "timm", "run"),
     Requirement("torchscale", "torchscale==0.3.0", "torchscale", "models"),
     Requirement("fairscale", "fairscale>=0.4.0", "fairscale", "models"),
-    Requirement("sentencepiece", "sentencepiece>=0.2", "sentencepiece", "models"),
+    Requirement("sentencepiece", "sentencepiece>=0.2", "sentencepiece", "run"),
     Requirement("safetensors", "safetensors>=0.4", "safetensors", "run"),
     Requirement("rasterio", "rasterio>=1.3.10", "rasterio", "run"),
     Requirement("shapely", "shapely>=2.0", "shapely", "run"),
