@@ -33,6 +33,18 @@ def qgis_app():
     return app
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models on a shared 2-core CPU: one torch thread avoids OpenMP oversubscription (2 min -> 20 s for
+    the model tests when other work shares the machine); the previous count is restored after the module."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """`../shared` beside the repository (reference files of the authors' model)."""

@@ -13,12 +13,7 @@ from rs2sam2_qgis.pipeline.source import open_source
 from tests.colour_model import rgb_scene, write_raster
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,7 @@ from model_core.checkpoints import (
 from model_core.model import RS2SAM2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models on a shared CPU: one torch thread avoids OpenMP oversubscription (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "official_state_dict.json"

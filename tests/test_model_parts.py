@@ -6,13 +6,7 @@ from model_core import PRESETS, build_model
 from model_core.losses import boundary_loss, dice_loss_sum, edge_map, weighted_ce
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models on a shared CPU: one torch thread avoids OpenMP oversubscription (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TEXTS = ["the red building on the left", "a small pond"]

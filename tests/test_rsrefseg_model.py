@@ -10,12 +10,7 @@ from model_core.rsrefseg import RSRefSeg, SiglipSpmTokenizer, text_filters
 from model_core.rsrefseg_config import RSRefSegConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,7 @@ from training.train import Trainer, build_optimizer, collate, load_config, main,
 SMALL = {"sam": {"image_size": 64}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(tmp_path, **train):
