@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
@@ -125,29 +126,17 @@ class TrainConfig:
     fast_lr_mult: float = 2.0  # adapters / fusion / pseudo-mask head lr = mult * base lr (authors: 1e-4 vs 5e-5)
 
 
-@dataclass
-class ModelConfig:
-    name: str = "rs2sam2"
-    hiera: HieraConfig = field(default_factory=HieraConfig)
-    fusion: FusionConfig = field(default_factory=FusionConfig)
-    sam: SamConfig = field(default_factory=SamConfig)
-    union: UnionConfig = field(default_factory=UnionConfig)
-    heads: HeadsConfig = field(default_factory=HeadsConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    # How logits become probabilities: "sigmoid" (ours) or "authors" (sigmoid(2x - 1): > 0.5 iff logit > 0.5,
-    # the softmax over [1 - x, x] their losses and argmax decision use).
-    prob_rule: str = "sigmoid"
+class ConfigBase:
+    """(De)serialisation and overrides shared by every model family's top-level config (a dataclass)."""
 
-    # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> Dict[str, Any]:
         return _to_jsonable(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: Dict[str, Any]):
         return _from_dict(cls, d)
 
-    def replace(self, **overrides) -> "ModelConfig":
+    def replace(self, **overrides):
         """Copy with overrides: `hiera={"embed_dim": 32}` (merged into the sub-config) or `"hiera.embed_dim"=32`."""
         d = self.to_dict()
         for key, value in overrides.items():
@@ -167,7 +156,22 @@ class ModelConfig:
                 target[last] = {**target[last], **_to_jsonable(value)}
             else:
                 target[last] = _to_jsonable(value)
-        return ModelConfig.from_dict(d)
+        return type(self).from_dict(d)
+
+
+@dataclass
+class ModelConfig(ConfigBase):
+    name: str = "rs2sam2"
+    hiera: HieraConfig = field(default_factory=HieraConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    sam: SamConfig = field(default_factory=SamConfig)
+    union: UnionConfig = field(default_factory=UnionConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # How logits become probabilities: "sigmoid" (ours) or "authors" (sigmoid(2x - 1): > 0.5 iff logit > 0.5,
+    # the softmax over [1 - x, x] their losses and argmax decision use).
+    prob_rule: str = "sigmoid"
 
 
 def _to_jsonable(x):
@@ -179,25 +183,20 @@ def _to_jsonable(x):
 
 
 def _from_dict(cls, d):
+    hints = typing.get_type_hints(cls)  # resolves the string annotations in the dataclass's own module
+    names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
-    fields = {f.name: f for f in dataclasses.fields(cls)}
     for k, v in d.items():
-        if k not in fields:
+        if k not in names:
             raise KeyError(f"unknown field {k!r} for {cls.__name__}")
-        f = fields[k]
-        ftype = f.type if not isinstance(f.type, str) else _resolve(cls, f.type)
-        if dataclasses.is_dataclass(ftype) and isinstance(v, dict):
-            kwargs[k] = _from_dict(ftype, v)
-        elif isinstance(v, list) and "Tuple" in str(f.type):
+        t = hints[k]
+        if dataclasses.is_dataclass(t) and isinstance(v, dict):
+            kwargs[k] = _from_dict(t, v)
+        elif isinstance(v, list) and "Tuple" in str(t):
             kwargs[k] = tuple(v)
         else:
             kwargs[k] = copy.deepcopy(v)
     return cls(**kwargs)
-
-
-def _resolve(cls, name):
-    return {c.__name__: c for c in (HieraConfig, FusionConfig, SamConfig, UnionConfig, HeadsConfig, LossConfig,
-                                    TrainConfig, ModelConfig)}.get(name, name)
 
 
 # ---------------------------------------------------------------------------------------------------- presets

@@ -4,13 +4,10 @@
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-from .config import HieraConfig, SamConfig, _to_jsonable
+from .config import ConfigBase, HieraConfig, SamConfig
 
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
@@ -56,7 +53,7 @@ class RSRefSegLossConfig:
 
 
 @dataclass
-class RSRefSegConfig:
+class RSRefSegConfig(ConfigBase):
     family: str = "rsrefseg"
     name: str = "rsrefseg"
     towers: TowersConfig = field(default_factory=TowersConfig)
@@ -66,52 +63,6 @@ class RSRefSegConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     loss: RSRefSegLossConfig = field(default_factory=RSRefSegLossConfig)
     prob_rule: str = "sigmoid"
-
-    def to_dict(self) -> Dict[str, Any]:
-        return _to_jsonable(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "RSRefSegConfig":
-        return _from_dict(cls, d)
-
-    def replace(self, **overrides) -> "RSRefSegConfig":
-        """Copy with overrides: `lora={"r": 8}` (merged into the sub-config) or `"lora.r"=8`."""
-        d = self.to_dict()
-        for key, value in overrides.items():
-            path = key.split(".")
-            target = d
-            for p in path[:-1]:
-                if p not in target or not isinstance(target[p], dict):
-                    raise KeyError(f"unknown config field {key!r}")
-                target = target[p]
-            last = path[-1]
-            if last not in target:
-                raise KeyError(f"unknown config field {key!r}; known: {sorted(target)}")
-            if isinstance(target[last], dict) and isinstance(value, dict) and last != "clip_overrides":
-                for k in value:
-                    if k not in target[last]:
-                        raise KeyError(f"unknown config field {key}.{k}; known: {sorted(target[last])}")
-                target[last] = {**target[last], **_to_jsonable(value)}
-            else:
-                target[last] = _to_jsonable(value)
-        return RSRefSegConfig.from_dict(d)
-
-
-def _from_dict(cls, d):
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for k, v in d.items():
-        if k not in names:
-            raise KeyError(f"unknown field {k!r} for {cls.__name__}")
-        t = hints[k]
-        if dataclasses.is_dataclass(t) and isinstance(v, dict):
-            kwargs[k] = _from_dict(t, v)
-        elif isinstance(v, list) and "Tuple" in str(t):
-            kwargs[k] = tuple(v)
-        else:
-            kwargs[k] = copy.deepcopy(v)
-    return cls(**kwargs)
 
 
 def rsrefseg_preset() -> RSRefSegConfig:
