@@ -24,7 +24,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -271,31 +271,6 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     return obj
 
 
-def _read_official_dir(d: Path) -> Tuple[Dict[str, torch.Tensor], str]:
-    idx = d / "model.safetensors.index.json"
-    if (d / "model.safetensors").is_file():
-        return read_state_dict(d / "model.safetensors"), str(d / "model.safetensors")
-    if idx.is_file():
-        from safetensors.torch import load_file
-
-        weight_map = json.loads(idx.read_text())["weight_map"]
-        sd = {}
-        for shard in sorted(set(weight_map.values())):
-            sd.update(load_file(str(_need_file(d / shard, "weight shard named in model.safetensors.index.json"))))
-        return sd, str(idx)
-    if (d / "pytorch_model.bin.index.json").is_file():
-        weight_map = json.loads((d / "pytorch_model.bin.index.json").read_text())["weight_map"]
-        sd = {}
-        for shard in sorted(set(weight_map.values())):
-            sd.update(read_state_dict(d / shard))
-        return sd, str(d / "pytorch_model.bin.index.json")
-    if (d / "pytorch_model.bin").is_file():
-        return read_state_dict(d / "pytorch_model.bin"), str(d / "pytorch_model.bin")
-    raise FileNotFoundError(
-        f"no weights in {d.resolve()}: looked for model.safetensors, model.safetensors.index.json, "
-        f"pytorch_model.bin.index.json and pytorch_model.bin (found: {', '.join(sorted(p.name for p in d.iterdir()))})")
-
-
 def _strip_official(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     out = {}
     for k, v in sd.items():
@@ -363,11 +338,9 @@ def set_spm(model, spm):
 
 def load_official_weights(model, path) -> LoadReport:
     """The authors' released directory (or one of its weight files) -> a beit3-backend model, strictly."""
-    path = Path(path)
-    if path.is_dir():
-        sd, src = _read_official_dir(path)
-    else:
-        sd, src = read_state_dict(path), str(path)
+    from .release import read_release_tensors  # one reader of release layouts (release.py imports this module)
+
+    sd, src, _ = read_release_tensors(path)
     sd = _strip_official(sd)
     return strict_fill(model, sd, official_key_map(model), kind="official", path=src,
                        unused=official_unused(model), required=set(model.state_dict().keys()))

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from .checkpoints import (
-    CheckpointError, LoadReport, _fmt_list, _need_file, _OFFICIAL_STRIP, init_empty_parameters, official_key_map,
+    CheckpointError, LoadReport, _fmt_list, _need_file, _strip_official, init_empty_parameters, official_key_map,
     official_unused,
 )
 from .union_encoder import XLMRTokenizer
@@ -99,17 +99,6 @@ def read_release_tensors(d) -> Tuple[Dict[str, torch.Tensor], str, str]:
     found = ", ".join(sorted(q.name for q in d.iterdir())) if d.is_dir() else "nothing"
     raise FileNotFoundError(f"no weights in {d.resolve()}: looked for {', '.join(WEIGHT_LAYOUTS)} "
                             f"(found: {found})")
-
-
-def _strip(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    out = {}
-    for k, v in sd.items():
-        for p in _OFFICIAL_STRIP:
-            if k.startswith(p):
-                k = k[len(p):]
-                break
-        out[k] = v
-    return out
 
 
 def assign_strict(model: nn.Module, src: Dict[str, torch.Tensor], key_map: Dict[str, str], *, kind: str, path: str,
@@ -208,7 +197,7 @@ def load_release(path, cfg=None, tokenizer: bool = True):
         cfg.name = "rs2sam2-official"
     model = build_paper_on_meta(cfg)
     sd, src, layout = read_release_tensors(path)
-    sd = _strip(sd)
+    sd = _strip_official(sd)
     report = assign_strict(model, sd, official_key_map(model), kind="official", path=src,
                            unused=official_unused(model))
     report.kept = []
