@@ -174,6 +174,9 @@ def test_official_release_roundtrip(tmp_path, layout):
     assert detect_kind(d) == "official"
     m = load_model(d, base="tiny")
     _assert_same(export_official_state_dict(m), export_official_state_dict(src))
+    filled = build_model("tiny")  # the copying path: an existing model filled from the same directory
+    load_weights(filled, d)
+    _assert_same(export_official_state_dict(filled), export_official_state_dict(src))
     assert set(m.load_report.dropped) == {k for k in sd if k not in official_key_map(m)}
     x = torch.rand(1, 3, 256, 256)
     src.eval(), m.eval()
