@@ -37,6 +37,22 @@ def emit(obj: dict) -> None:
     sys.stdout.flush()
 
 
+_FEATURES = None  # this worker's tile-feature cache, kept between jobs (see _feature_cache)
+
+
+def _feature_cache():
+    """Tile features kept between the runs of this long-lived worker (bounded LRU in memory, keyed by raster,
+    window, bands and model digest), so a second query on the same layer with a model whose image side is
+    text-free (RSRefSeg) encodes no tile again. Models that do not allow it never touch the cache."""
+    global _FEATURES
+    if _FEATURES is None:
+        from rs2sam2_qgis.pipeline import SegmentOptions
+        from rs2sam2_qgis.pipeline.feature_cache import FeatureCache
+
+        _FEATURES = FeatureCache(memory_mb=SegmentOptions().feature_cache_memory_mb)
+    return _FEATURES
+
+
 def _segment(job: dict) -> dict:
     from rs2sam2_qgis.models import get_predictor
     from rs2sam2_qgis.pipeline import SegmentOptions, segment_raster, write_vector
@@ -61,7 +77,7 @@ def _segment(job: dict) -> dict:
     predictor = get_predictor(job.get("model") or "demo", job.get("device") or "auto", job.get("weights") or {})
     progress(0.0, f"model loaded on {predictor.device}")
     result = segment_raster(job["raster"], job["queries"], predictor, options, progress=progress,
-                            is_cancelled=is_cancelled)
+                            is_cancelled=is_cancelled, feature_cache=_feature_cache())
     if is_cancelled():
         from rs2sam2_qgis.pipeline import Cancelled
 
