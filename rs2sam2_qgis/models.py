@@ -95,12 +95,13 @@ def build(spec: str, weights: dict | None = None):
     raise ModelSpecError(f"model '{spec}' is neither a preset ({known}) nor an existing checkpoint file")
 
 
-def get_predictor(spec: str, device: str = "auto", weights: dict | None = None):
-    """A cached model_core.Predictor for (spec, device, weights); thread-safe."""
+def get_predictor(spec: str, device: str = "auto", weights: dict | None = None, mode: str = "analyst"):
+    """A cached model_core.Predictor for (spec, device, weights, mode); thread-safe. `mode`: "analyst"
+    (probabilities at the tile's size) or "authors" (the RS2-SAM2 authors' contract; model_core decides)."""
     spec = (spec or "").strip()
     # a checkpoint replaced at the same path is a new model
     stamp = os.path.getmtime(spec) if spec and os.path.exists(spec) else None
-    key = (spec, (device or "auto").strip().lower(), stamp, tuple(sorted((weights or {}).items())))
+    key = (spec, (device or "auto").strip().lower(), stamp, tuple(sorted((weights or {}).items())), mode)
     with _lock:
         predictor = _cache.get(key)
         if predictor is None:
@@ -108,7 +109,7 @@ def get_predictor(spec: str, device: str = "auto", weights: dict | None = None):
 
             model = build(spec, weights)
             model.eval()
-            predictor = Predictor(model, device=key[1])
+            predictor = Predictor(model, device=key[1], mode=mode)
             _cache.clear()  # keep one model in memory at a time
             _cache[key] = predictor
         return predictor

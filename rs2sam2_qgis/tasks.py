@@ -84,10 +84,10 @@ class SegmentTask(WorkerTask):
 
     def __init__(self, raster_path: str, queries: list[str], model_spec: str, device: str, options: dict,
                  output: str, result_file: str, mask_wkt: str | None = None, on_finished=None,
-                 weights: dict | None = None):
+                 weights: dict | None = None, mode: str = "analyst"):
         job = {"action": "segment", "raster": raster_path, "queries": list(queries), "model": model_spec,
                "device": device, "weights": dict(weights or {}), "options": dict(options), "mask_wkt": mask_wkt,
-               "output": output, "result_file": result_file}
+               "output": output, "result_file": result_file, "mode": mode}
         super().__init__(f"rs2sam2: {', '.join(queries)[:60]}", job, on_finished)
         self.raster_path = raster_path
         self.queries = list(queries)

@@ -74,7 +74,8 @@ def _segment(job: dict) -> dict:
         emit({"type": "progress", "fraction": float(fraction), "message": str(message)})
 
     progress(0.0, "loading model")
-    predictor = get_predictor(job.get("model") or "demo", job.get("device") or "auto", job.get("weights") or {})
+    predictor = get_predictor(job.get("model") or "demo", job.get("device") or "auto", job.get("weights") or {},
+                              mode=job.get("mode") or "analyst")
     progress(0.0, f"model loaded on {predictor.device}")
     result = segment_raster(job["raster"], job["queries"], predictor, options, progress=progress,
                             is_cancelled=is_cancelled, feature_cache=_feature_cache())

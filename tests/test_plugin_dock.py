@@ -129,6 +129,7 @@ def test_dock_builds_with_engine_defaults_and_fills_from_settings(clean_state, i
     s = QgsSettings()
     s.setValue("rs2sam2/queries", "the runway\nwhite tanks")
     s.setValue("rs2sam2/device", "cpu")
+    s.setValue("rs2sam2/mode", "authors")
     s.setValue("rs2sam2/model_kind", "checkpoint")
     s.setValue("rs2sam2/checkpoint", "/data/model.pt")
     s.setValue("rs2sam2/area", "canvas")
@@ -139,6 +140,7 @@ def test_dock_builds_with_engine_defaults_and_fills_from_settings(clean_state, i
     dock = plugin.dock
     assert dock.query_edit.queries() == ["the runway", "white tanks"]
     assert dock.device_combo.currentData() == "cpu"
+    assert dock.mode_combo.currentData() == "authors"
     assert dock.model_kind.currentData() == "checkpoint" and dock.model_spec() == "/data/model.pt"
     assert dock.area_combo.currentData() == "canvas"
     assert dock.advanced_widgets["threshold"].value() == pytest.approx(0.7)
@@ -222,6 +224,21 @@ def test_cancel_mid_run_adds_nothing(clean_state, iface, tmp_path):
     assert not Path(task.output).exists()  # the engine writes nothing when cancelled
     assert "Cancelled" in dock.status_label.text()
     assert dock.run_button.isEnabled()
+    plugin.unload()
+
+
+def test_authors_mode_reaches_the_predictor(clean_state, iface, scene):
+    """The dock's Decision choice travels with the job to the engine worker's Predictor: the authors' contract
+    needs an RS2-SAM2 model, so the colour test model is refused there with model_core's own message."""
+    plugin = _plugin(iface)
+    dock, _ = _dock_ready(plugin, scene, ["the white tank"])
+    dock.mode_combo.setCurrentIndex(dock.mode_combo.findData("authors"))
+    task = _run(dock)
+    assert task.job["mode"] == "authors"
+    assert task.error and "needs an RS2-SAM2 model" in task.error and _result_layers() == []
+    dock.mode_combo.setCurrentIndex(dock.mode_combo.findData("analyst"))
+    task = _run(dock)
+    assert task.error is None and len(_result_layers()) == 1
     plugin.unload()
 
 

@@ -32,6 +32,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 DEVICES = ["auto", "cuda", "cpu"]
+MODES = ["analyst", "authors"]  # the Predictor's modes: ours, or the RS2-SAM2 authors' contract
 
 
 def split_queries(text: str) -> list[str]:
@@ -57,6 +58,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
     QUERIES = "QUERIES"
     MODEL = "MODEL"
     DEVICE = "DEVICE"
+    MODE = "MODE"
     TILE = "TILE"
     OVERLAP = "OVERLAP"
     THRESHOLD = "THRESHOLD"
@@ -130,8 +132,11 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         mask = QgsProcessingParameterFeatureSource(self.MASK, "Only inside these polygons (selected features when "
                                                    "'Selected features only' is ticked)",
                                                    [QgsProcessing.TypeVectorPolygon], optional=True)
-        for param in (tile, overlap, threshold, min_area, simplify, extent, mask):
-            if param.name() in (self.TILE, self.SIMPLIFY, self.EXTENT, self.MASK):
+        mode = QgsProcessingParameterEnum(self.MODE, "Decision (analyst: probabilities at the tile's size; "
+                                          "authors: the RS2-SAM2 release's own contract)", options=MODES,
+                                          defaultValue=0)
+        for param in (tile, overlap, threshold, min_area, simplify, extent, mask, mode):
+            if param.name() in (self.TILE, self.SIMPLIFY, self.EXTENT, self.MASK, self.MODE):
                 param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Segments",
@@ -152,6 +157,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException("no description given: put one per line (or separate them with ';')")
         spec = self.parameterAsString(parameters, self.MODEL, context).strip() or "demo"
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        mode = MODES[self.parameterAsEnum(parameters, self.MODE, context)]
         out_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
 
         values = {
@@ -207,7 +213,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             weights = {}
         reply = run_job({"action": "segment", "raster": raster_path, "queries": queries, "model": spec,
                          "device": device, "weights": weights, "options": values, "output": target,
-                         "layer": layer_name, "mask_wkt": mask_wkt},
+                         "layer": layer_name, "mask_wkt": mask_wkt, "mode": mode},
                         on_progress=progress, is_cancelled=feedback.isCanceled)
         if reply.get("type") != "done":
             if reply.get("trace"):

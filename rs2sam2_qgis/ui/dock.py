@@ -38,6 +38,9 @@ from .query_edit import QueryEdit
 MODEL_DEMO, MODEL_PRESET, MODEL_CHECKPOINT = "demo", "preset", "checkpoint"
 AREA_LAYER, AREA_CANVAS, AREA_SELECTION = "layer", "canvas", "selection"
 DEVICES = [("auto", "Auto"), ("cuda", "CUDA (GPU)"), ("cpu", "CPU")]
+# Predictor modes (model_core decides what each means): ours, or the RS2-SAM2 authors' exact contract.
+MODES = [("analyst", "Probabilities at the tile's size (default)"),
+         ("authors", "Authors' contract (RS2-SAM2 release: their resize and logit > 0.5)")]
 
 # Advanced settings: SegmentOptions field -> (label, kind, minimum, maximum, decimals, tooltip). Their defaults come
 # from SegmentOptions; `None` defaults show as the spin box's minimum with a special text (AUTO_TEXT).
@@ -162,6 +165,14 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.device_combo.setToolTip("Where the model runs; the status line says which device really ran")
         form.addRow("Device", self.device_combo)
 
+        self.mode_combo = QComboBox(body)
+        for value, label in MODES:
+            self.mode_combo.addItem(label, value)
+        self.mode_combo.setToolTip("How masks are decided. The authors' contract reproduces the released RS2-SAM2 "
+                                   "weights' own masks exactly (their 1024 px stretch and logit > 0.5 rule); "
+                                   "the default gives probabilities thresholded by the Threshold setting.")
+        form.addRow("Decision", self.mode_combo)
+
         self.area_combo = QComboBox(body)
         self.area_combo.addItem("Whole layer", AREA_LAYER)
         self.area_combo.addItem("Map canvas extent", AREA_CANVAS)
@@ -257,6 +268,7 @@ class Rs2Sam2Dock(QgsDockWidget):
             self.preset_combo.setCurrentText(preset)
         self.checkpoint_widget.setFilePath(settings.get("checkpoint", "", str))
         self._set_combo_data(self.device_combo, settings.get("device", "auto", str))
+        self._set_combo_data(self.mode_combo, settings.get("mode", "analyst", str))
         self._set_combo_data(self.area_combo, settings.get("area", AREA_LAYER, str))
         self.advanced.setCollapsed(settings.get("advanced_collapsed", True, bool))
         for name, widget in self.advanced_widgets.items():
@@ -280,6 +292,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         settings.set("preset", self.preset_combo.currentText())
         settings.set("checkpoint", self.checkpoint_widget.filePath())
         settings.set("device", self.device_combo.currentData())
+        settings.set("mode", self.mode_combo.currentData())
         settings.set("area", self.area_combo.currentData())
         settings.set("advanced_collapsed", self.advanced.isCollapsed())
         for name, widget in self.advanced_widgets.items():
@@ -421,7 +434,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         output, result_file = run_paths(layer.name())
         task = SegmentTask(raster_path, queries, spec, self.device_combo.currentData(), options, output,
                            result_file, mask_wkt=mask_wkt, on_finished=self._on_task_finished,
-                           weights=settings.weight_paths())
+                           weights=settings.weight_paths(), mode=self.mode_combo.currentData())
         task.raster_name = layer.name()
         task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
         task.message.connect(self._on_message)
