@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real QGIS desktop window with the plugin: starts QGIS under Xvfb with a throw-away profile that has
-# rs2sam2_qgis installed (a symlink to this checkout) and enabled, opens the dock on a synthetic scene, runs the
-# demo model when its checkpoint exists (else the colour test model), and saves the main window to
+# rs2sam2_qgis installed (a symlink to this checkout) and enabled, opens the dock on the bundled sample scene with
+# the demo model (a drawn scene with the colour test model when the demo checkpoint is absent), and saves the window to
 # docs/screenshot_dock.png (or $1). One command: `make screenshot` (kept out of the test run).
 set -euo pipefail
 cd "$(dirname "$0")/.."

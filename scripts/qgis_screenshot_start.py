@@ -1,5 +1,5 @@
 """Run by `qgis --code` from scripts/qgis_screenshot.sh inside a real QGIS window (Xvfb): opens the rs2sam2 dock on
-a synthetic scene, runs a model, saves the screen to $RS2SAM2_SCREENSHOT and quits.
+the bundled sample scene (or a drawn one), runs a model, saves the screen to $RS2SAM2_SCREENSHOT and quits.
 
 Runs inside the qgis executable: only QGIS's own Python modules here (osgeo.gdal for the scene), the engine runs in
 its worker process like in any analyst's QGIS.
@@ -49,10 +49,16 @@ def make_scene(path, size=512):
     return path
 
 
-def model_spec():
-    if os.path.exists(os.path.join(REPO, "model_core", "assets", "demo.pt")):
-        return "demo", "preset"
-    return "py:colour_model:ColourModel", "preset"
+SAMPLE = os.path.join(REPO, "data", "sample", "sample_scene.tif")
+
+
+def scenario():
+    """(model, raster, layer name, queries): the demo model on the bundled sample scene it was trained for, or
+    the colour test model on a drawn scene when the demo checkpoint is absent."""
+    if os.path.exists(os.path.join(REPO, "model_core", "assets", "demo.pt")) and os.path.exists(SAMPLE):
+        return "demo", SAMPLE, "sample_scene", "the storage tanks\nthe buildings"
+    scene = make_scene(os.path.join(WORK, "harbour_scene.tif"))
+    return "py:colour_model:ColourModel", scene, "harbour_scene", "the white storage tanks\nred roofs"
 
 
 def finish(ok_text):
@@ -78,15 +84,14 @@ def start():
             finish("FAILED: plugin not loaded")
             return
         QgsSettings().setValue("rs2sam2/results_dir", os.environ.get("RS2SAM2_RESULTS_DIR", WORK))
-        scene = make_scene(os.path.join(WORK, "harbour_scene.tif"))
-        layer = QgsRasterLayer(scene, "harbour_scene")
+        spec, scene, name, queries = scenario()
+        layer = QgsRasterLayer(scene, name)
         QgsProject.instance().addMapLayer(layer)
         plugin.toggle_action.setChecked(True)
         dock = plugin.dock
         dock.layer_combo.setLayer(layer)
-        dock.query_edit.setPlainText("the white storage tanks\nred roofs")
-        spec, kind = model_spec()
-        dock.model_kind.setCurrentIndex(dock.model_kind.findData(kind))
+        dock.query_edit.setPlainText(queries)
+        dock.model_kind.setCurrentIndex(dock.model_kind.findData("preset"))
         dock.preset_combo.setCurrentText(spec)
         dock.device_combo.setCurrentIndex(dock.device_combo.findData("auto"))
         dock.advanced.setCollapsed(False)
