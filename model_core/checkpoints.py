@@ -291,22 +291,32 @@ def load_sam2_weights(model, path) -> LoadReport:
     return strict_fill(model, sd, km, kind="sam2", path=str(path), unused=SAM2_UNUSED)
 
 
+OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors",
+                   "pytorch_model.bin")
+
+
+def open_clip_folder(path) -> Path:
+    """The folder of open_clip weights given as a file, a folder or open_clip's 'local-dir:FOLDER'."""
+    p = Path(str(path).removeprefix("local-dir:"))
+    return p if p.is_dir() else p.parent
+
+
+def resolve_open_clip_file(path) -> Path:
+    """open_clip weights given as a file, a folder or 'local-dir:FOLDER' -> the weight file (a folder's first of
+    OPEN_CLIP_FILES)."""
+    p = Path(str(path).removeprefix("local-dir:"))
+    if not p.is_dir():
+        return p
+    for name in OPEN_CLIP_FILES:
+        if (p / name).is_file():
+            return p / name
+    raise FileNotFoundError(f"no open_clip weights in {p.resolve()}: looked for {', '.join(OPEN_CLIP_FILES)}")
+
+
 def load_open_clip_weights(model, path) -> LoadReport:
     """open_clip weights (file, or a local dir / 'local-dir:DIR' with open_clip_model.safetensors or
     open_clip_pytorch_model.bin) -> the clip backend's towers."""
-    p = str(path)
-    if p.startswith("local-dir:"):
-        p = p[len("local-dir:"):]
-    p = Path(p)
-    if p.is_dir():
-        for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors",
-                     "pytorch_model.bin"):
-            if (p / name).is_file():
-                p = p / name
-                break
-        else:
-            raise FileNotFoundError(f"no open_clip weights in {p.resolve()}: looked for open_clip_model.safetensors, "
-                                    "open_clip_pytorch_model.bin, model.safetensors, pytorch_model.bin")
+    p = resolve_open_clip_file(path)
     if getattr(model, "family", None) == "rsrefseg":
         from .rsrefseg import load_towers_weights
 

@@ -500,22 +500,10 @@ def towers_key_map(model) -> Dict[str, str]:
 def load_towers_weights(model: RSRefSeg, path):
     """open_clip weights (file, or a local dir with open_clip_model.safetensors | open_clip_pytorch_model.bin) -> the
     towers, strictly. A dir's sentencepiece file (spiece.model) becomes the tokenizer."""
-    from .checkpoints import read_state_dict, strict_fill
+    from .checkpoints import open_clip_folder, read_state_dict, resolve_open_clip_file, strict_fill
 
-    p = str(path)
-    if p.startswith("local-dir:"):
-        p = p[len("local-dir:"):]
-    p = Path(p)
-    d = p if p.is_dir() else p.parent
-    if p.is_dir():
-        for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors",
-                     "pytorch_model.bin"):
-            if (p / name).is_file():
-                p = p / name
-                break
-        else:
-            raise FileNotFoundError(f"no open_clip weights in {p.resolve()}: looked for open_clip_model.safetensors, "
-                                    "open_clip_pytorch_model.bin, model.safetensors, pytorch_model.bin")
+    d = open_clip_folder(path)
+    p = resolve_open_clip_file(path)
     sd = read_state_dict(p)
     report = strict_fill(model, sd, towers_key_map(model), kind="open_clip", path=str(p))
     if model.cfg.towers.tokenizer == "siglip-spm" and any((d / n).is_file() for n in SPM_NAMES):
