@@ -4,9 +4,10 @@ square tiled GeoTIFFs of 2k, 8k and 20k pixels made on the fly, each size in its
     .venv/bin/python bench/engine_scaling.py [--sizes 2000,8000,20000] [--models nano,colour] [--tile 1024]
 
 Models: "nano" = model_core.build_model("nano") (a small real RS2-SAM2, random weights: its compute is real, its
-masks are noise), "colour" = tests/colour_model.py (near-zero inference: what the engine itself costs). Targets:
+masks are noise), "demo" = the trained demo checkpoint at its own 128 px tiles (real, sparse masks), "colour" =
+tests/colour_model.py (near-zero inference: what the engine itself costs). Targets:
 RSS at 20k <= 1.3x RSS at 2k, time linear in area (s/Mpx flat), polygonize + export <= 5 % of the time.
-Writes bench/results/engine_scaling.json and .md.
+Writes engine_scaling.json and .md into --out (default bench/results).
 """
 from __future__ import annotations
 
@@ -87,17 +88,23 @@ def child(args):
             raise SystemExit("model_core.build_model is missing")
         model = model_core.build_model("nano")
         model_note = "model_core.build_model('nano'), random weights"
+    elif args.model == "demo":
+        import model_core
+
+        model = model_core.load_model("demo")
+        model_note = "model_core.load_model('demo'): the trained demo model (nano, SAM2 side 128 px)"
     else:
         from tests.colour_model import ColourModel
 
         model = ColourModel(256)
         model_note = "tests/colour_model.py ColourModel(256)"
     pred = Predictor(model, device="cpu")
-    pred.predict(np.zeros((1, args.tile, args.tile, 3), np.uint8), ["red roofs"])  # warm-up
+    query = args.query
+    pred.predict(np.zeros((1, args.tile, args.tile, 3), np.uint8), [query])  # warm-up
     rss_base = rss_mb()
     opts = SegmentOptions(tile=args.tile, batch_size=args.batch)
     t0 = time.perf_counter()
-    res = segment_raster(args.raster, ["red roofs"], pred, opts)
+    res = segment_raster(args.raster, [query], pred, opts)
     t1 = time.perf_counter()
     out = os.path.join(args.workdir, f"out_{args.model}_{args.size}.gpkg")
     write_vector(res, out)
@@ -123,6 +130,8 @@ def main():
     ap.add_argument("--tile", type=int, default=2048, help="tile for the nano model (8x its 256 px input)")
     ap.add_argument("--colour-tile", type=int, default=1024,
                     help="tile for the colour model (small enough that even 2k has several batches)")
+    ap.add_argument("--demo-tile", type=int, default=128, help="tile for the trained demo model (its input size)")
+    ap.add_argument("--query", default="red roofs", help="the query every model is asked")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
@@ -151,9 +160,9 @@ def main():
                 make_raster(path, size)
             print(f"[bench] raster {size}^2 ready ({time.perf_counter() - t0:.1f} s)", flush=True)
             for m in models:
-                tile = args.colour_tile if m == "colour" else args.tile
+                tile = {"colour": args.colour_tile, "demo": args.demo_tile}.get(m, args.tile)
                 cmd = [sys.executable, __file__, "--child", "--raster", path, "--size", str(size), "--model", m,
-                       "--tile", str(tile), "--batch", str(args.batch), "--workdir", work]
+                       "--tile", str(tile), "--batch", str(args.batch), "--workdir", work, "--query", args.query]
                 p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                 if p.returncode != 0:
                     print(p.stderr[-3000:], file=sys.stderr)
