@@ -185,6 +185,20 @@ def _fmt_list(items: List[str], n: int = 30) -> str:
     return "\n    " + head + more
 
 
+def check_complete(kind: str, path, unmapped: list, missing: list, misshaped: list) -> None:
+    """A strict load's verdict: one CheckpointError listing every unmapped, missing and mis-shaped key."""
+    if not (unmapped or missing or misshaped):
+        return
+    msg = [f"cannot load {kind} checkpoint {path}:"]
+    if unmapped:
+        msg.append(f"  {len(unmapped)} key(s) of the file map to nothing in the model:{_fmt_list(unmapped)}")
+    if missing:
+        msg.append(f"  {len(missing)} key(s) of the model are missing from the file:{_fmt_list(missing)}")
+    if misshaped:
+        msg.append(f"  {len(misshaped)} key(s) have a different shape:{_fmt_list(misshaped)}")
+    raise CheckpointError("\n".join(msg))
+
+
 def strict_fill(model: nn.Module, src: Dict[str, torch.Tensor], key_map: Dict[str, str], *, kind: str,
                 path: str, unused: Optional[Dict[str, str]] = None, required: Optional[Iterable[str]] = None,
                 allow_unmapped: bool = False) -> LoadReport:
@@ -214,15 +228,7 @@ def strict_fill(model: nn.Module, src: Dict[str, torch.Tensor], key_map: Dict[st
             unmapped.append(k)
     filled = {o for _, o in pairs}
     missing = sorted(required - filled - {key_map[k] for k in src if k in key_map})
-    if unmapped or missing or misshaped:
-        msg = [f"cannot load {kind} checkpoint {path}:"]
-        if unmapped:
-            msg.append(f"  {len(unmapped)} key(s) of the file map to nothing in the model:{_fmt_list(unmapped)}")
-        if missing:
-            msg.append(f"  {len(missing)} key(s) of the model are missing from the file:{_fmt_list(missing)}")
-        if misshaped:
-            msg.append(f"  {len(misshaped)} key(s) have a different shape:{_fmt_list(misshaped)}")
-        raise CheckpointError("\n".join(msg))
+    check_complete(kind, path, unmapped, missing, misshaped)
     with torch.no_grad():
         for k, o in pairs:
             ours[o].copy_(src[k].to(dtype=ours[o].dtype))

@@ -31,8 +31,8 @@ import torch
 import torch.nn as nn
 
 from .checkpoints import (
-    CheckpointError, LoadReport, _fmt_list, _need_file, _strip_official, init_empty_parameters, official_key_map,
-    official_unused,
+    CheckpointError, LoadReport, _fmt_list, _need_file, _strip_official, check_complete, init_empty_parameters,
+    official_key_map, official_unused,
 )
 from .union_encoder import XLMRTokenizer
 
@@ -127,15 +127,7 @@ def assign_strict(model: nn.Module, src: Dict[str, torch.Tensor], key_map: Dict[
         else:
             unmapped.append(k)
     missing = sorted(set(ours) - set(new_sd) - {key_map[k] for k in src if k in key_map})
-    if unmapped or missing or misshaped:
-        msg = [f"cannot load {kind} checkpoint {path}:"]
-        if unmapped:
-            msg.append(f"  {len(unmapped)} key(s) of the file map to nothing in the model:{_fmt_list(unmapped)}")
-        if missing:
-            msg.append(f"  {len(missing)} key(s) of the model are missing from the file:{_fmt_list(missing)}")
-        if misshaped:
-            msg.append(f"  {len(misshaped)} key(s) have a different shape:{_fmt_list(misshaped)}")
-        raise CheckpointError("\n".join(msg))
+    check_complete(kind, path, unmapped, missing, misshaped)
     for o, v in list(new_sd.items()):
         want = ours[o].dtype
         if v.dtype != want:
