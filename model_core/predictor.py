@@ -217,15 +217,20 @@ class Predictor:
                     else:
                         res = self.model.decode_features(f, chunk_texts, **kw)
                         logits = res["logits"] if isinstance(res, dict) else res
-                if logits.ndim == 3:
-                    logits = logits[:, None]
-                logits = logits.float()
-                if tuple(logits.shape[-2:]) != (h, w):
-                    logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-                prob = self._to_prob(logits).float().clamp_(0.0, 1.0)[:, 0].cpu().numpy()
-                for k, (i, j) in enumerate(chunk):
-                    out[i, j] = prob[k]
+                self._store(out, chunk, logits)
         return out
+
+    def _store(self, out: np.ndarray, chunk, logits: torch.Tensor) -> None:
+        """Logits of a chunk of (image, text) pairs -> probabilities at the images' size, into out[i, j]."""
+        h, w = out.shape[-2:]
+        if logits.ndim == 3:
+            logits = logits[:, None]
+        logits = logits.float()
+        if tuple(logits.shape[-2:]) != (h, w):
+            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        prob = self._to_prob(logits).float().clamp_(0.0, 1.0)[:, 0].cpu().numpy()
+        for k, (i, j) in enumerate(chunk):
+            out[i, j] = prob[k]
 
     # ------------------------------------------------------------------ API
     def predict(self, images, texts: Union[str, Sequence[str]], batch_size: int | None = None) -> np.ndarray:
@@ -270,14 +275,7 @@ class Predictor:
                 pixels = px.index_select(0, sel).contiguous()
                 with self._autocast():
                     logits = self.model.predict_masks(pixels, [texts[j] for _, j in chunk])
-                if logits.ndim == 3:
-                    logits = logits[:, None]
-                logits = logits.float()
-                if tuple(logits.shape[-2:]) != (h, w):
-                    logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-                prob = self._to_prob(logits).float().clamp_(0.0, 1.0)[:, 0].cpu().numpy()
-                for k, (i, j) in enumerate(chunk):
-                    out[i, j] = prob[k]
+                self._store(out, chunk, logits)
         return out
 
     __call__ = predict
