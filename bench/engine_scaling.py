@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -194,7 +195,7 @@ def main():
                 "max_poly_export_share": max(x["poly_export_share"] for x in r),
                 "rss_ratio_largest_vs_second_largest": r[-1]["peak_rss_mb"] / r[-2]["peak_rss_mb"],
             }
-    cmdline = "cd " + ROOT + " && " + " ".join([".venv/bin/python", "bench/engine_scaling.py"] + sys.argv[1:])
+    cmdline = "cd " + ROOT + " && " + shlex.join([".venv/bin/python", "bench/engine_scaling.py"] + sys.argv[1:])
     doc = {"command": cmdline, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (shared with other "
                       f"jobs while measured), CPU only", "notes": notes, "rows": rows, "summary": summary}
