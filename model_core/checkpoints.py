@@ -19,7 +19,6 @@ ModelConfig or a model). `load_weights(model, path)` fills an existing model.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -605,20 +604,3 @@ def load_model(path, base=None, **kw):
     model = _base_model(base)
     model.load_report = load_weights(model, path, kind=kind, **kw)
     return model
-
-
-def _construct_official(path: Path):
-    from .config import PRESETS
-
-    d = path if path.is_dir() else path.parent
-    cfg = PRESETS["paper"]
-    cj = d / "config.json"
-    if cj.is_file():
-        c = json.loads(cj.read_text())
-        scale = c.get("mm_extractor_scale", "large")
-        if scale != "large" or c.get("hidden_size", 1024) != 1024 or c.get("out_dim", 256) != 256:
-            raise CheckpointError(f"{cj}: only the authors' released configuration (BEiT-3 large, hidden_size 1024, "
-                                  f"out_dim 256) is supported, got mm_extractor_scale={scale!r}, "
-                                  f"hidden_size={c.get('hidden_size')}, out_dim={c.get('out_dim')}")
-    cfg.name = "rs2sam2-official"
-    return _construct(cfg, empty=True)
