@@ -73,6 +73,12 @@ class SamConfig:
     mean: Tuple[float, float, float] = IMAGENET_MEAN
     std: Tuple[float, float, float] = IMAGENET_STD
 
+    def check(self) -> None:
+        """The SAM2 side works on a grid of backbone_stride-pixel cells: its image size must fit that grid."""
+        if self.image_size % self.backbone_stride:
+            raise ValueError(f"sam.image_size {self.image_size} is not a multiple of backbone_stride "
+                             f"{self.backbone_stride}")
+
 
 @dataclass
 class UnionConfig:

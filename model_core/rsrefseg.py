@@ -244,9 +244,7 @@ class RSRefSeg(nn.Module):
         self.cfg = cfg
         self.name = cfg.name
         sc, hc = cfg.sam, cfg.hiera
-        if sc.image_size % sc.backbone_stride:
-            raise ValueError(f"sam.image_size {sc.image_size} is not a multiple of backbone_stride "
-                             f"{sc.backbone_stride}")
+        sc.check()
         self.input_size = sc.image_size
         dim = sc.dim
 
