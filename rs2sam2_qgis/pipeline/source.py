@@ -114,10 +114,18 @@ class RasterSource:
 
 
 def _open(path):
-    """rasterio.open without the NotGeoreferencedWarning (a missing CRS is reported as an InputError instead)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return rasterio.open(path)
+    """rasterio.open of a raster the user named, or one InputError line saying what is wrong with the path; no
+    NotGeoreferencedWarning (a missing CRS is reported as an InputError where it matters)."""
+    if not os.path.exists(path) and not path.startswith("/vsi"):
+        raise InputError(f"raster not found: {path}; check the path")
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a folder, not a raster; give a raster file such as a GeoTIFF")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError:
+        raise InputError(f"{path} is not a raster GDAL can read; give a GeoTIFF or another GDAL raster") from None
 
 
 def _choose_bands(ds, requested) -> tuple[tuple, Optional[int]]:
@@ -174,14 +182,7 @@ def _stretch(ds, bands, options: SegmentOptions):
 def open_source(path, options: SegmentOptions) -> RasterSource:
     """Validate a raster and prepare its reading; bad input raises InputError (one line)."""
     path = os.fspath(path)
-    if not os.path.exists(path) and not path.startswith("/vsi"):
-        raise InputError(f"raster not found: {path}; check the path")
-    if os.path.isdir(path):
-        raise InputError(f"{path} is a folder, not a raster; give a raster file such as a GeoTIFF")
-    try:
-        ds = _open(path)
-    except RasterioIOError:
-        raise InputError(f"{path} is not a raster GDAL can read; give a GeoTIFF or another GDAL raster") from None
+    ds = _open(path)
     with ds:
         if ds.count < 1 or ds.width < 1 or ds.height < 1:
             raise InputError(f"{path} has no pixels or no bands; give a raster with image data")
@@ -229,12 +230,7 @@ def open_source(path, options: SegmentOptions) -> RasterSource:
 def raster_info(path) -> dict:
     """A short description of a raster (the CLI's `info`)."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputError(f"raster not found: {path}; check the path")
-    try:
-        ds = _open(path)
-    except RasterioIOError:
-        raise InputError(f"{path} is not a raster GDAL can read; give a GeoTIFF or another GDAL raster") from None
+    ds = _open(path)
     with ds:
         t = ds.transform
         info = {
