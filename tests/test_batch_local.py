@@ -135,3 +135,37 @@ def test_cli_batch(tmp_path, scenes, monkeypatch, capsys):
     assert "source" in pyogrio.read_info(out, layer="the_red_roofs")["fields"]
     rc = cli.main(["batch", scenes["dir"], "-q", "red", "-o", str(tmp_path / "x.geojson"), "--quiet"])
     assert rc == 2 and "must be a folder" in capsys.readouterr().err
+
+
+def test_batch_mode_authors_runs_the_authors_contract_and_is_its_own_run(tmp_path, scenes, monkeypatch, capsys):
+    """--mode reaches the Predictor (local path) and is part of the resume signature: an analyst run does not
+    count as done for an authors run. A model without the authors' contract is refused before any raster."""
+    made, make_predictor = [], cli.make_predictor
+
+    def spy(model, device, precision, mode="analyst"):
+        made.append(mode)
+        return make_predictor(model, device, precision, mode)
+
+    monkeypatch.setattr(cli, "make_predictor", spy)
+    one = scenes["rasters"][:1]
+    out = tmp_path / "out"
+    s = run_batch(one, ["the buildings"], out, model="demo", options=OPTIONS, device="cpu", mode="authors")
+    assert (s.done, s.failed) == (1, 0) and made == ["authors"]
+    s = run_batch(one, ["the buildings"], out, model="demo", options=OPTIONS, device="cpu", mode="authors",
+                  resume=True)
+    assert (s.skipped, s.done) == (1, 0)
+    s = run_batch(one, ["the buildings"], out, model="demo", options=OPTIONS, device="cpu", resume=True)
+    assert (s.skipped, s.done) == (0, 1) and made[-1] == "analyst"  # another mode is another run
+    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(32))
+    rc = cli.main(["batch", scenes["dir"], "-q", "red", "-o", str(tmp_path / "c"), "--mode", "authors", "--quiet"])
+    assert rc == 2 and "authors" in capsys.readouterr().err
+    assert outputs_in(tmp_path / "c") == []
+
+
+def test_ray_actor_takes_the_mode():
+    """The Ray path builds its Predictor in InferenceActor; checked here without a cluster (plain construction)."""
+    from rs2sam2_qgis.pipeline.batch_ray import InferenceActor
+
+    actor = InferenceActor(lambda: cli.load_model("demo"), "cpu", "auto", None, "authors")
+    info = actor.ready()
+    assert info["mode"] == "authors" and info["precision"] == "fp32"

@@ -160,8 +160,10 @@ def _utcnow() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def run_signature(queries, options: SegmentOptions, model_id: str, layer: Optional[str]) -> str:
-    """What makes two runs' outputs interchangeable: queries, every engine option, model and layer."""
+def run_signature(queries, options: SegmentOptions, model_id: str, layer: Optional[str],
+                  mode: str = "analyst") -> str:
+    """What makes two runs' outputs interchangeable: queries, every engine option, model, Predictor mode and
+    layer."""
     opts = {}
     for k, v in dataclasses.asdict(options).items():
         if k in ("temp_dir", "gdal_cache_mb", "prefetch", "in_memory_max_mb") or k.startswith("feature_cache"):
@@ -170,8 +172,10 @@ def run_signature(queries, options: SegmentOptions, model_id: str, layer: Option
             import shapely
             v = shapely.to_wkb(v, hex=True)
         opts[k] = list(v) if isinstance(v, tuple) else v
-    blob = json.dumps({"queries": list(queries), "options": opts, "model": model_id, "layer": layer},
-                      sort_keys=True, default=str)
+    what = {"queries": list(queries), "options": opts, "model": model_id, "layer": layer}
+    if mode != "analyst":  # analyst runs keep the signature they had before modes existed (--resume still matches)
+        what["mode"] = mode
+    blob = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -534,8 +538,8 @@ def model_factory(model):
 
 
 def run_batch(inputs, queries, out, model="demo", options: Optional[SegmentOptions] = None, *,
-              device: str = "auto", precision: str = "auto", workers: Optional[int] = None, ray: bool = False,
-              ray_address: Optional[str] = None, resume: bool = False, retries: int = 2, backoff: float = 1.0,
+              device: str = "auto", precision: str = "auto", mode: str = "analyst", workers: Optional[int] = None,
+              ray: bool = False, ray_address: Optional[str] = None, resume: bool = False, retries: int = 2, backoff: float = 1.0,
               layer: Optional[str] = None, merged_crs=None, max_in_flight: Optional[int] = None,
               threads: Optional[int] = None, quiet: bool = True, on_result: Optional[Callable] = None,
               on_start: Optional[Callable] = None,
@@ -543,6 +547,7 @@ def run_batch(inputs, queries, out, model="demo", options: Optional[SegmentOptio
     """Segment every raster of ``inputs`` by ``queries``; see the module docstring. Returns a BatchSummary.
 
     ``model``: "demo", a checkpoint path, or a picklable zero-argument callable returning a model (tests, bench).
+    ``mode``: the Predictor mode, "analyst" (default) or "authors" (the authors' inference contract).
     ``on_result(run, job)`` is called after each commit, ``on_start(run, pool)`` once workers are up (tests use
     them to interrupt a run or kill a worker). ``threads``: torch threads per inference process (default: local,
     torch's own; Ray, the CPUs given to each actor). KeyboardInterrupt/Cancelled propagate after the bookkeeping is
@@ -568,7 +573,7 @@ def run_batch(inputs, queries, out, model="demo", options: Optional[SegmentOptio
         raise InputError(f"output folder {folder} is not writable; choose another output")
     clean_stale_partials(folder)
     factory = model_factory(model)
-    signature = run_signature(queries, options, model_id_of(model), layer)
+    signature = run_signature(queries, options, model_id_of(model), layer, mode)
     run = BatchRun(sources, names, queries, options, folder, signature, layer, retries, on_result=on_result)
     s = run.summary
     s.executor = "ray" if ray else "local"
@@ -581,7 +586,7 @@ def run_batch(inputs, queries, out, model="demo", options: Optional[SegmentOptio
                 torch.set_num_threads(int(threads))
             if predictor is None:
                 from .cli import make_predictor
-                predictor = make_predictor(factory(), device, precision)
+                predictor = make_predictor(factory(), device, precision, mode)
             s.seconds_model_load = time.perf_counter() - t0
             s.device = str(predictor.device)
             s.workers = 1
@@ -590,7 +595,7 @@ def run_batch(inputs, queries, out, model="demo", options: Optional[SegmentOptio
             run_local(run, todo, predictor, backoff=backoff, quiet=quiet, is_cancelled=is_cancelled)
         elif todo:
             from .batch_ray import run_ray
-            run_ray(run, todo, factory, device=device, precision=precision, workers=workers, address=ray_address,
+            run_ray(run, todo, factory, device=device, precision=precision, mode=mode, workers=workers, address=ray_address,
                     backoff=backoff, quiet=quiet, max_in_flight=max_in_flight, threads=threads, on_start=on_start,
                     is_cancelled=is_cancelled)
     except (KeyboardInterrupt, Cancelled):

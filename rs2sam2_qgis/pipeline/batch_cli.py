@@ -2,6 +2,7 @@
 
     rs2sam2 batch INPUTS... -q "query" [-q ...] -o OUTDIR|out.gpkg [--model demo|PATH] [--workers N]
                   [--ray [ADDRESS]] [--resume] [--retries N] [--crs EPSG:xxxx] + every engine option of `segment`
+                  (--mode analyst|authors included)
 
 The engine options (--tile, --overlap, --threshold, --bands, --device, ...) are the `segment` parser's own argparse
 actions, shared with it, and the SegmentOptions come from cli._options: one definition of each option.
@@ -13,8 +14,7 @@ import re
 import sys
 
 # `segment` options that do not apply to a batch (its own positionals, -o and --append)
-# "mode" (segment --mode authors) is not wired into batch: not offered there rather than silently ignored
-_NOT_SHARED = {"help", "raster", "queries", "output", "append", "mode"}
+_NOT_SHARED = {"help", "raster", "queries", "output", "append"}
 
 
 def add_batch_parser(sub, segment_parser: argparse.ArgumentParser):
@@ -58,7 +58,7 @@ def cmd_batch(a) -> int:
         raise InputError("no inputs given; name rasters, folders, globs or a .txt list of paths before -q/-o")
     try:
         s = run_batch(a.inputs, a.queries, a.output, model=a.model, options=options, device=a.device,
-                      precision=a.precision, workers=a.workers, ray=a.ray is not None, ray_address=address,
+                      precision=a.precision, mode=a.mode, workers=a.workers, ray=a.ray is not None, ray_address=address,
                       resume=a.resume, retries=a.retries, layer=a.layer, merged_crs=a.crs,
                       max_in_flight=a.in_flight, threads=a.threads, quiet=a.quiet)
     except KeyboardInterrupt:

@@ -58,7 +58,7 @@ class SerialPredictor:
 class InferenceActor:
     """One model, whole rasters through ``segment_raster``. Made a Ray actor by ``ray.remote`` in ``_pool``."""
 
-    def __init__(self, factory, device: str, precision: str, threads: Optional[int]):
+    def __init__(self, factory, device: str, precision: str, threads: Optional[int], mode: str = "analyst"):
         t0 = time.perf_counter()
         import torch
 
@@ -66,14 +66,15 @@ class InferenceActor:
             torch.set_num_threads(int(threads))
         from model_core.predictor import Predictor
 
-        self.predictor = SerialPredictor(Predictor(factory(), device=device, precision=precision))
+        self.predictor = SerialPredictor(Predictor(factory(), device=device, precision=precision,
+                                                    mode=mode))
         self.load_seconds = time.perf_counter() - t0
         self.threads = torch.get_num_threads()
 
     def ready(self) -> dict:
         p = self.predictor
         return {"pid": os.getpid(), "device": str(p.device), "device_reason": p.device_reason,
-                "precision": p.precision, "model": p.model_name, "load_seconds": self.load_seconds,
+                "precision": p.precision, "mode": p.mode, "model": p.model_name, "load_seconds": self.load_seconds,
                 "torch_threads": self.threads}
 
     def segment(self, source: str, queries, options):
@@ -162,8 +163,9 @@ class ActorPool:
 
 
 def run_ray(run: BatchRun, jobs: list, factory, *, device: str = "auto", precision: str = "auto",
-            workers: Optional[int] = None, address: Optional[str] = None, backoff: float = 1.0, quiet: bool = True,
-            max_in_flight: Optional[int] = None, threads: Optional[int] = None, on_start: Optional[Callable] = None,
+            mode: str = "analyst", workers: Optional[int] = None, address: Optional[str] = None,
+            backoff: float = 1.0, quiet: bool = True, max_in_flight: Optional[int] = None,
+            threads: Optional[int] = None, on_start: Optional[Callable] = None,
             is_cancelled: Optional[Callable[[], bool]] = None):
     try:
         import ray
@@ -199,7 +201,7 @@ def run_ray(run: BatchRun, jobs: list, factory, *, device: str = "auto", precisi
             opts = {"num_cpus": per}
             actor_device, threads = ("cpu" if device == "auto" else device), threads or max(1, int(per))
         cls = ray.remote(InferenceActor)
-        pool = ActorPool(ray, cls, (factory, actor_device, precision, threads),
+        pool = ActorPool(ray, cls, (factory, actor_device, precision, threads, mode),
                          dict(opts, max_concurrency=2, max_restarts=0), n, max_replacements=3 * n + 3)
         try:
             infos = pool.wait_ready()
