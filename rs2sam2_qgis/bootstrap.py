@@ -3,9 +3,11 @@
 Layout of a deployed plugin (see pb_tool.cfg):
     <plugins>/rs2sam2_qgis/            this package (with pipeline/, the QGIS-free engine)
     <plugins>/rs2sam2_qgis/extlibs/    model_core (pure PyTorch), deployed beside the plugin by pb_tool
-    <QGIS profile>/rs2sam2/python3.11/ torch, rasterio & co, installed by the user with the command that
-                                       `dependency_report()` prints (a folder of our own, keyed by Python version,
-                                       so QGIS's own numpy/GDAL/PROJ stay untouched)
+    <QGIS profile>/python/rs2sam2_deps/ torch, rasterio & co, installed by the dependency installer (deps/;
+                                       Plugins -> rs2sam2 -> Python dependencies…): the recommended way
+    <QGIS profile>/rs2sam2/python3.11/ the manual fallback: a folder for `pip --target` by hand (offline wheels,
+                                       locked-down machines), the command `dependency_report()` prints; searched
+                                       after the installer's live set
 In a development checkout `model_core` is already importable (editable install or PYTHONPATH) and nothing is added.
 Both folders are *appended* to sys.path: QGIS's own packages always win.
 """
@@ -29,16 +31,17 @@ OPTIONAL = [(r.module, r.spec) for r in REQUIREMENTS if r.needed_for == "models"
 
 
 def user_libs_dir() -> Path:
-    """The folder of our own for pip packages, keyed by QGIS's Python version."""
+    """The manual-install folder (`pip --target` by hand), keyed by QGIS's Python version."""
     base = os.environ.get("RS2SAM2_LIBS_DIR")
     if base:
         return Path(base)
     try:
         from qgis.core import QgsApplication
 
-        root = Path(QgsApplication.qgisSettingsDirPath())
+        profile = QgsApplication.qgisSettingsDirPath()  # "" when no QgsApplication runs (qgis_process, scripts)
     except Exception:  # noqa: BLE001 - outside QGIS
-        root = Path.home() / ".local" / "share" / "rs2sam2"
+        profile = ""
+    root = Path(profile) if profile else Path.home() / ".local" / "share" / "rs2sam2"
     return root / "rs2sam2" / f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -113,8 +116,18 @@ def missing_packages(include_optional: bool = True) -> list[tuple[str, str]]:
     return missing
 
 
+def installer_folder() -> Path | None:
+    """The dependency installer's folder for this Python/OS/CPU (None when the installer is not part of the plugin)."""
+    try:
+        from .deps.qgis_glue import layout
+
+        return layout().key_dir
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def pip_command(requirements: list[str]) -> str:
-    """The exact command that installs `requirements` for QGIS's Python into our own folder."""
+    """The exact command that installs `requirements` for QGIS's Python into the manual-install folder."""
     reqs = [r for r in requirements if not r.startswith("(")]
     if not reqs:
         return ""
@@ -139,9 +152,19 @@ def dependency_report() -> str:
         command = pip_command([r for _, r in missing])
         if command:
             lines.append("")
-            lines.append("Install them for QGIS's Python (into a folder of their own, QGIS's numpy/GDAL untouched):")
+            if installer_folder() is not None:
+                lines.append("Install them with Plugins -> rs2sam2 -> Python dependencies… (the Install button): it "
+                             "picks the right torch for this machine, installs into")
+                lines.append(f"  {installer_folder()}")
+                lines.append("and switches to the new packages only once they import. QGIS's own numpy/GDAL stay "
+                             "untouched.")
+                lines.append("")
+                lines.append("Without the installer (offline wheels, a locked-down machine), install them by hand "
+                             "into the manual folder, then restart QGIS:")
+            else:
+                lines.append("Install them for QGIS's Python (into a folder of their own, QGIS's numpy/GDAL "
+                             "untouched), then restart QGIS:")
             lines.append(f"  {command}")
-            lines.append("then restart QGIS.")
     else:
         lines.append("All dependencies found.")
     lines.append("")
@@ -166,7 +189,8 @@ def dependency_report() -> str:
         lines.append(f"  CUDA: {torch.version.cuda} (available: {cuda})")
         if cuda:
             lines.append(f"  GPU: {torch.cuda.get_device_name(0)}")
-    lines.append(f"  extra import folders: {EXTLIBS_DIR}, {user_libs_dir()}")
+    lines.append(f"  installer folder: {installer_folder() or '(installer not part of this plugin)'}")
+    lines.append(f"  extra import folders: {EXTLIBS_DIR}, {user_libs_dir()} (manual)")
     return "\n".join(lines)
 
 

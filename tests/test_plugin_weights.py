@@ -110,6 +110,10 @@ def test_dependency_report_lists_missing_packages_with_the_pip_command(monkeypat
     assert "surely_not_installed_pkg (required)" in report
     assert "-m pip install" in report and '"surely-not>=1"' in report and '"numpy<2"' in report
     assert "--target" in report
+    # the installer comes first, with its own folder; the manual command is the labelled fallback
+    assert report.index("Python dependencies") < report.index("-m pip install")
+    assert str(bootstrap.installer_folder()) in report and "rs2sam2_deps" in str(bootstrap.installer_folder())
+    assert "(manual)" in report and bootstrap.user_libs_dir().is_absolute()
 
 
 def test_model_settings_dialog_checks_dependencies_and_saves_paths(qgis_env, tmp_path):
