@@ -228,6 +228,26 @@ def test_synthetic_deterministic_splits_and_sentences():
         build_dataset("synthetic", "holdout", 64)
 
 
+def test_synthetic_distinct_refs_gives_one_scene_different_sentences():
+    """distinct_refs (training only): the refs of a scene share its image and differ in sentence while the scene
+    has enough sentences; without it (val/test) the samples are what they always were."""
+    opts = dict(length=80, scene_size=128, density=1.6, level=2)
+    plain = build_dataset("synthetic", "train", 64, **opts)
+    dist = build_dataset("synthetic", "train", 64, distinct_refs=True, **opts)
+    rps = dist.refs_per_scene
+    repeats_plain = repeats_dist = 0
+    for scene_idx in range(len(dist) // rps):
+        idx = range(scene_idx * rps, (scene_idx + 1) * rps)
+        texts = [dist.raw(i)[2] for i in idx]
+        assert all((dist.raw(i)[0] == dist.raw(idx[0])[0]).all() for i in idx)  # one image
+        assert all(dist.raw(i)[1].any() for i in idx)
+        repeats_dist += rps - len(set(texts))
+        repeats_plain += rps - len({plain.raw(i)[2] for i in idx})
+    assert repeats_dist == 0 < repeats_plain
+    again = build_dataset("synthetic", "train", 64, distinct_refs=True, **opts)
+    assert [again.raw(i)[2] for i in range(8)] == [dist.raw(i)[2] for i in range(8)]  # deterministic
+
+
 def test_synthetic_sentences_are_true():
     """Spot-check the generator's semantics: superlatives pick the extreme, colours the colour."""
     from training.datasets.synthetic import describe, generate_scene

@@ -13,7 +13,8 @@ import torch
 model_core = pytest.importorskip("model_core")
 
 from training.datasets import build_dataset  # noqa: E402
-from training.train import Trainer, build_optimizer, collate, load_config, main, set_trainable  # noqa: E402
+from training.train import (Trainer, build_optimizer, collate, epoch_order, load_config, main,  # noqa: E402
+                            set_trainable)
 
 SMALL = {"sam": {"image_size": 64}}
 
@@ -115,3 +116,14 @@ def test_lr_schedules_and_configs():
     for cfg in sorted((Path(__file__).resolve().parents[1] / "training" / "configs").glob("*.yaml")):
         c = load_config(cfg)
         assert c["model"]["preset"] and c["train"]["lr"] > 0, cfg
+
+
+def test_epoch_order_keeps_groups_together():
+    """train.group = N shuffles runs of N consecutive samples as blocks (the sentences of one synthetic scene)."""
+    plain = epoch_order(40, 3, 1)
+    grouped = epoch_order(40, 3, 1, group=4)
+    assert sorted(plain) == sorted(grouped) == list(range(40))
+    assert grouped == epoch_order(40, 3, 1, group=4) and grouped != epoch_order(40, 3, 2, group=4)
+    blocks = [grouped[i:i + 4] for i in range(0, 40, 4)]
+    assert all(b == list(range(b[0], b[0] + 4)) and b[0] % 4 == 0 for b in blocks)
+    assert epoch_order(40, 3, 1, group=1) == plain

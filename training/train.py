@@ -24,7 +24,8 @@ Config (YAML or JSON), every key optional except model.preset / model.init:
             warmup_steps: 100, schedule: cosine, poly_power: 0.9, min_lr_ratio: 0.0, clip_grad: null,
             milestone_epochs: [], gamma: 0.1,                   # schedule: multistep
             amp: auto, seed: 2401, num_workers: 0, threads: null, log_every: 10, save_every_steps: null,
-            val_limit: 200, val_batch_size: 16, best_by: miou, max_minutes: null}
+            val_limit: 200, val_batch_size: 16, best_by: miou, max_minutes: null,
+            group: 1}                                           # keep runs of N consecutive samples in one batch
     out: runs/name
 """
 from __future__ import annotations
@@ -56,7 +57,7 @@ DEFAULTS = {
               "min_lr_ratio": 0.0, "clip_grad": None, "amp": "auto", "seed": 2401, "num_workers": 0,
               "threads": None, "log_every": 10, "save_every_steps": None, "val_limit": 200,
               "val_batch_size": 16, "best_by": "miou", "max_minutes": None, "device": "auto",
-              "milestone_epochs": [], "gamma": 0.1},
+              "milestone_epochs": [], "gamma": 0.1, "group": 1},
     "out": "runs/train",
 }
 
@@ -172,9 +173,16 @@ def collate(samples: list[dict]) -> dict:
             "text": [s["text"] for s in samples], "id": [s["id"] for s in samples]}
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+def epoch_order(n: int, seed: int, epoch: int, group: int = 1) -> list[int]:
+    """The epoch's sample order, a function of (seed, epoch). `group` > 1 shuffles runs of `group` consecutive
+    indices as blocks (synthetic: the sentences of one scene stay together, so a batch shows one image with
+    several sentences and masks)."""
     g = torch.Generator().manual_seed(int(seed) * 1000 + int(epoch))
-    return torch.randperm(n, generator=g).tolist()
+    group = max(1, int(group))
+    if group == 1:
+        return torch.randperm(n, generator=g).tolist()
+    blocks = torch.randperm(n // group, generator=g)
+    return (blocks[:, None] * group + torch.arange(group)).flatten().tolist()
 
 
 def attach_meta(path, meta: dict) -> None:
@@ -386,7 +394,10 @@ class Trainer:
         history = []
         stop = False
         while self.epoch < int(t["epochs"]) and not stop:
-            order = epoch_order(len(self.train_set), seed, self.epoch)[self.rank::self.world]
+            group = max(1, int(t.get("group") or 1))
+            order = epoch_order(len(self.train_set), seed, self.epoch, group)
+            order = [i for b in range(self.rank * group, len(order), self.world * group)
+                     for i in order[b:b + group]]  # each rank a strided share of whole groups
             per_step = self.micro_bs * self.accum
             order = order[:self.steps_per_epoch * per_step]
             order = order[self.batch_in_epoch * per_step:]

@@ -502,14 +502,17 @@ DEFAULT_SIZES = {"train": 20000, "val": 500, "test": 500}
 class SyntheticRefer(RefDataset):
     """Synthetic referring set. `length` samples per split (default train 20000, val/test 500), scenes of
     `scene_size` pixels (objects keep their pixel sizes, about 0.5 m ground sampling; counts scale with the area
-    times `density`), `refs_per_scene` sentences per scene, sentences up to curriculum `level` (0-2; `level_weights` weighs the levels of the chosen
-    sentence, e.g. [0.5, 0.3, 0.2])."""
+    times `density`), `refs_per_scene` sentences per scene, sentences up to curriculum `level` (0-2; `level_weights`
+    weighs the levels of the chosen sentence, e.g. [0.5, 0.3, 0.2]). `distinct_refs`: the sentences of one scene are
+    drawn without repeats while the scene has enough of them (training with `train.group` = refs_per_scene then
+    shows one image with several different sentences and masks in one batch); off by default, so val/test stay as
+    they were."""
 
     name = "synthetic"
 
     def __init__(self, split: str = "train", size: int | None = 256, *, seed: int = 2401, length: int | None = None,
                  scene_size: int = 256, density: float = 1.0, refs_per_scene: int = 4, level: int = 2,
-                 level_weights: list[float] | None = None, transform=None, root=None):
+                 level_weights: list[float] | None = None, distinct_refs: bool = False, transform=None, root=None):
         if split not in SPLIT_CODES:
             raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
         super().__init__(split=split, size=size, transform=transform)
@@ -517,6 +520,7 @@ class SyntheticRefer(RefDataset):
         self.density = density
         self.level = level
         self.level_weights = list(level_weights) if level_weights else [1.0] * (level + 1)
+        self.distinct_refs = bool(distinct_refs)
         self.length = length if length is not None else DEFAULT_SIZES[split]
 
     def __len__(self) -> int:
@@ -527,19 +531,43 @@ class SyntheticRefer(RefDataset):
         ss = np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx])
         return generate_scene(ss, self.scene_size, self.density)
 
-    def expression(self, index: int) -> tuple[Scene, Expression]:
-        scene_idx, ref_idx = divmod(index, self.refs_per_scene)
-        scene = self.scene(scene_idx)
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
-                                                            1000 + ref_idx]))
-        exprs = describe(scene, rng, self.level)
+    def _level_probs(self, exprs: list[Expression]) -> tuple[list[int], np.ndarray]:
         levels = sorted({e.level for e in exprs})
         wts = np.array([self.level_weights[lv] if lv < len(self.level_weights) else 0.0 for lv in levels])
         if wts.sum() <= 0:
             wts = np.ones(len(levels))
-        lv = levels[int(rng.choice(len(levels), p=wts / wts.sum()))]
+        return levels, wts / wts.sum()
+
+    def expression(self, index: int) -> tuple[Scene, Expression]:
+        scene_idx, ref_idx = divmod(index, self.refs_per_scene)
+        scene = self.scene(scene_idx)
+        if self.distinct_refs:
+            return scene, self._scene_expressions(scene_idx)[ref_idx]
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
+                                                            1000 + ref_idx]))
+        exprs = describe(scene, rng, self.level)
+        levels, probs = self._level_probs(exprs)
+        lv = levels[int(rng.choice(len(levels), p=probs))]
         pool = [e for e in exprs if e.level == lv]
         return scene, pool[int(rng.integers(len(pool)))]
+
+    @functools.lru_cache(maxsize=8)
+    def _scene_expressions(self, scene_idx: int) -> list[Expression]:
+        """`refs_per_scene` sentences of one scene, each level drawn by `level_weights`, no sentence twice while the
+        scene has unused ones (of that level, else of any level)."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx, 999]))
+        exprs = describe(self.scene(scene_idx), rng, self.level)
+        levels, probs = self._level_probs(exprs)
+        unused = list(range(len(exprs)))
+        picked = []
+        for _ in range(self.refs_per_scene):
+            lv = levels[int(rng.choice(len(levels), p=probs))]
+            pool = [k for k in unused if exprs[k].level == lv] or unused or list(range(len(exprs)))
+            k = pool[int(rng.integers(len(pool)))]
+            if k in unused:
+                unused.remove(k)
+            picked.append(exprs[k])
+        return picked
 
     def raw(self, index: int):
         if index < 0 or index >= len(self):
