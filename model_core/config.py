@@ -123,6 +123,9 @@ class LossConfig:
     boundary_weight: float = 0.2
     class_weights: Tuple[float, float] = (0.9, 1.1)  # [background, foreground]
     boundary_on: str = "soft"  # "soft": edges of the probability map; "hard": authors' thresholded edges
+    # Deep supervision of the pseudo-mask (the union encoder's patch-grid prompt) against the target's coverage of
+    # each patch: BCE + Dice, times this weight. 0 = the authors (the pseudo-mask learns only through SAM2's decoder).
+    pseudo_weight: float = 0.0
 
 
 @dataclass

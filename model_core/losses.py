@@ -12,6 +12,8 @@ q = softmax([1 - x, x])[1] = sigmoid(2x - 1).
   trains w, and reproduces their batch broadcast ((B,1,H,W) x (B,H,W) -> (B,B,H,W)) exactly; "soft" weights each
   sample by its own w (identical to theirs for batch size 1, their per-GPU batch).
 Total = 0.9 CE + 0.1 Dice + 0.2 boundary.
+Optional (not the authors'; `pseudo_weight` > 0): deep supervision of the pseudo-mask on the union encoder's patch
+grid: BCE (logits vs the share of each patch the target covers) + soft Dice, per sample, averaged.
 """
 from __future__ import annotations
 
@@ -70,6 +72,17 @@ def boundary_loss(x: torch.Tensor, target: torch.Tensor, w: torch.Tensor, on: st
     return F.mse_loss(w * edge_map(pred), w * edge_map(target.float()))
 
 
+def pseudo_mask_loss(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """logit (B,1,gh,gw) on the patch grid, target (B,H,W) in {0,1}: BCE against each patch's coverage + Dice."""
+    cover = F.adaptive_avg_pool2d(target[:, None].float(), logit.shape[-2:])
+    logit = logit.float()
+    bce = F.binary_cross_entropy_with_logits(logit, cover)
+    q = torch.sigmoid(logit).flatten(1)
+    c = cover.flatten(1)
+    dice = 1.0 - (2 * (q * c).sum(-1) + 1.0) / (q.sum(-1) + c.sum(-1) + 1.0)
+    return bce + dice.mean()
+
+
 class RS2SAM2Loss(nn.Module):
     def __init__(self, cfg: LossConfig):
         super().__init__()
@@ -87,6 +100,10 @@ class RS2SAM2Loss(nn.Module):
         dice = dice_loss_sum(x, target)
         bnd = boundary_loss(x, target, output["boundary_weight"], c.boundary_on)
         total = c.ce_weight * ce + c.dice_weight * dice + c.boundary_weight * bnd
-        parts = {"ce": float(ce.detach()), "dice": float(dice.detach()), "boundary": float(bnd.detach()),
-                 "total": float(total.detach())}
+        parts = {"ce": float(ce.detach()), "dice": float(dice.detach()), "boundary": float(bnd.detach())}
+        if c.pseudo_weight > 0:
+            pseudo = pseudo_mask_loss(output["pseudo_mask_logits"], target)
+            total = total + c.pseudo_weight * pseudo
+            parts["pseudo"] = float(pseudo.detach())
+        parts["total"] = float(total.detach())
         return total, parts

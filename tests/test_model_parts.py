@@ -145,6 +145,31 @@ def test_hard_boundary_option_builds():
     assert PRESETS["nano"].loss.boundary_on == "soft"
 
 
+def test_pseudo_mask_supervision_is_off_by_default_and_reaches_the_union_encoder():
+    from model_core.losses import pseudo_mask_loss
+
+    # coverage target: a 4x4 target square inside one 8x8 patch of a 2x2 grid covers a quarter of it
+    t = torch.zeros(1, 16, 16)
+    t[0, 2:6, 2:6] = 1
+    exact = torch.logit(torch.tensor([[[[0.25, 1e-6], [1e-6, 1e-6]]]]))
+    wrong = torch.logit(torch.tensor([[[[1e-6, 0.25], [1e-6, 1e-6]]]]))
+    assert pseudo_mask_loss(exact, t) < pseudo_mask_loss(wrong, t)
+    m = build_model("nano", sam={"image_size": 64})
+    assert m.cfg.loss.pseudo_weight == 0.0  # the authors train the pseudo-mask only through SAM2's decoder
+    torch.manual_seed(0)
+    x, target = torch.rand(2, 3, 64, 64), (torch.rand(2, 64, 64) > 0.8).float()
+    _, parts = m.loss(m(x, TEXTS), target)
+    assert "pseudo" not in parts
+    sup = build_model("nano", sam={"image_size": 64}, loss={"pseudo_weight": 0.5})
+    sup.load_state_dict(m.state_dict())
+    out = sup(x, TEXTS)
+    total, parts = sup.loss(out, target)
+    assert parts["pseudo"] > 0 and abs(parts["total"] - (m.loss(out, target)[0].item() + 0.5 * parts["pseudo"])) < 1e-4
+    joint = dict(sup.union_encoder.named_parameters())["backend.layers.0.attn.in_proj_weight"]
+    (g,) = torch.autograd.grad(total, [joint])
+    assert float(g.abs().sum()) > 0
+
+
 def test_xlmr_tokenizer_quirks():
     from model_core.union_encoder import ASSETS, XLMRTokenizer
 

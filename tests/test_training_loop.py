@@ -101,6 +101,17 @@ def test_cli_trains_validates_and_saves_best(tmp_path):
     assert state["config"]["train"]["accum"] == 2  # 2 optimizer steps of 2 micro-batches each
 
 
+def test_init_from_a_checkpoint_may_change_only_the_loss(tmp_path):
+    from training.train import build_model_from_config
+
+    ck = tmp_path / "m.pt"
+    model_core.save_model(model_core.build_model("nano", sam={"image_size": 64}), str(ck))
+    m = build_model_from_config({"model": {"init": str(ck), "overrides": {"loss": {"pseudo_weight": 0.5}}}})
+    assert m.cfg.loss.pseudo_weight == 0.5 and m.criterion.cfg.pseudo_weight == 0.5 and m.input_size == 64
+    with pytest.raises(ValueError, match="only set 'loss'"):
+        build_model_from_config({"model": {"init": str(ck), "overrides": {"sam": {"image_size": 128}}}})
+
+
 def test_lr_schedules_and_configs():
     from pathlib import Path
 

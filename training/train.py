@@ -97,7 +97,15 @@ def build_model_from_config(cfg: dict) -> torch.nn.Module:
 
     m = cfg["model"]
     if m.get("init"):
-        return model_core.load_model(m["init"])
+        model = model_core.load_model(m["init"])
+        overrides = dict(m.get("overrides") or {})
+        if overrides:  # a loaded model keeps its architecture: only its training loss may change
+            if set(overrides) != {"loss"} or not hasattr(model, "criterion"):
+                raise ValueError(f"model.overrides with model.init may only set 'loss' (got {sorted(overrides)}); "
+                                 "the architecture comes from the checkpoint")
+            model.cfg = model.cfg.replace(loss=overrides["loss"])
+            model.criterion = type(model.criterion)(model.cfg.loss)
+        return model
     return model_core.build_model(m["preset"], **(m.get("overrides") or {}))
 
 
