@@ -76,3 +76,27 @@ def test_markdown_in_percent():
     m.add_counts(1, 2)
     md = to_markdown({"val": m.summary()})
     assert "| val | 100.00 | 0.00 | 0.00 | 0.00 | 0.00 | 50.00 | 50.00 | 1 |" in md
+
+
+def test_metrics_by_group_by_hand():
+    m = RefMetrics()
+    for i, u in ((10, 10), (30, 40), (5, 10), (6, 10)):
+        m.add_counts(i, u)
+    kinds = ["class", "size", "class", "size"]
+    by = m.by(lambda k: kinds[k])
+    assert list(by) == ["class", "size"]
+    assert by["class"]["mIoU"] == pytest.approx((1.0 + 0.5) / 2) and by["class"]["n"] == 2
+    assert by["size"]["oIoU"] == pytest.approx((30 + 6) / (40 + 10))
+    md = to_markdown({"val": {**m.summary(), "by_group": by}})
+    assert "| val: class | 100.00 | 50.00 | 50.00 | 50.00 | 50.00 | 75.00 | 75.00 | 2 |" in md
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_eval_cli_by_kind_on_the_demo(capsys):
+    """`rs2sam2 eval --by-kind`: per-sentence-kind rows for the synthetic set; a clear error for other sets."""
+    from training import evaluate
+
+    assert evaluate.main(["--model", "demo", "--split", "val", "--limit", "8", "--by-kind", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| val |" in out and "| val: class |" in out
+    assert evaluate.main(["--model", "demo", "--dataset", "refsegrs", "--data-root", "/nonexistent", "--by-kind"]) == 2

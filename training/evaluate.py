@@ -79,8 +79,9 @@ def _to_prob(model, logits: torch.Tensor, prob_rule: str | None) -> torch.Tensor
 def evaluate_model(model: torch.nn.Module, dataset, *, limit: int | None = None, batch_size: int = 8,
                    threshold: float = 0.5, score_size: int | None = None, prob_rule: str | None = None,
                    device: str | torch.device | None = None, autocast_dtype=None, progress: bool = False,
-                   keep_ious: bool = False) -> dict:
-    """Metrics of `model` (segmentation-model protocol) on `dataset` (its `raw(i)` samples, first `limit`)."""
+                   keep_ious: bool = False, group_by=None) -> dict:
+    """Metrics of `model` (segmentation-model protocol) on `dataset` (its `raw(i)` samples, first `limit`).
+    `group_by(i)` -> a group name adds `by_group`: the same metrics per group (e.g. `sentence_kind(dataset)`)."""
     was_training = model.training
     model.eval()
     dev = torch.device(device) if device is not None else next(model.parameters()).device
@@ -115,9 +116,19 @@ def evaluate_model(model: torch.nn.Module, dataset, *, limit: int | None = None,
             metrics.add(pred, g, sid)
     model.train(was_training)
     out = metrics.summary()
+    if group_by is not None:
+        out["by_group"] = metrics.by(group_by)
     if keep_ious:
         out["ious"] = metrics.ious().tolist()
     return out
+
+
+def sentence_kind(dataset):
+    """group_by for the synthetic set: the kind of each sample's sentence (class, colour, size, position, ...)."""
+    if not hasattr(dataset, "expression"):
+        raise ValueError(f"--by-kind needs the synthetic data set (its sentences carry a kind); got "
+                         f"{getattr(dataset, 'name', type(dataset).__name__)}")
+    return lambda i: dataset.expression(i)[1].kind
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="synthetic: generator seed")
     p.add_argument("--scene-size", type=int, default=None, help="synthetic: scene side in pixels")
     p.add_argument("--density", type=float, default=None, help="synthetic: object density")
+    p.add_argument("--by-kind", action="store_true",
+                   help="synthetic: also the metrics per sentence kind (class, colour, size, position, relation, combo)")
     p.add_argument("--out", default=None, help="write metrics.json and metrics.md into this folder")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -178,10 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     for split in splits:
         try:
             ds = build_dataset(args.dataset, split, size=None, root=args.data_root, **options)
+            group_by = sentence_kind(ds) if args.by_kind else None
         except (FileNotFoundError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        results[split] = evaluate_model(model, ds, limit=args.limit, batch_size=args.batch_size,
+        results[split] = evaluate_model(model, ds, limit=args.limit, batch_size=args.batch_size, group_by=group_by,
                                         threshold=args.threshold, score_size=args.score_size,
                                         prob_rule=None if args.prob_rule == "model" else args.prob_rule,
                                         device=device, autocast_dtype=torch.bfloat16 if device.type == "cuda"

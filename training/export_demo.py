@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .datasets import build_dataset
-from .evaluate import checkpoint_meta, evaluate_model
+from .evaluate import checkpoint_meta, evaluate_model, sentence_kind
 from .train import export_checkpoint
 
 
@@ -43,7 +43,8 @@ def main(argv=None) -> int:
                      "parameters": sum(p.numel() for p in model.parameters())}}
     t0 = time.time()
     res["val50"] = evaluate_model(model, build_dataset("synthetic", "val", None, **opts), limit=50, device="cpu")
-    res["val"] = evaluate_model(model, build_dataset("synthetic", "val", None, **opts), device="cpu")
+    val = build_dataset("synthetic", "val", None, **opts)
+    res["val"] = evaluate_model(model, val, device="cpu", group_by=sentence_kind(val))  # + per sentence kind
     res["test"] = evaluate_model(model, build_dataset("synthetic", "test", None, **opts), device="cpu")
     hard = {**opts, "level": 2, "level_weights": None}
     res["val_level2_all_sentences"] = evaluate_model(model, build_dataset("synthetic", "val", None, **hard),

@@ -56,6 +56,13 @@ class RefMetrics:
     def ious(self) -> np.ndarray:
         return np.array([iou_of(i, u) for i, u in zip(self.inter, self.union)], dtype=np.float64)
 
+    def by(self, key) -> dict[str, dict]:
+        """summary() per group: `key(index)` names the group of the index-th sample (e.g. its sentence kind)."""
+        groups: dict[str, RefMetrics] = {}
+        for k, (i, u, sid) in enumerate(zip(self.inter, self.union, self.ids)):
+            groups.setdefault(str(key(k)), RefMetrics()).add_counts(i, u, sid)
+        return {name: groups[name].summary() for name in sorted(groups)}
+
     def summary(self) -> dict:
         n = len(self.inter)
         ious = self.ious()
@@ -87,13 +94,20 @@ def score_pair(prob: np.ndarray, gt: np.ndarray, threshold: float = 0.5, score_s
 
 
 def to_markdown(results: dict[str, dict], title: str | None = None) -> str:
-    """One row per split: Pr@0.5..0.9, oIoU, mIoU in percent (as the papers print them), and n."""
+    """One row per split (then one per group of its `by_group`, if any): Pr@0.5..0.9, oIoU, mIoU in percent (as the
+    papers print them), and n."""
     head = "| split | " + " | ".join(f"Pr@{t}" for t in THRESHOLDS) + " | oIoU | mIoU | n |"
     sep = "|---" * (len(THRESHOLDS) + 4) + "|"
     rows = []
-    for split, m in results.items():
+
+    def row(label, m):
         vals = [f"{100 * m[f'pr@{t}']:.2f}" for t in THRESHOLDS] + [f"{100 * m['oIoU']:.2f}",
                                                                       f"{100 * m['mIoU']:.2f}", str(m["n"])]
-        rows.append(f"| {split} | " + " | ".join(vals) + " |")
+        rows.append(f"| {label} | " + " | ".join(vals) + " |")
+
+    for split, m in results.items():
+        row(split, m)
+        for group, gm in (m.get("by_group") or {}).items():
+            row(f"{split}: {group}", gm)
     lines = ([f"### {title}", ""] if title else []) + [head, sep] + rows
     return "\n".join(lines) + "\n"
