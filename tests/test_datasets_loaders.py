@@ -248,6 +248,26 @@ def test_synthetic_distinct_refs_gives_one_scene_different_sentences():
     assert [again.raw(i)[2] for i in range(8)] == [dist.raw(i)[2] for i in range(8)]  # deterministic
 
 
+def test_synthetic_plural_single_names_one_object_in_the_plural():
+    from training.datasets.synthetic import NAMES, describe, generate_scene
+
+    plurals = {n for _, pl in NAMES.values() for n in pl} - {"water"}
+    seen = 0
+    for seed in range(10):
+        scene = generate_scene(seed, 128, 1.6)
+        counts = {}
+        for o in scene.objects:
+            counts[o.cls] = counts.get(o.cls, 0) + 1
+        default = describe(scene, np.random.default_rng(seed), 0)
+        assert default == describe(scene, np.random.default_rng(seed), 0, 0.0)  # off: the sentences as they were
+        for e in describe(scene, np.random.default_rng(seed), 0, plural_single=1.0):
+            cls = scene.objects[[o.label for o in scene.objects].index(e.target[0])].cls
+            if counts[cls] == 1 and cls != "water":
+                assert e.text.split()[-1] in plurals and len(e.target) == 1
+                seen += 1
+    assert seen > 3
+
+
 def test_synthetic_sentences_are_true():
     """Spot-check the generator's semantics: superlatives pick the extreme, colours the colour."""
     from training.datasets.synthetic import describe, generate_scene

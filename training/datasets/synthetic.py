@@ -377,8 +377,11 @@ def _in_region(obj: SceneObject, region: str, h: int, w: int, margin: float) -> 
     return res
 
 
-def describe(scene: Scene, rng: np.random.Generator, max_level: int = 2) -> list[Expression]:
-    """All valid (unambiguous) referring expressions of the scene up to `max_level`."""
+def describe(scene: Scene, rng: np.random.Generator, max_level: int = 2,
+             plural_single: float = 0.0) -> list[Expression]:
+    """All valid (unambiguous) referring expressions of the scene up to `max_level`. `plural_single`: the share of
+    one-object classes named in the plural ("the roads" for the one road): an analyst's query runs tile by tile, so
+    a tile often holds one of the many objects a plural query means (0 keeps the sentences as they were)."""
     h, w = scene.labels.shape
     by_cls: dict[str, list[SceneObject]] = {}
     for o in scene.objects:
@@ -396,7 +399,10 @@ def describe(scene: Scene, rng: np.random.Generator, max_level: int = 2) -> list
         if cls == "water":
             out.append(Expression(f"the {name(cls)}", labels, "class", 0))
         elif len(objs) == 1:
-            out.append(Expression(rng.choice([f"the {name(cls)}", f"the {name(cls)}"]), labels, "class", 0))
+            text = str(rng.choice([f"the {name(cls)}", f"the {name(cls)}"]))
+            if plural_single > 0 and rng.random() < plural_single:
+                text = str(rng.choice([f"the {name(cls, True)}", f"all {name(cls, True)}"]))
+            out.append(Expression(text, labels, "class", 0))
         else:
             n = name(cls, True)
             out.append(Expression(str(rng.choice([f"the {n}", f"all {n}", f"all the {n}"])), labels, "class", 0))
@@ -505,14 +511,15 @@ class SyntheticRefer(RefDataset):
     times `density`), `refs_per_scene` sentences per scene, sentences up to curriculum `level` (0-2; `level_weights`
     weighs the levels of the chosen sentence, e.g. [0.5, 0.3, 0.2]). `distinct_refs`: the sentences of one scene are
     drawn without repeats while the scene has enough of them (training with `train.group` = refs_per_scene then
-    shows one image with several different sentences and masks in one batch); off by default, so val/test stay as
-    they were."""
+    shows one image with several different sentences and masks in one batch); `plural_single`: see `describe`. Both
+    are off by default, so val/test stay as they were."""
 
     name = "synthetic"
 
     def __init__(self, split: str = "train", size: int | None = 256, *, seed: int = 2401, length: int | None = None,
                  scene_size: int = 256, density: float = 1.0, refs_per_scene: int = 4, level: int = 2,
-                 level_weights: list[float] | None = None, distinct_refs: bool = False, transform=None, root=None):
+                 level_weights: list[float] | None = None, distinct_refs: bool = False, plural_single: float = 0.0,
+                 transform=None, root=None):
         if split not in SPLIT_CODES:
             raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
         super().__init__(split=split, size=size, transform=transform)
@@ -521,6 +528,7 @@ class SyntheticRefer(RefDataset):
         self.level = level
         self.level_weights = list(level_weights) if level_weights else [1.0] * (level + 1)
         self.distinct_refs = bool(distinct_refs)
+        self.plural_single = float(plural_single)
         self.length = length if length is not None else DEFAULT_SIZES[split]
 
     def __len__(self) -> int:
@@ -545,7 +553,7 @@ class SyntheticRefer(RefDataset):
             return scene, self._scene_expressions(scene_idx)[ref_idx]
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
                                                             1000 + ref_idx]))
-        exprs = describe(scene, rng, self.level)
+        exprs = describe(scene, rng, self.level, self.plural_single)
         levels, probs = self._level_probs(exprs)
         lv = levels[int(rng.choice(len(levels), p=probs))]
         pool = [e for e in exprs if e.level == lv]
@@ -556,7 +564,7 @@ class SyntheticRefer(RefDataset):
         """`refs_per_scene` sentences of one scene, each level drawn by `level_weights`, no sentence twice while the
         scene has unused ones (of that level, else of any level)."""
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx, 999]))
-        exprs = describe(self.scene(scene_idx), rng, self.level)
+        exprs = describe(self.scene(scene_idx), rng, self.level, self.plural_single)
         levels, probs = self._level_probs(exprs)
         unused = list(range(len(exprs)))
         picked = []
