@@ -77,11 +77,7 @@ def _sizes(model):
 def predict_authors(pred, images, texts) -> np.ndarray:
     """Their 0/1 decision (logit > 0.5) for every (image, text) pair: float32 [B, T, H, W]."""
     arr = pred._as_batch(images)
-    if isinstance(texts, str):
-        texts = [texts]
-    texts = [str(t) for t in texts]
-    if not texts:
-        raise ValueError("no texts given")
+    texts = pred._as_texts(texts)
     n, h, w, _ = arr.shape
     S, s = _sizes(pred.model)
     toks = [pred.model.tokenize([t]) for t in texts]  # one caption per forward, as their test.py: never padded

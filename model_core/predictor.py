@@ -122,6 +122,14 @@ class Predictor:
             raise ValueError(f"images must be uint8, got {arr.dtype}")
         return arr
 
+    @staticmethod
+    def _as_texts(texts) -> list[str]:
+        """One query or a sequence of queries -> a non-empty list of strings."""
+        texts = [texts] if isinstance(texts, str) else [str(t) for t in texts]
+        if not texts:
+            raise ValueError("no texts given")
+        return texts
+
     def _autocast(self):
         if self.dtype == torch.float32:
             return contextlib.nullcontext()
@@ -193,11 +201,7 @@ class Predictor:
         from .feature_cache import TileFeatures
 
         feats = TileFeatures.cat(features) if isinstance(features, (list, tuple)) else features
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = [str(t) for t in texts]
-        if not texts:
-            raise ValueError("no texts given")
+        texts = self._as_texts(texts)
         n_img, n_txt = len(feats), len(texts)
         h, w = feats.size
         bs = max(1, int(batch_size or self.batch_size))
@@ -243,11 +247,7 @@ class Predictor:
         if self.features_reusable:  # each image encoded once, decoded per text (== decode(encode(images), texts))
             return self.decode(self.encode(images, batch_size), texts, batch_size)
         arr = self._as_batch(images)
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = [str(t) for t in texts]
-        if not texts:
-            raise ValueError("no texts given")
+        texts = self._as_texts(texts)
         n_img, h, w, _ = arr.shape
         n_txt = len(texts)
         bs = max(1, int(batch_size or self.batch_size))
