@@ -114,6 +114,8 @@ class UnionConfig:
 @dataclass
 class HeadsConfig:
     mask_prompt_heads: int = 8  # class token attends visual tokens (authors' vmtoken)
+    # a presence head on the multimodal class token (model_core/presence.py); the authors' model has none
+    presence: bool = False
 
 
 @dataclass

@@ -19,6 +19,7 @@ from sam2.modeling.sam.transformer import TwoWayTransformer
 from .config import ModelConfig
 from .fusion import FusionHiera, FusionImageEncoder
 from .losses import RS2SAM2Loss
+from .presence import PresenceHead, mask_statistics
 from .prompt_generator import MaskPromptGenerator, SparsePromptMLP, TextMaskDecoder
 from .union_encoder import UnionEncoder
 
@@ -45,6 +46,7 @@ class RS2SAM2(nn.Module):
         self.sparse_prompt = SparsePromptMLP(width, dim)
         self.text_proj = nn.Linear(width, dim)
         self.boundary_head = nn.Linear(dim, 1)
+        self.presence_head = PresenceHead(width) if cfg.heads.presence else None
 
         # --- SAM2 image encoder: Hiera trunk with fusion adapters + FPN neck (sam2's modules)
         trunk = FusionHiera(
@@ -186,13 +188,26 @@ class RS2SAM2(nn.Module):
         )
         logits = F.interpolate(low_res.float(), size=(S, S), mode="bilinear", align_corners=False)
         boundary_weight = self.boundary_head(t[:, 0]).squeeze(-1)  # (B,) from the first (<s>/sot) text token
-        return {"logits": logits, "boundary_weight": boundary_weight, "low_res_logits": low_res,
-                "pseudo_mask": pseudo_prob, "pseudo_mask_logits": pseudo_logit, "iou_pred": iou_pred,
-                "object_score_logits": obj}
+        out = {"logits": logits, "boundary_weight": boundary_weight, "low_res_logits": low_res,
+               "pseudo_mask": pseudo_prob, "pseudo_mask_logits": pseudo_logit, "iou_pred": iou_pred,
+               "object_score_logits": obj, "class_token": u.cls[:, 0]}
+        if self.presence_head is not None:
+            out["presence_logits"] = self.presence_head(u.cls[:, 0], mask_statistics(pseudo_prob, low_res))
+        return out
 
     def predict_masks(self, pixels: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         """(N,3,S,S) in [0,1] + N texts -> (N,1,S,S) mask logits (use logits_to_prob for probabilities)."""
         return self.forward(pixels, list(texts))["logits"]
+
+    def predict_masks_and_presence(self, pixels: torch.Tensor, texts: Sequence[str]):
+        """(logits (N,1,S,S), presence (N,) in [0, 1]): the presence head's probability when the model has one
+        (trained from negatives, training/presence.py), else the pseudo-mask's peak, the union encoder's own judgement
+        of where the referent is (for the authors' weights, which have no head: it separates tiles with and without
+        the referent far better than SAM2's object score, but misses objects smaller than one of its patches)."""
+        out = self.forward(pixels, list(texts))
+        if "presence_logits" in out:
+            return out["logits"], torch.sigmoid(out["presence_logits"])
+        return out["logits"], out["pseudo_mask"].flatten(1).amax(1)
 
     # ------------------------------------------------------------------ loss / decision
     def loss(self, output: Dict[str, torch.Tensor], target: torch.Tensor):

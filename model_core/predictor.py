@@ -196,8 +196,10 @@ class Predictor:
 
         return TileFeatures.from_bytes(data, self.device)
 
-    def decode(self, features, texts: Union[str, Sequence[str]], batch_size: int | None = None) -> np.ndarray:
-        """TileFeatures (or a list of them, one size) + texts -> probabilities [B, T, H, W] like predict."""
+    def decode(self, features, texts: Union[str, Sequence[str]], batch_size: int | None = None,
+               presence: bool = False):
+        """TileFeatures (or a list of them, one size) + texts -> probabilities [B, T, H, W] like predict (with
+        ``presence``: and the presence [B, T], as predict)."""
         from .feature_cache import TileFeatures
 
         feats = TileFeatures.cat(features) if isinstance(features, (list, tuple)) else features
@@ -206,6 +208,7 @@ class Predictor:
         h, w = feats.size
         bs = max(1, int(batch_size or self.batch_size))
         out = np.empty((n_img, n_txt, h, w), dtype=np.float32)
+        pres = np.empty((n_img, n_txt), dtype=np.float32)
         pairs = [(i, j) for i in range(n_img) for j in range(n_txt)]
         # a family that can reuse text encodings (RSRefSeg) encodes each distinct text once per call
         kw = {"text_cache": {}} if getattr(self.model, "decode_text_cache", False) else {}
@@ -217,35 +220,57 @@ class Predictor:
                 chunk_texts = [texts[j] for _, j in chunk]
                 with self._autocast():
                     if feats.kind == "pixels":
-                        logits = self.model.predict_masks(f["pixels"], chunk_texts)
+                        logits, tile_presence = self._forward_pixels(f["pixels"], chunk_texts)
                     else:
                         res = self.model.decode_features(f, chunk_texts, **kw)
                         logits = res["logits"] if isinstance(res, dict) else res
-                self._store(out, chunk, logits)
-        return out
+                        tile_presence = res.get("presence") if isinstance(res, dict) else None
+                self._store(out, chunk, logits, pres, tile_presence)
+        return (out, pres) if presence else out
 
-    def _store(self, out: np.ndarray, chunk, logits: torch.Tensor) -> None:
-        """Logits of a chunk of (image, text) pairs -> probabilities at the images' size, into out[i, j]."""
+    def _forward_pixels(self, pixels: torch.Tensor, texts: list[str]):
+        """(logits, presence or None) from a model's pixel path; a family that computes presence itself
+        (``predict_masks_and_presence``) gives it, else the caller derives it from the mask."""
+        fn = getattr(self.model, "predict_masks_and_presence", None)
+        if callable(fn):
+            return fn(pixels, texts)
+        return self.model.predict_masks(pixels, texts), None
+
+    def _store(self, out: np.ndarray, chunk, logits: torch.Tensor, pres: np.ndarray,
+               presence: torch.Tensor | None = None) -> None:
+        """Logits of a chunk of (image, text) pairs -> probabilities at the images' size, into out[i, j], and each
+        pair's presence (the model's own, else the mask's highest probability) into pres[i, j]."""
         h, w = out.shape[-2:]
         if logits.ndim == 3:
             logits = logits[:, None]
         logits = logits.float()
         if tuple(logits.shape[-2:]) != (h, w):
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        prob = self._to_prob(logits).float().clamp_(0.0, 1.0)[:, 0].cpu().numpy()
+        prob = self._to_prob(logits).float().clamp_(0.0, 1.0)[:, 0]
+        if presence is None:
+            presence = prob.flatten(1).amax(1)
+        presence = presence.float().reshape(-1).cpu().numpy()
+        prob = prob.cpu().numpy()
         for k, (i, j) in enumerate(chunk):
             out[i, j] = prob[k]
+            pres[i, j] = presence[k]
 
     # ------------------------------------------------------------------ API
-    def predict(self, images, texts: Union[str, Sequence[str]], batch_size: int | None = None) -> np.ndarray:
+    def predict(self, images, texts: Union[str, Sequence[str]], batch_size: int | None = None,
+                presence: bool = False):
         """Probabilities ``[B, T, H, W]`` (float32, [0, 1]) for every (image, text) pair (mode "authors": their 0/1
-        mask, see model_core/authors_mode.py)."""
+        mask, see model_core/authors_mode.py).
+
+        ``presence=True`` returns ``(probabilities, presence)``: presence ``[B, T]`` in [0, 1] says how strongly the
+        model holds that the tile contains the referent at all (the family's own signal, e.g. RS2-SAM2's pseudo-mask
+        peak; else the mask's highest probability). Whole-raster referring gates and ranks tiles by it."""
         if self.mode == "authors":
             from .authors_mode import predict_authors
 
-            return predict_authors(self, images, texts)
+            prob = predict_authors(self, images, texts)
+            return (prob, prob.reshape(*prob.shape[:2], -1).max(-1)) if presence else prob
         if self.features_reusable:  # each image encoded once, decoded per text (== decode(encode(images), texts))
-            return self.decode(self.encode(images, batch_size), texts, batch_size)
+            return self.decode(self.encode(images, batch_size), texts, batch_size, presence=presence)
         arr = self._as_batch(images)
         texts = self._as_texts(texts)
         n_img, h, w, _ = arr.shape
@@ -253,6 +278,7 @@ class Predictor:
         bs = max(1, int(batch_size or self.batch_size))
         s = self.input_size
         out = np.empty((n_img, n_txt, h, w), dtype=np.float32)
+        pres = np.empty((n_img, n_txt), dtype=np.float32)
         pairs = [(i, j) for i in range(n_img) for j in range(n_txt)]
         with torch.inference_mode():
             for start in range(0, len(pairs), bs):
@@ -274,9 +300,9 @@ class Predictor:
                 sel = torch.tensor([pos[i] for i, _ in chunk], device=self.device)
                 pixels = px.index_select(0, sel).contiguous()
                 with self._autocast():
-                    logits = self.model.predict_masks(pixels, [texts[j] for _, j in chunk])
-                self._store(out, chunk, logits)
-        return out
+                    logits, tile_presence = self._forward_pixels(pixels, [texts[j] for _, j in chunk])
+                self._store(out, chunk, logits, pres, tile_presence)
+        return (out, pres) if presence else out
 
     __call__ = predict
 
