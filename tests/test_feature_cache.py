@@ -49,7 +49,7 @@ def _raster(path, seed=0):
 def test_multi_query_run_encodes_each_tile_once_and_a_second_query_hits(predictor, tmp_path):
     path = _raster(tmp_path / "a.tif")
     cache = FeatureCache(memory_mb=64)
-    opts = SegmentOptions(overlap=0.25)
+    opts = SegmentOptions(overlap=0.25, scope="tile")
     before = predictor.calls["images"]
     r1 = segment_raster(path, ["red roof", "green field", "water"], predictor, opts, feature_cache=cache)
     n_tiles = r1.stats.tiles_run
@@ -63,6 +63,20 @@ def test_multi_query_run_encodes_each_tile_once_and_a_second_query_hits(predicto
     # same probabilities as an uncached run would give (same query set): compare with a fresh cache
     r3 = segment_raster(path, "a second query", predictor, opts, feature_cache=FeatureCache(memory_mb=64))
     assert [p.geometry.wkb for p in r3.all_polygons()] == [p.geometry.wkb for p in r2.all_polygons()]
+
+
+def test_extent_scope_caches_the_search_windows_too(predictor, tmp_path):
+    """A singular query runs the coarse-to-fine search: its windows are cached like the tiles, so a second
+    query of the same kind encodes nothing."""
+    path = _raster(tmp_path / "a.tif")
+    cache = FeatureCache(memory_mb=64)
+    opts = SegmentOptions(overlap=0.25, scope="extent", search_levels=2)
+    r1 = segment_raster(path, "the red roof", predictor, opts, feature_cache=cache)
+    assert r1.stats.coarse_windows > 0 and r1.stats.tiles_encoded > 0
+    before = predictor.calls["images"]
+    r2 = segment_raster(path, "the green field", predictor, opts, feature_cache=cache)
+    assert predictor.calls["images"] == before
+    assert r2.stats.tiles_encoded == 0 and r2.stats.feature_cache_hits > 0
 
 
 def test_cached_decode_equals_predict(predictor):

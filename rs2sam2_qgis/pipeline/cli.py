@@ -17,7 +17,7 @@ import time
 from typing import Optional
 
 from .errors import Cancelled, InputError
-from .options import SegmentOptions
+from .options import SCOPES, SegmentOptions
 
 _D = SegmentOptions()
 
@@ -91,6 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--single-layer", action="store_true", help="one layer with a query column for all queries")
     s.add_argument("--allow-pixel-coords", action="store_true",
                    help="accept a raster without CRS and write pixel coordinates (column, row)")
+    s.add_argument("--scope", default=_D.scope, choices=SCOPES,
+                   help="extent (default): answer each query for the whole extent (nothing where the referent is "
+                        "absent; 'the largest', 'in the top left', 'the two ...' judged over the extent); tile: "
+                        "every tile answers on its own")
+    s.add_argument("--presence-threshold", type=float, default=_D.presence_threshold,
+                   help=f"extent scope: tiles whose presence is below this give nothing ({_D.presence_threshold})")
+    s.add_argument("--search-levels", type=int, default=_D.search_levels,
+                   help=f"extent scope: coarse levels searched before the fine tiles for a singular referent "
+                        f"({_D.search_levels}; 0 = run every tile)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--feature-cache", metavar="DIR",
                    help="keep per-tile image features in DIR and reuse them on later runs (models whose image "
@@ -116,6 +125,9 @@ def _options(a) -> SegmentOptions:
         gsd=a.gsd, batch_size=a.batch_size, allow_pixel_coords=a.allow_pixel_coords,
         single_layer=a.single_layer, feature_cache=getattr(a, "feature_cache", None),
         feature_cache_max_mb=getattr(a, "feature_cache_mb", _D.feature_cache_max_mb),
+        scope=getattr(a, "scope", _D.scope),
+        presence_threshold=getattr(a, "presence_threshold", _D.presence_threshold),
+        search_levels=getattr(a, "search_levels", _D.search_levels),
     ).validate()
 
 
@@ -168,11 +180,15 @@ def cmd_segment(a) -> int:
         polys = result.polygons[q]
         area = sum(p.area_m2 or 0.0 for p in polys)
         unit = _fmt_area(area) if result.crs_wkt else f"{area:,.0f} px"
-        print(f"  '{q}': {len(polys)} polygon(s), {unit}")
+        how = f" [{st.plans[q]}]" if q in st.plans else ""
+        print(f"  '{q}': {len(polys)} polygon(s), {unit}{how}")
     total = _fmt_area(result.total_area_m2) if result.crs_wkt else "n/a (pixel coordinates)"
     print(f"total area {total}; {st.seconds_total + t_write:.1f} s for {st.megapixels:.2f} Mpx "
           f"({st.seconds_per_megapixel:.3f} s/Mpx, {st.tiles_run}/{st.tiles_total} tiles of {st.tile} px); "
-          f"device {st.device} ({st.device_reason}); model {st.model}")
+          f"device {st.device} ({st.device_reason}); model {st.model}; scope {st.scope}")
+    if st.tiles_skipped or st.coarse_windows:
+        print(f"search: {st.coarse_windows} coarse window(s) looked at, {st.tiles_skipped} of {st.tiles_total} "
+              f"fine tiles skipped; {st.forwards} model forwards")
     if st.tiles_encoded or st.feature_cache_hits:
         print(f"features: {st.tiles_encoded} tile(s) encoded, {st.feature_cache_hits} from the feature cache")
     return 0

@@ -222,8 +222,10 @@ def tile_key(fingerprint: dict, window, rgb: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def predict_cached(predictor, cache: FeatureCache, keys: Sequence[str], tiles: np.ndarray, queries) -> np.ndarray:
-    """predictor.decode over the tiles' features, encoding only the tiles the cache does not hold."""
+def predict_cached(predictor, cache: FeatureCache, keys: Sequence[str], tiles: np.ndarray, queries,
+                   presence: bool = False):
+    """predictor.decode over the tiles' features, encoding only the tiles the cache does not hold (``presence``: as
+    Predictor.predict)."""
     feats = [cache.get(k, predictor.features_from_bytes) for k in keys]
     miss = [i for i, f in enumerate(feats) if f is None]
     if miss:
@@ -232,7 +234,7 @@ def predict_cached(predictor, cache: FeatureCache, keys: Sequence[str], tiles: n
         for i, f in zip(miss, enc):
             feats[i] = f
             cache.put(keys[i], f)
-    return predictor.decode(feats, queries)
+    return predictor.decode(feats, queries, presence=True) if presence else predictor.decode(feats, queries)
 
 
 def cache_usable(predictor) -> bool:

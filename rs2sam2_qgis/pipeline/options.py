@@ -6,6 +6,9 @@ from typing import Any, Optional, Sequence
 
 from .errors import InputError
 
+#: how a query is answered: over the whole analysis extent, or by each tile on its own
+SCOPES = ("extent", "tile")
+
 
 @dataclass
 class SegmentOptions:
@@ -57,6 +60,17 @@ class SegmentOptions:
     feature_cache_max_mb: float = 4096.0
     #: in-memory feature cache bound (MB) during a run (LRU)
     feature_cache_memory_mb: float = 512.0
+    #: "extent": each query is answered for the whole analysis extent (tiles without the referent give nothing;
+    #: "the largest", "in the top left", "the two ..." are judged over the extent); "tile": every tile answers on
+    #: its own (the engine before whole-raster referring)
+    scope: str = "extent"
+    #: extent scope: a tile whose presence (the model's belief that it holds the referent) is below this gives nothing
+    presence_threshold: float = 0.5
+    #: extent scope: pyramid levels above the fine tiles searched for singular referents (0 = run every tile)
+    search_levels: int = 2
+    #: extent scope: a coarse window whose presence is below this is not looked into (recall first: lower than
+    #: presence_threshold)
+    search_threshold: float = 0.2
 
     def replace(self, **changes) -> "SegmentOptions":
         return replace(self, **changes)
@@ -91,6 +105,13 @@ class SegmentOptions:
             raise InputError("connectivity must be 4 or 8")
         if float(self.feature_cache_max_mb) < 0 or float(self.feature_cache_memory_mb) < 0:
             raise InputError("feature cache sizes must be >= 0 MB")
+        if self.scope not in SCOPES:
+            raise InputError(f"scope {self.scope!r} unknown; use {' or '.join(SCOPES)}")
+        for name in ("presence_threshold", "search_threshold"):
+            if not (0.0 <= float(getattr(self, name)) < 1.0):
+                raise InputError(f"{name.replace('_', ' ')} {getattr(self, name)} is out of range; use [0, 1)")
+        if not (0 <= int(self.search_levels) <= 8):
+            raise InputError(f"search levels {self.search_levels} out of range; use 0..8 (0 = run every tile)")
         return self
 
     @classmethod

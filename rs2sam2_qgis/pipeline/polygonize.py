@@ -34,10 +34,12 @@ class DetectedPolygon:
     area_m2: Optional[float]
     model: str
     created_at: str
+    presence: Optional[float] = None  # the model's belief that its tile(s) hold the referent (whole-extent scope)
+    rank: Optional[int] = None        # 1 = the best answer to the query over the extent (whole-extent scope)
 
     def attributes(self) -> dict:
         return {"query": self.query, "score": self.score, "area_m2": self.area_m2, "model": self.model,
-                "created_at": self.created_at}
+                "created_at": self.created_at, "presence": self.presence, "rank": self.rank}
 
 
 def _polygonal(geom):

@@ -1,6 +1,7 @@
 """segment_raster: raster + text queries + predictor -> polygons per query (the engine's one entry point)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import time
 from dataclasses import dataclass, field
@@ -8,13 +9,17 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import rasterio
+import shapely
 from affine import Affine
 
 from .batching import Prefetcher, batched
 from .errors import Cancelled, InputError
+from .expression import parse_expression
 from .feature_cache import FeatureCache, cache_usable, predict_cached, source_fingerprint, tile_key
 from .options import SegmentOptions
 from .polygonize import DetectedPolygon, Polygonizer, band_rows, memory_rows, shapes_from_band, shapes_from_memory
+from .search import predict_presence, prunable, search
+from .selection import deduplicate, select
 from .source import RasterSource, open_source
 from .stitching import GeoTiffSink, MemorySink, Stitcher
 from .tiling import TileGrid, aoi_valid, area_of_interest, mask_in_window
@@ -42,6 +47,11 @@ class RunStats:
     overlap_px: int = 0
     tiles_encoded: int = 0           # tiles whose features were computed (feature-reusable models; else 0)
     feature_cache_hits: int = 0      # tiles whose features came from the feature cache (memory or disk)
+    scope: str = ""                  # "extent" or "tile"
+    tiles_skipped: int = 0           # fine tiles the coarse-to-fine search did not need (extent scope)
+    coarse_windows: int = 0          # pyramid windows looked at by the search (extent scope)
+    forwards: int = 0                # model forwards, one per (tile or window, text) pair
+    plans: dict = field(default_factory=dict)  # query -> how it was read (extent scope)
 
     @property
     def seconds_per_megapixel(self) -> float:
@@ -86,6 +96,66 @@ def clean_queries(queries) -> list[str]:
     return out
 
 
+def model_texts(queries: list[str], plans: dict) -> list[str]:
+    """What the model is asked per tile: each query's noun phrase (extent scope) or the query itself, plus the
+    anchors of relations ("the lake" of "the house next to the lake"), each once."""
+    out: list[str] = []
+    for q in queries:
+        for t in (plans[q].texts if q in plans else (q,)):
+            if t not in out:
+                out.append(t)
+    return out
+
+
+def search_requests(texts: list[str], plans: dict) -> dict:
+    """model text -> (prunable by the coarse-to-fine search, region or None): a text shared by several plans is
+    pruned only if every plan allows it, and restricted to a region only if every plan names that region."""
+    req: dict = {}
+    for plan in plans.values():
+        for t, prune, region in ((plan.model_text, prunable(plan), plan.region),
+                                 (plan.alt_text, prunable(plan), plan.region), (plan.anchor_text, False, None)):
+            if t is None:
+                continue
+            if t in req:
+                p0, r0 = req[t]
+                req[t] = (p0 and prune, r0 if r0 == region else None)
+            else:
+                req[t] = (prune, region)
+    return {t: req[t] for t in texts}
+
+
+def _with_presence(polys: list, presence_tq: np.ndarray, grid: TileGrid, transform: Affine) -> list:
+    """Each polygon's presence: the highest of the tiles that contain its representative point."""
+    if not polys:
+        return polys
+    pts = shapely.point_on_surface(np.asarray([p.geometry for p in polys], dtype=object))
+    inv = ~transform
+    xs, ys = shapely.get_x(pts), shapely.get_y(pts)
+    cols, rows = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
+    rs, cs = np.asarray(grid.rows), np.asarray(grid.cols)
+    out = []
+    for p, r, c in zip(polys, rows, cols):
+        ri = np.nonzero((rs <= r) & (r < rs + grid.tile))[0]
+        ci = np.nonzero((cs <= c) & (c < cs + grid.tile))[0]
+        best = float(presence_tq[np.ix_(ri, ci)].max()) if len(ri) and len(ci) else 0.0
+        out.append(dataclasses.replace(p, presence=best))
+    return out
+
+
+def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, grid: TileGrid, transform: Affine,
+           aoi_transform: Affine, aoi) -> dict:
+    """Per query, the candidates its plan keeps over the whole extent (selection.select)."""
+    cands = {t: _with_presence(found[t], presence[:, :, j], grid, transform) for j, t in enumerate(texts)}
+    out = {}
+    for q, plan in plans.items():
+        own = cands[plan.model_text] + (cands[plan.alt_text] if plan.alt_text else [])
+        if plan.alt_text:
+            own = deduplicate(own)
+        out[q] = select(plan, own, aoi_transform, aoi.height, aoi.width,
+                        cands[plan.anchor_text] if plan.anchor_text else None)
+    return out
+
+
 def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options: Optional[SegmentOptions] = None,
                    progress: Optional[ProgressFn] = None, is_cancelled: Optional[CancelFn] = None,
                    feature_cache: Optional[FeatureCache] = None) -> SegmentResult:
@@ -103,6 +173,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     t_start = time.perf_counter()
     options = (options or SegmentOptions()).validate()
     queries = clean_queries(queries)
+    extent_scope = options.scope == "extent"
+    plans = {q: parse_expression(q) for q in queries} if extent_scope else {}
+    texts = model_texts(queries, plans)
     src = open_source(raster_path, options)
     mask_geom = options.mask_geometry
     if mask_geom is not None and src.pixel_coords:
@@ -116,8 +189,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     stats = RunStats(tiles_total=len(grid), megapixels=aoi.height * aoi.width / 1e6,
                      device=str(predictor.device), device_reason=getattr(predictor, "device_reason", ""),
                      precision=getattr(predictor, "precision", ""), model=predictor.model_name, tile=tile,
-                     overlap_px=grid.overlap_px)
-    T = len(queries)
+                     overlap_px=grid.overlap_px, scope=options.scope,
+                     plans={q: p.describe() for q, p in plans.items()})
+    T = len(texts)
     canvas_mb = aoi.height * aoi.width * (4 * T) / 2**20
     if canvas_mb > options.in_memory_max_mb:
         sink = GeoTiffSink(T, aoi, options.threshold, aoi_transform, src.crs_wkt, options.temp_dir)
@@ -136,9 +210,39 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
         if progress is not None:
             progress(float(min(max(frac, 0.0), 1.0)), msg)
 
+    def cached_call(windows, rgbs):
+        """predict(images, texts, **kw) through the feature cache for these windows ((row, col, side) each), or
+        None when the model's features cannot be reused."""
+        if cache is None:
+            return None
+        keys = [tile_key(fingerprint, (r, c, side, side), rgb) for (r, c, side), rgb in zip(windows, rgbs)]
+        return lambda images, qs, **kw: predict_cached(predictor, cache, keys, images, qs, **kw)
+
+    def cached_windows(windows, rgbs, qs):
+        return predict_presence(predictor, rgbs, qs, cached_call(windows, rgbs))
+
+    # extent scope: which fine tiles each text needs (coarse-to-fine search), and each tile's presence per text
+    fine_needed: dict = {t: None for t in texts}
+    presence = np.zeros((len(grid.rows), len(grid.cols), T), np.float32) if extent_scope else None
+    if extent_scope:
+        report(0.0, "searching the extent")
+        with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20), src.open() as ds:
+            found = search(src, ds, aoi, grid.rows, grid.cols, tile, predictor, search_requests(texts, plans),
+                           levels=int(options.search_levels), threshold=float(options.search_threshold),
+                           overlap=options.overlap, batch_size=options.batch_size, cancelled=cancelled,
+                           predict_windows=cached_windows)
+        fine_needed = found.fine
+        stats.coarse_windows, stats.forwards = found.windows_read, found.forwards
+    run_all = any(v is None for v in fine_needed.values())
+    wanted = set().union(*[v for v in fine_needed.values() if v is not None]) if not run_all else None
+    tiles = [t for t in grid if wanted is None or (t.row, t.col) in wanted]
+    stats.tiles_skipped = len(grid) - len(tiles)
+    row_index = {r: i for i, r in enumerate(grid.rows)}
+    col_index = {c: i for i, c in enumerate(grid.cols)}
+
     def produce():
         with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20), src.open() as ds:
-            for batch in batched(grid, options.batch_size):
+            for batch in batched(tiles, options.batch_size):
                 items = []
                 for t in batch:
                     rgb, valid = src.read(ds, t.row, t.col, t.size, t.size)
@@ -147,10 +251,26 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     items.append((t, rgb, valid, aoi_valid(valid, t, aoi)))
                 yield items
 
+    def infer(run):
+        """Probabilities [n,T,h,w] of the tiles that run; in extent scope, tiles without the referent give 0."""
+        rgbs = np.stack([it[1] for it in run])
+        call = cached_call([(it[0].row, it[0].col, it[0].size) for it in run], rgbs)
+        if not extent_scope:
+            return call(rgbs, texts) if call else predictor.predict(rgbs, texts)
+        prob, pres = predict_presence(predictor, rgbs, texts, call)
+        for k, it in enumerate(run):
+            t = it[0]
+            presence[row_index[t.row], col_index[t.col]] = pres[k]
+            for j, text in enumerate(texts):
+                need = fine_needed[text]
+                if pres[k, j] < options.presence_threshold or (need is not None and (t.row, t.col) not in need):
+                    prob[k, j] = 0.0
+        return prob
+
     try:
         with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20):
             stitcher = Stitcher(T, aoi, tile, grid.overlap_px, sink, grid.rows, grid.cols)
-            report(0.0, f"{len(grid)} tiles of {tile} px on {stats.device}")
+            report(0.0, f"{len(tiles)} of {len(grid)} tiles of {tile} px on {stats.device}")
             done = 0
             with Prefetcher(produce, depth=options.prefetch) as reader:
                 for items in reader:
@@ -159,14 +279,10 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     run = [it for it in items if it[3]]
                     if run:
                         t0 = time.perf_counter()
-                        if cache is not None:
-                            keys = [tile_key(fingerprint, (it[0].row, it[0].col, it[0].size, it[0].size), it[1])
-                                    for it in run]
-                            prob = predict_cached(predictor, cache, keys, [it[1] for it in run], queries)
-                        else:
-                            prob = predictor.predict(np.stack([it[1] for it in run]), queries)
+                        prob = infer(run)
                         stats.seconds_inference += time.perf_counter() - t0
                         stats.tiles_run += len(run)
+                        stats.forwards += len(run) * T
                     t0 = time.perf_counter()
                     k = 0
                     for t, _rgb, valid, has in items:
@@ -175,7 +291,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                             k += 1
                     stats.seconds_stitch += time.perf_counter() - t0
                     done += len(items)
-                    report(0.9 * done / max(1, len(grid)), f"tile {done}/{len(grid)}")
+                    report(0.9 * done / max(1, len(tiles)), f"tile {done}/{len(tiles)}")
                 stats.seconds_read = reader.seconds_busy
             if cache is not None:
                 stats.feature_cache_hits = cache.stats.memory_hits + cache.stats.disk_hits - cache_before[0]
@@ -193,21 +309,25 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             poly = Polygonizer(aoi_transform, src.crs_wkt, options.threshold, simplify, options.min_area_m2,
                                options.min_pixels, options.fill_holes_m2, predictor.model_name, created_at,
                                options.connectivity)
-            polygons = {}
+            found_polygons = {}
             if sink.kind == "memory":
-                for i, q in enumerate(queries):
+                for i, q in enumerate(texts):
                     report(0.9 + 0.1 * i / T, f"polygonizing '{q}'")
                     shapes = shapes_from_memory(sink.prob[i], options.threshold, aoi_transform,
                                                 options.connectivity)
-                    polygons[q] = poly.polygons(q, shapes, memory_rows(sink.prob[i]), aoi.height, aoi.width,
-                                                cancelled)
+                    found_polygons[q] = poly.polygons(q, shapes, memory_rows(sink.prob[i]), aoi.height, aoi.width,
+                                                      cancelled)
             else:
                 with rasterio.open(sink.mask_path) as mds, rasterio.open(sink.prob_path) as pds:
-                    for i, q in enumerate(queries):
+                    for i, q in enumerate(texts):
                         report(0.9 + 0.1 * i / T, f"polygonizing '{q}'")
                         shapes = shapes_from_band(mds, i + 1, options.connectivity)
-                        polygons[q] = poly.polygons(q, shapes, band_rows(pds, i + 1), aoi.height, aoi.width,
-                                                    cancelled)
+                        found_polygons[q] = poly.polygons(q, shapes, band_rows(pds, i + 1), aoi.height, aoi.width,
+                                                          cancelled)
+            if extent_scope:
+                polygons = answer(plans, texts, found_polygons, presence, grid, transform, aoi_transform, aoi)
+            else:
+                polygons = found_polygons
             stats.seconds_polygonize = time.perf_counter() - t0
     finally:
         sink.cleanup()

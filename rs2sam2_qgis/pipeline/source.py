@@ -67,33 +67,42 @@ class RasterSource:
         return _open(self.path)
 
     # ------------------------------------------------------------------ reading
-    def read(self, ds, row: int, col: int, height: int, width: int):
-        """Grid window (may extend past the raster: padded, invalid there) -> (rgb uint8 [h,w,3], valid bool [h,w])."""
-        rgb = np.zeros((height, width, 3), np.uint8)
-        valid = np.zeros((height, width), bool)
+    def read(self, ds, row: int, col: int, height: int, width: int, out_size: Optional[int] = None):
+        """Grid window (may extend past the raster: padded, invalid there) -> (rgb uint8 [h,w,3], valid bool [h,w]).
+        ``out_size``: return the window shrunk to out_size x out_size pixels instead (area-averaged, read through
+        GDAL's overviews when the file has them): the coarse levels of whole-extent search."""
+        oh, ow = (height, width) if out_size is None else (int(out_size), int(out_size))
+        fy, fx = oh / height, ow / width
+        rgb = np.zeros((oh, ow, 3), np.uint8)
+        valid = np.zeros((oh, ow), bool)
         r0, c0 = max(row, 0), max(col, 0)
         r1, c1 = min(row + height, self.grid_height), min(col + width, self.grid_width)
         if r1 <= r0 or c1 <= c0:
             return rgb, valid
         h, w = r1 - r0, c1 - c0
+        # the output rectangle the raster's part of the window lands in
+        o_r0, o_c0 = int(round((r0 - row) * fy)), int(round((c0 - col) * fx))
+        o_h = max(1, min(oh - o_r0, int(round(h * fy))))
+        o_w = max(1, min(ow - o_c0, int(round(w * fx))))
         uniq = sorted(set(self.bands))
-        if self.scale == 1.0:
+        if self.scale == 1.0 and out_size is None:
             win = Window(c0, r0, w, h)
             data = ds.read(uniq, window=win)
             masks = ds.read_masks(uniq, window=win)
         else:
             sx, sy = self.width / self.grid_width, self.height / self.grid_height
             win = Window(c0 * sx, r0 * sy, w * sx, h * sy)
-            data = ds.read(uniq, window=win, out_shape=(len(uniq), h, w), resampling=Resampling.bilinear)
-            masks = ds.read_masks(uniq, window=win, out_shape=(len(uniq), h, w), resampling=Resampling.nearest)
+            shrink = Resampling.average if out_size is not None else Resampling.bilinear
+            data = ds.read(uniq, window=win, out_shape=(len(uniq), o_h, o_w), resampling=shrink)
+            masks = ds.read_masks(uniq, window=win, out_shape=(len(uniq), o_h, o_w), resampling=Resampling.nearest)
         ok = np.any(masks > 0, axis=0)  # GDAL's rule: nodata only where every band is
         if data.dtype.kind == "f":
             ok &= np.all(np.isfinite(data), axis=0)
         planes = [data[uniq.index(b)] for b in self.bands]
         out = self._to_uint8(planes)
         out[~ok] = 0
-        rgb[r0 - row:r0 - row + h, c0 - col:c0 - col + w] = out
-        valid[r0 - row:r0 - row + h, c0 - col:c0 - col + w] = ok
+        rgb[o_r0:o_r0 + o_h, o_c0:o_c0 + o_w] = out
+        valid[o_r0:o_r0 + o_h, o_c0:o_c0 + o_w] = ok
         return rgb, valid
 
     def _to_uint8(self, planes) -> np.ndarray:

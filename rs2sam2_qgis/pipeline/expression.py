@@ -1,0 +1,281 @@
+"""What a referring expression asks of the whole extent: how many objects, chosen how.
+
+A tile-level model answers "which object here?"; over a raster the engine must also know whether the analyst wants
+one object, N of them or all, and whether "largest", "in the top left" or "next to the lake" picks among them. This
+module reads that from the sentence with a small English grammar (number words, superlatives, compass and image
+directions, spatial prepositions, noun number) and hands the model the noun phrase it should find (``model_text``).
+
+It never fails: a sentence it does not understand keeps its text for the model, and its cardinality falls back to
+the head noun's grammatical number ("the ... buildings" -> all, "the ... building" -> one). Nothing here is tied to
+a training vocabulary: any noun works.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+#: cardinality of a plan: one object, all objects, or an exact count (int)
+ONE, ALL = "one", "all"
+
+_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+            "ten": 10, "eleven": 11, "twelve": 12, "both": 2, "pair of": 2, "couple of": 2, "a pair of": 2,
+            "a couple of": 2}
+_NUMBER_RE = r"(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|both|(?:a )?pair of|" \
+             r"(?:a )?couple of)"
+
+# size superlatives (and their comparative-of-all forms) -> which end of the area ranking
+_SIZE = {"largest": "max", "biggest": "max", "widest": "max", "longest": "max", "greatest": "max", "huge": None,
+         "smallest": "min", "tiniest": "min", "shortest": "min", "narrowest": "min", "littlest": "min"}
+_SIZE_RE = r"(?:largest|biggest|widest|longest|greatest|smallest|tiniest|shortest|narrowest|littlest|" \
+           r"most (?:large|big|small|tiny))"
+
+# directions: image/compass word -> unit vector (x to the east/right, y to the north/top)
+_DIRS = {"north": (0, 1), "south": (0, -1), "east": (1, 0), "west": (-1, 0),
+         "top": (0, 1), "upper": (0, 1), "up": (0, 1), "bottom": (0, -1), "lower": (0, -1),
+         "left": (-1, 0), "right": (1, 0)}
+_DIR_WORD = r"(?:north|south|east|west|top|upper|bottom|lower|left|right)"
+_COMPASS_ADJ = {"northern": "north", "southern": "south", "eastern": "east", "western": "west"}
+_ABBREV = {"nw": "north west", "ne": "north east", "sw": "south west", "se": "south east"}
+
+# spatial relations to another object (the anchor)
+_RELATION_RE = r"(?:next to|close to|closest to|nearest to|nearest|closest|near to|near|beside|by|adjacent to|" \
+               r"alongside|along|bordering|around|at the edge of|on the shore of|on the bank of|facing)"
+# words that end the head noun phrase
+_PREPOSITIONS = {"with", "of", "that", "which", "who", "in", "on", "at", "near", "next", "beside", "by", "along",
+                 "alongside", "to", "from", "inside", "within", "between", "behind", "under", "over", "above",
+                 "below", "across", "around", "close", "closest", "nearest", "adjacent", "bordering", "facing",
+                 "whose", "where", "having", "located", "situated", "lying", "standing", "parked", "furthest",
+                 "farthest"}
+_MASS_NOUNS = {"water", "vegetation", "forest", "grass", "grassland", "sand", "farmland", "cropland", "soil",
+               "snow", "ice", "woodland", "land", "ground", "sea", "ocean", "parking", "pavement", "concrete",
+               "asphalt", "bare", "scrub", "shrubland", "wetland", "marsh", "mud", "rock", "gravel", "dirt",
+               "meadow", "pasture", "shadow", "shade", "cloud", "smoke", "urban", "built-up", "traffic", "debris"}
+_IRREGULAR_PLURALS = {"people", "children", "men", "women", "geese", "mice", "feet", "teeth", "cattle", "sheep",
+                      "fish", "aircraft", "deer", "series", "species", "police", "data"}
+_IRREGULAR_SINGULAR_TO_PLURAL = {"person": "people", "child": "children", "man": "men", "woman": "women",
+                                 "aircraft": "aircraft", "sheep": "sheep", "fish": "fish", "deer": "deer"}
+_NOT_PLURAL_ENDINGS = ("ss", "us", "is", "ics", "ous")
+
+
+@dataclass(frozen=True)
+class ReferringPlan:
+    """How to answer one expression over the whole extent."""
+
+    query: str                      # the analyst's sentence, as typed (after whitespace clean-up)
+    model_text: str                 # what the model is asked to find in each tile
+    alt_text: Optional[str] = None  # a second wording of it (singular noun) whose candidates join model_text's
+    cardinality: object = ALL       # ONE, ALL, or an int
+    size: Optional[str] = None      # "max" | "min": keep the largest / smallest
+    extreme: Optional[tuple] = None  # unit (dx, dy): keep the object furthest that way ("northernmost")
+    region: Optional[tuple] = None   # (dx, dy) in {-1, 0, 1}: keep objects in that part of the extent
+    relation: Optional[str] = None   # the relation word ("next to", ...)
+    anchor_text: Optional[str] = None  # what the anchor is ("the lake"): found by the model, then used for distance
+    understood: tuple = ()          # the parts of the sentence that were read (for the log and the attributes)
+
+    @property
+    def texts(self) -> tuple:
+        """Every text the model is asked for this plan: the candidates' wordings, then the anchor's."""
+        return tuple(t for t in (self.model_text, self.alt_text, self.anchor_text) if t)
+
+    @property
+    def selective(self) -> bool:
+        """True when candidates are chosen by a rule over the whole extent (not just kept or ranked by score)."""
+        return bool(self.size or self.extreme or self.region or self.anchor_text)
+
+    @property
+    def count(self) -> Optional[int]:
+        """How many objects the answer keeps (None = all)."""
+        if self.cardinality == ALL:
+            return None
+        return 1 if self.cardinality == ONE else int(self.cardinality)
+
+    def describe(self) -> str:
+        keep = {ALL: "all", ONE: "one"}.get(self.cardinality, str(self.cardinality))
+        parts = [f"find '{self.model_text}'", f"keep {keep}"]
+        parts += list(self.understood)
+        return "; ".join(parts)
+
+
+def _direction(words: list[str]) -> Optional[tuple]:
+    """Words such as ["top", "left"], ["north", "west"] -> a (dx, dy) with components in {-1, 0, 1}."""
+    dx = dy = 0
+    for w in words:
+        w = _COMPASS_ADJ.get(w, w)
+        if w in _DIRS:
+            vx, vy = _DIRS[w]
+            dx, dy = dx or vx, dy or vy
+    return (dx, dy) if (dx or dy) else None
+
+
+def is_plural(noun: str) -> bool:
+    """English plural by form: "buildings", "houses", "people" -> True; "bus", "glass", "water" -> False."""
+    n = noun.lower().strip()
+    if n in _IRREGULAR_PLURALS:
+        return True
+    return n.endswith("s") and not n.endswith(_NOT_PLURAL_ENDINGS) and len(n) > 2
+
+
+def pluralize(noun: str) -> str:
+    """A singular English noun -> its plural ("building" -> "buildings", "city" -> "cities", "bus" -> "buses")."""
+    n = noun
+    low = n.lower()
+    if is_plural(low) or low in _MASS_NOUNS:
+        return n
+    if low in _IRREGULAR_SINGULAR_TO_PLURAL:
+        return _IRREGULAR_SINGULAR_TO_PLURAL[low]
+    if re.search(r"[^aeiou]y$", low):
+        return n[:-1] + "ies"
+    if re.search(r"(s|x|z|ch|sh)$", low):
+        return n + "es"
+    return n + "s"
+
+
+def _head_span(tokens: list[str]) -> tuple[int, int]:
+    """(start, end) of the head noun phrase: from after a leading determiner to the first preposition."""
+    end = len(tokens)
+    for i, t in enumerate(tokens):
+        if i > 0 and t in _PREPOSITIONS:
+            end = i
+            break
+    return 0, end
+
+
+def _head_noun_index(tokens: list[str]) -> Optional[int]:
+    _, end = _head_span(tokens)
+    for i in range(end - 1, -1, -1):
+        if re.fullmatch(r"[a-z][a-z\-']*", tokens[i]) and tokens[i] not in ("the", "a", "an", "all", "every", "each",
+                                                                           "any", "some"):
+            return i
+    return None
+
+
+def _tidy(text: str) -> str:
+    text = re.sub(r"\s+", " ", text).strip(" ,;.")
+    text = re.sub(r"\b(the|a|an)\s+(the|a|an)\b", r"\1", text)
+    return text
+
+
+def parse_expression(query: str) -> ReferringPlan:
+    """Read a referring expression into a plan. Never raises for an odd sentence: it keeps what it cannot read."""
+    original = " ".join(str(query).split())
+    text = original.lower()
+    text = re.sub(r"[\u2010-\u2015]", "-", text)
+    understood: list[str] = []
+    for abbr, full in _ABBREV.items():
+        text = re.sub(rf"\b{abbr}\b", full, text)
+    text = re.sub(r"\b(north|south|top|bottom|upper|lower)[- ]?(east|west|left|right)\b", r"\1 \2", text)
+
+    cardinality: object = None
+    size = None
+    extreme = None
+    region = None
+    relation = None
+    anchor = None
+
+    # relation: "X next to the lake" -> anchor "the lake" (the rest of the sentence after the relation word)
+    text = re.sub(r"\b(?:in|on|of|across|throughout|within)\s+(?:the|this)\s+(?:whole\s+|entire\s+)?(?:image|scene|"
+                  r"map|raster|picture|photo|mosaic|extent)\b", " ", text)
+    if re.search(r"\b(?:only|single|sole)\b", text):
+        cardinality = ONE
+        text = re.sub(r"\b(?:only|single|sole)\b", " ", text)
+    m = re.search(rf"\b(?:(?:right|directly|just|immediately)\s+)?{_RELATION_RE}\b\s+(?P<anchor>.+)$", text)
+    if m and m.start() > 0:
+        anchor_text = m.group("anchor").strip()
+        anchor_tokens = anchor_text.split()
+        if anchor_tokens and anchor_tokens[0] not in ("the", "a", "an"):
+            anchor_text = "the " + anchor_text
+        relation = m.group(0)[: m.start("anchor") - m.start()].strip()
+        anchor = _tidy(anchor_text)
+        text = text[: m.start()]
+        understood.append(f"{relation} {anchor}")
+
+    # region: "in the top left (corner|part|half|quarter)", "on the left", "in the north-west", "at the bottom"
+    region_re = (rf"\b(?:in|on|at|to(?:wards)?|from)\s+(?:the\s+)?(?:very\s+|far\s+)?(?P<w1>{_DIR_WORD}|northern|"
+                 rf"southern|eastern|western)(?:\s+(?P<w2>{_DIR_WORD}))?(?:[- ]?(?:hand|most))?"
+                 r"(?:\s+(?:corner|part|half|side|quarter|area|edge|section|portion|region|of the (?:image|scene|"
+                 r"map|raster|area)))*\b")
+    m = re.search(region_re, text)
+    if m:
+        region = _direction([m.group("w1"), m.group("w2") or ""])
+        if region:
+            understood.append(f"region {m.group(0).strip()}")
+            text = text[: m.start()] + " " + text[m.end():]
+    # "northern", "top-left" used as an adjective before the noun: "the northern lake", "the top left building"
+    if region is None:
+        m = re.search(rf"\b(?:the\s+)?(?P<w1>northern|southern|eastern|western|{_DIR_WORD})(?:\s+(?P<w2>"
+                      rf"{_DIR_WORD}))?\b(?=\s+(?!most\b)[a-z])", text)
+        if m:
+            region = _direction([m.group("w1"), m.group("w2") or ""])
+            if region:
+                understood.append(f"region {m.group(0).strip()}")
+                text = text[: m.start("w1")] + " " + text[m.end():]
+
+    # extremes: "northernmost", "leftmost", "furthest north", "most western", "top-most"
+    m = re.search(r"\b(?P<w>north|south|east|west|top|upper|bottom|lower|left|right)(?:ern)?[- ]?most\b", text) or \
+        re.search(rf"\b(?:furthest|farthest|most)\s+(?:to\s+the\s+)?(?P<w>{_DIR_WORD}|northern|southern|eastern|"
+                  rf"western|northerly|southerly|easterly|westerly)\b", text)
+    if m:
+        w = m.group("w").replace("erly", "").replace("ern", "")
+        extreme = _direction([w])
+        if extreme:
+            understood.append(f"extreme {m.group(0)}")
+            text = text[: m.start()] + " " + text[m.end():]
+
+    # size superlatives
+    m = re.search(rf"\b{_SIZE_RE}\b", text)
+    if m:
+        word = m.group(0)
+        size = "max" if any(k in word for k in ("larg", "big", "wid", "long", "great")) else "min"
+        understood.append(f"size {word}")
+        text = text[: m.start()] + " " + text[m.end():]
+
+    # counts: "the two white tanks", "3 buildings", "both lakes"
+    m = re.search(rf"\b(?:the\s+|all\s+)?(?P<n>{_NUMBER_RE})\b(?!\s*(?:m|km|metres|meters|%|px))", text)
+    if m:
+        n = m.group("n")
+        k = int(n) if n.isdigit() else _NUMBERS.get(n, None)
+        if k and (k > 1 or n != "one"):
+            cardinality = k
+            understood.append(f"count {k}")
+            text = text[: m.start("n")] + " " + text[m.end("n"):]
+        elif n == "one":
+            cardinality = ONE
+            text = text[: m.start("n")] + " " + text[m.end("n"):]
+    if re.match(r"\s*(all|every|each|any)\b", text):
+        cardinality = ALL if cardinality is None else cardinality
+
+    text = _tidy(text)
+    # partitives: "the largest of (all) the tanks", "one of the lakes" -> "the tanks", "the lakes"
+    text = re.sub(r"^(?:the\s+)?(?:one\s+|each\s+|any\s+)?of\s+(?:all\s+)?", "", text)
+    if cardinality is None and (size or extreme):
+        cardinality = ONE  # a superlative picks one unless a number says otherwise ("the two largest tanks")
+    tokens = text.split()
+    head = _head_noun_index(tokens)
+    if not tokens or head is None:  # nothing left to find: give the model the sentence as typed
+        return ReferringPlan(original, original, None, ALL if cardinality is None else cardinality, size, extreme,
+                             region, relation, anchor, tuple(understood))
+    noun = tokens[head]
+    plural = is_plural(noun)
+    if cardinality is None:
+        # "the building" / "a car" name one object; a bare noun ("building", "red") is a class search
+        singular_det = tokens[0] in ("the", "a", "an", "this", "that")
+        cardinality = ONE if singular_det and not plural and noun not in _MASS_NOUNS else ALL
+    if not (size or extreme or region or anchor or cardinality not in (ONE, ALL)):
+        # nothing to choose over the extent: the model gets the sentence as typed
+        return ReferringPlan(original, original, None, cardinality, size, extreme, region, relation, anchor,
+                             tuple(understood))
+    # a choice over the extent needs every candidate: the noun phrase in the plural (as a class is named), and in
+    # the singular too when that differs (a model may know "the lake" but never have read "the lakes")
+    if tokens[0] in ("a", "an", "every", "each", "any", "some"):
+        tokens[0] = "the"
+    elif tokens[0] not in ("the", "all"):
+        tokens.insert(0, "the")
+        head += 1
+    singular = _tidy(" ".join(tokens)) if not plural else None
+    if not plural and noun not in _MASS_NOUNS:
+        tokens[head] = pluralize(noun)
+    model_text = _tidy(" ".join(tokens))
+    alt = singular if singular and singular != model_text else None
+    return ReferringPlan(original, model_text, alt, cardinality, size, extreme, region, relation, anchor,
+                         tuple(understood))

@@ -1,0 +1,104 @@
+"""Tiles propose, the scene decides: choose among the candidates of the whole extent what an expression asks for.
+
+Candidates are the polygons of the expression's noun phrase found anywhere in the extent, each with its score
+(mean probability inside) and presence (how strongly the model held that its tile holds the referent). A
+ReferringPlan (expression.py) says how many to keep and by which rule: the largest / smallest, the one furthest in a
+direction, those in a part of the extent, those nearest an anchor object; otherwise the most confident. Directions
+are those of the image as displayed (row 0 at the top), which on a north-up raster are the compass's.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+import numpy as np
+import shapely
+from affine import Affine
+
+from .expression import ReferringPlan
+from .polygonize import DetectedPolygon
+
+
+def confidence(p: DetectedPolygon) -> float:
+    """Score x presence: a confident mask in a tile the model believes holds the referent."""
+    return float(p.score) * float(1.0 if p.presence is None else p.presence)
+
+
+def deduplicate(cands: Sequence[DetectedPolygon], overlap: float = 0.5) -> list[DetectedPolygon]:
+    """One candidate per object when two wordings found it: the most confident first, a later one dropped when
+    it shares more than ``overlap`` of the smaller one's area with a kept one (non-maximum suppression)."""
+    order = sorted(cands, key=confidence, reverse=True)
+    if len(order) < 2:
+        return order
+    geoms = np.asarray([c.geometry for c in order], dtype=object)
+    tree = shapely.STRtree(geoms)
+    areas = shapely.area(geoms)
+    dropped = np.zeros(len(order), bool)
+    for i in range(len(order)):
+        if dropped[i]:
+            continue
+        for j in tree.query(geoms[i], predicate="intersects"):
+            if j > i and not dropped[j]:
+                shared = shapely.area(shapely.intersection(geoms[i], geoms[j]))
+                dropped[j] = shared > overlap * min(areas[i], areas[j])
+    return [c for c, d in zip(order, dropped) if not d]
+
+
+def _positions(cands: Sequence[DetectedPolygon], extent_transform: Affine, height: int, width: int) -> np.ndarray:
+    """Each candidate's representative point as (u, v) in [-0.5, 0.5]: u to the right, v to the top of the extent."""
+    pts = shapely.point_on_surface(np.asarray([c.geometry for c in cands], dtype=object))
+    inv = ~extent_transform
+    xs, ys = shapely.get_x(pts), shapely.get_y(pts)
+    cols = inv.a * xs + inv.b * ys + inv.c
+    rows = inv.d * xs + inv.e * ys + inv.f
+    return np.stack([cols / max(width, 1) - 0.5, 0.5 - rows / max(height, 1)], axis=1)
+
+
+def _areas(cands: Sequence[DetectedPolygon]) -> np.ndarray:
+    return np.array([c.area_m2 if c.area_m2 is not None else c.geometry.area for c in cands], dtype=np.float64)
+
+
+def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_transform: Affine, height: int,
+           width: int, anchors: Optional[Sequence[DetectedPolygon]] = None) -> list[DetectedPolygon]:
+    """The candidates the expression asks for, best first, each a copy with ``query`` = the analyst's sentence and
+    ``rank`` = 1, 2, ... . ``extent_transform``/``height``/``width`` describe the analysis extent in grid pixels;
+    ``anchors`` are the polygons found for ``plan.anchor_text`` (ignored when there are none: the relation then
+    cannot be judged and the answer falls back to the most confident candidates)."""
+    cands = list(candidates)
+    if not cands:
+        return []
+    pos = _positions(cands, extent_transform, height, width)
+    idx = np.arange(len(cands))
+    if plan.region is not None:
+        dx, dy = plan.region
+        keep = np.ones(len(cands), bool)
+        if dx:
+            keep &= np.sign(pos[:, 0]) == dx
+        if dy:
+            keep &= np.sign(pos[:, 1]) == dy
+        idx = idx[keep[idx]]
+    conf = np.array([confidence(c) for c in cands])
+    order_key = -conf  # default: most confident first
+    anchor_geom = None
+    if plan.anchor_text and anchors:
+        anchor_geom = shapely.union_all([a.geometry for a in anchors])
+    if anchor_geom is not None and len(idx):
+        dist = shapely.distance(np.asarray([cands[i].geometry for i in idx], dtype=object), anchor_geom)
+        # "near" means within about one object's size of the anchor (or as close as the closest one)
+        sizes = np.sqrt(np.maximum([cands[i].geometry.area for i in idx], 0.0))
+        reach = max(float(np.median(sizes)), float(dist.min()) * 1.5)
+        if plan.size or plan.extreme or plan.count is None:
+            idx = idx[dist <= reach]
+        else:
+            order_key = np.full(len(cands), np.inf)
+            order_key[idx] = dist
+    if plan.size is not None:
+        areas = _areas(cands)
+        order_key = -areas if plan.size == "max" else areas
+    elif plan.extreme is not None:
+        dx, dy = plan.extreme
+        order_key = -(pos[:, 0] * dx + pos[:, 1] * dy)
+    idx = sorted(idx.tolist(), key=lambda i: (order_key[i], -conf[i]))
+    if plan.count is not None:
+        idx = idx[:plan.count]
+    return [dataclasses.replace(cands[i], query=plan.query, rank=r) for r, i in enumerate(idx, start=1)]

@@ -1,0 +1,84 @@
+"""Reading what an expression asks of the whole extent (rs2sam2_qgis/pipeline/expression.py)."""
+import pytest
+
+from rs2sam2_qgis.pipeline.expression import ALL, ONE, is_plural, parse_expression, pluralize
+
+
+@pytest.mark.parametrize("query, text, card", [
+    ("the buildings", "the buildings", ALL),
+    ("all the storage tanks", "all the storage tanks", ALL),
+    ("buildings", "buildings", ALL),
+    ("red", "red", ALL),                      # a bare word is a class search
+    ("building", "building", ALL),
+    ("the water", "the water", ALL),          # mass noun
+    ("the red-roofed building", "the red-roofed building", ONE),
+    ("a car on the horizontal road", "a car on the horizontal road", ONE),
+    ("the only building with a red roof", "the only building with a red roof", ONE),
+    ("the runway", "the runway", ONE),
+])
+def test_plain_expressions_keep_their_text_and_number(query, text, card):
+    plan = parse_expression(query)
+    assert (plan.model_text, plan.cardinality) == (text, card)
+    assert not plan.selective and plan.alt_text is None
+
+
+@pytest.mark.parametrize("query, size", [
+    ("the largest building", "max"), ("the biggest house", "max"), ("the largest of all the buildings", "max"),
+    ("the smallest pond", "min"), ("the tiniest storage tank", "min"), ("the longest road", "max"),
+])
+def test_superlatives_pick_one_by_area_among_all_candidates(query, size):
+    plan = parse_expression(query)
+    assert plan.size == size and plan.cardinality == ONE
+    assert is_plural(plan.model_text.split()[-1])         # the model is asked for every candidate
+    if not is_plural(query.split()[-1]):  # a singular noun is also asked as typed (a model may know only that)
+        assert plan.alt_text is not None and not is_plural(plan.alt_text.split()[-1])
+
+
+@pytest.mark.parametrize("query, region", [
+    ("the building in the top left", (-1, 1)), ("the house in the bottom-right corner", (1, -1)),
+    ("the tank on the left", (-1, 0)), ("the north-west lake", (-1, 1)), ("the NE tank", (1, 1)),
+    ("the building in the southern part of the image", (0, -1)), ("the top left building", (-1, 1)),
+])
+def test_regions_in_image_and_compass_words(query, region):
+    plan = parse_expression(query)
+    assert plan.region == region and plan.cardinality == ONE and plan.extreme is None
+
+
+@pytest.mark.parametrize("query, extreme", [
+    ("the northernmost lake", (0, 1)), ("the leftmost tree", (-1, 0)), ("the house furthest south", (0, -1)),
+    ("the westernmost storage tank", (-1, 0)), ("the bottom-most car", (0, -1)), ("the most easterly tank", (1, 0)),
+])
+def test_extremes(query, extreme):
+    plan = parse_expression(query)
+    assert plan.extreme == extreme and plan.cardinality == ONE and plan.region is None
+
+
+@pytest.mark.parametrize("query, n, text", [
+    ("the two white tanks", 2, "the white tanks"), ("3 cars", 3, "the cars"), ("both lakes", 2, "the lakes"),
+    ("the two largest tanks", 2, "the tanks"), ("a pair of red cars", 2, "the red cars"),
+])
+def test_counts(query, n, text):
+    plan = parse_expression(query)
+    assert plan.cardinality == n and plan.model_text == text
+
+
+def test_relations_name_their_anchor():
+    plan = parse_expression("the tank right next to the harbour")
+    assert (plan.model_text, plan.anchor_text, plan.cardinality) == ("the tanks", "the harbour", ONE)
+    assert plan.texts == ("the tanks", "the tank", "the harbour")
+    plan = parse_expression("houses near the river")
+    assert (plan.model_text, plan.anchor_text, plan.cardinality) == ("the houses", "the river", ALL)
+    assert parse_expression("the building closest to the water").anchor_text == "the water"
+
+
+@pytest.mark.parametrize("query", ["", "   ", "???", "the", "of the", "12", "صورة المباني", "x" * 500,
+                                   "the the the", "in the top left", "largest"])
+def test_odd_sentences_never_fail_and_keep_a_text(query):
+    plan = parse_expression(query)
+    assert plan.model_text is not None and plan.cardinality in (ONE, ALL) or isinstance(plan.cardinality, int)
+
+
+def test_plural_forms():
+    assert [pluralize(w) for w in ("building", "city", "bus", "church", "tree", "lake", "person")] == \
+        ["buildings", "cities", "buses", "churches", "trees", "lakes", "people"]
+    assert is_plural("houses") and is_plural("people") and not is_plural("bus") and not is_plural("glass")

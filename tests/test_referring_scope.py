@@ -1,0 +1,117 @@
+"""Whole-extent referring: presence gates tiles, the scene decides which candidates answer, the search prunes tiles
+(rs2sam2_qgis/pipeline: selection.py, search.py, run.py with scope "extent")."""
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+
+from model_core.predictor import Predictor
+from rs2sam2_qgis.pipeline import DetectedPolygon, SegmentOptions, segment_raster
+from rs2sam2_qgis.pipeline.expression import parse_expression
+from rs2sam2_qgis.pipeline.selection import deduplicate, select
+from tests.colour_model import ColourModel, rgb_scene, write_raster
+
+RED, BLUE, GREY = (230, 20, 20), (20, 20, 230), (90, 90, 90)
+T = Affine(1.0, 0, 500000.0, 0, -1.0, 5000000.0)
+# four red boxes on a 256 px raster (rows, cols): one per quarter, different sizes; one blue box bottom right
+BOXES = {"tl": (20, 30, 60, 70), "tr": (40, 170, 60, 190), "bl": (180, 20, 240, 100), "br": (150, 150, 170, 165)}
+
+
+def _poly(r0, c0, r1, c1, score=0.9, presence=0.9):
+    g = shapely.box(*(T * (c0, r1)), *(T * (c1, r0)))
+    return DetectedPolygon(g, "q", score, g.area, "m", "t", presence)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    boxes = [(*b, RED) for b in BOXES.values()] + [(200, 200, 230, 240, BLUE)]
+    return write_raster(tmp_path_factory.mktemp("scope") / "scene.tif", rgb_scene(256, 256, boxes, GREY),
+                        transform=T)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor(ColourModel(64), device="cpu")
+
+
+def _centroid_rc(poly):
+    c = poly.geometry.centroid
+    col, row = ~T * (c.x, c.y)
+    return row, col
+
+
+def test_select_rules_over_the_extent():
+    cands = [_poly(*b, score=s) for b, s in zip(BOXES.values(), (0.9, 0.95, 0.8, 0.99))]
+    pick = lambda q, **kw: [(p.rank, BOXES_BY_AREA.index(p.geometry.area)) for p in  # noqa: E731
+                            select(parse_expression(q), cands, T, 256, 256, **kw)]
+    areas = {k: (b[2] - b[0]) * (b[3] - b[1]) for k, b in BOXES.items()}
+    BOXES_BY_AREA = [float(areas[k]) for k in BOXES]
+    assert pick("the largest red box") == [(1, 2)]          # bl: 60 x 80
+    assert pick("the smallest red box") == [(1, 3)]         # br: 20 x 15
+    assert pick("the red box in the top right") == [(1, 1)]
+    assert pick("the easternmost red box") == [(1, 1)]      # tr: centre at col 180
+    assert pick("the northernmost red box") == [(1, 0)]
+    assert pick("the two largest red boxes") == [(1, 2), (2, 0)]
+    assert pick("the red box") == [(1, 3)]                  # one: the most confident
+    assert [r for r, _ in pick("the red boxes")] == [1, 2, 3, 4]
+    assert pick("the red box in the bottom left", anchors=None) == [(1, 2)]
+    anchor = [_poly(140, 140, 148, 180)]                    # just above br
+    assert pick("the red box next to the road", anchors=anchor) == [(1, 3)]
+    assert select(parse_expression("the largest red box"), [], T, 256, 256) == []
+
+
+def test_deduplicate_keeps_the_most_confident_of_overlapping_candidates():
+    a, b, c = _poly(0, 0, 10, 10, 0.9), _poly(1, 1, 10, 10, 0.95), _poly(50, 50, 60, 60, 0.5)
+    kept = deduplicate([a, b, c])
+    assert kept == [b, c]
+
+
+def test_extent_scope_answers_for_the_whole_raster(scene, predictor):
+    opts = SegmentOptions(tile=64, overlap=0.25)
+    res = segment_raster(scene, ["the largest red box", "the red box in the top right", "the red boxes",
+                                 "the yellow box", "the two smallest red boxes"], predictor, opts)
+    assert res.stats.scope == "extent"
+    (largest,) = res.polygons["the largest red box"]
+    r, c = _centroid_rc(largest)
+    assert abs(r - 210) < 2 and abs(c - 60) < 2 and largest.rank == 1 and largest.presence > 0.5
+    (tr,) = res.polygons["the red box in the top right"]
+    assert abs(_centroid_rc(tr)[1] - 180) < 2
+    assert len(res.polygons["the red boxes"]) == 4
+    assert res.polygons["the yellow box"] == []             # absent: nothing, not a speck per tile
+    assert len(res.polygons["the two smallest red boxes"]) == 2
+    # the per-tile engine answers in every tile that shows something red, and keeps no rank
+    tile = segment_raster(scene, "the largest red box", predictor, opts.replace(scope="tile"))
+    assert len(tile.polygons["the largest red box"]) == 4
+    assert all(p.rank is None for p in tile.polygons["the largest red box"])
+
+
+def test_search_skips_tiles_for_a_singular_referent_and_finds_the_same(scene, predictor):
+    opts = SegmentOptions(tile=32, overlap=0.0)
+    pruned = segment_raster(scene, "the blue box", predictor, opts.replace(search_levels=2))
+    full = segment_raster(scene, "the blue box", predictor, opts.replace(search_levels=0))
+    assert pruned.stats.coarse_windows > 0 and pruned.stats.tiles_skipped > 0
+    assert full.stats.tiles_skipped == 0 and pruned.stats.forwards < full.stats.forwards
+    (a,), (b,) = pruned.polygons["the blue box"], full.polygons["the blue box"]
+    assert a.geometry.equals(b.geometry)
+    # a region restricts the fine tiles to that part of the raster
+    tl = segment_raster(scene, "the red box in the top left", predictor, opts.replace(search_levels=0))
+    assert tl.stats.tiles_skipped > 0 and len(tl.polygons["the red box in the top left"]) == 1
+
+
+def test_presence_threshold_gates_tiles(scene, predictor):
+    """A tile whose presence is below the threshold contributes nothing: at 0.999 even the weakly-red tiles go."""
+    res = segment_raster(scene, "the red boxes", predictor, SegmentOptions(tile=64, presence_threshold=0.0))
+    none = segment_raster(scene, "the green boxes", predictor, SegmentOptions(tile=64, presence_threshold=0.0))
+    assert len(res.polygons["the red boxes"]) == 4
+    assert none.polygons["the green boxes"] == []           # the mask itself is empty: nothing to gate
+    with pytest.raises(Exception, match="presence threshold"):
+        SegmentOptions(presence_threshold=1.5).validate()
+
+
+def test_predictor_reports_presence(predictor):
+    tiles = np.zeros((2, 64, 64, 3), np.uint8)
+    tiles[0, 10:30, 10:30] = RED
+    prob, pres = predictor.predict(tiles, ["red", "blue"], presence=True)
+    assert prob.shape == (2, 2, 64, 64) and pres.shape == (2, 2)
+    assert pres[0, 0] > 0.9 and pres[1, 0] < 0.1 and pres[0, 1] < 0.1
+    assert np.array_equal(prob, predictor.predict(tiles, ["red", "blue"]))
