@@ -100,9 +100,16 @@ def _poly_mask(h, w, draw_fn) -> np.ndarray:
     return np.asarray(m) > 0
 
 
-def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0) -> Scene:
+EXCLUDABLE = ("water", "building", "tank", "vehicle", "tree")
+
+
+def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0, exclude=()) -> Scene:
     """One aerial-like scene. `seed`: int or SeedSequence; `size`: side or (h, w); `density` scales object counts
-    (counts are given for 256x256 and grow with the area)."""
+    (counts are given for 256x256 and grow with the area); `exclude`: classes left out of the scene (of
+    EXCLUDABLE; the rest is drawn as without it): scenes where a referent is absent."""
+    exclude = frozenset(exclude)
+    if not exclude <= set(EXCLUDABLE):
+        raise ValueError(f"cannot exclude {sorted(exclude - set(EXCLUDABLE))}; excludable: {EXCLUDABLE}")
     rng = np.random.default_rng(seed)
     h, w = (size, size) if isinstance(size, int) else size
     scale = density * (h * w) / (256 * 256)
@@ -138,7 +145,7 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
         img[m] *= factor
 
     # water body (0-1 per 256^2)
-    if rng.random() < 0.55 * min(1.0, scale) or (scale > 1 and rng.random() < 0.8):
+    if "water" not in exclude and (rng.random() < 0.55 * min(1.0, scale) or (scale > 1 and rng.random() < 0.8)):
         for _ in range(max(1, int(round(scale * 0.2)))):
             for _try in range(20):
                 r = rng.uniform(0.09, 0.17) * min(h, w) / max(1.0, math.sqrt(scale) * 0.8)
@@ -214,7 +221,7 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
     sdx, sdy = int(rng.integers(3, 6)), int(rng.integers(3, 6))  # sun: shadows fall to the bottom right
 
     # buildings
-    for _ in range(count(2, 6)):
+    for _ in range(0 if "building" in exclude else count(2, 6)):
         bw, bh = int(rng.integers(14, 44)), int(rng.integers(14, 44))
         m, box = place_rect(bw, bh, margin=sdx + 3)
         if m is None:
@@ -240,7 +247,7 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
         add("building", m, colour=colour)
 
     # storage tanks: in a cluster
-    n_tanks = count(0, 4) if rng.random() < 0.8 else 0
+    n_tanks = count(0, 4) if rng.random() < 0.8 and "tank" not in exclude else 0
     if n_tanks:
         ccx, ccy = rng.uniform(30, w - 30), rng.uniform(30, h - 30)
         n_clusters = max(1, int(round(scale / 4)))  # large scenes: several tank farms
@@ -271,7 +278,7 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
                     break
 
     # vehicles on the roads
-    for _ in range(count(0, 6) if road_objs else 0):
+    for _ in range(count(0, 6) if road_objs and "vehicle" not in exclude else 0):
         road = road_objs[rng.integers(len(road_objs))]
         ys, xs = np.nonzero(labels == road.label)
         for _try in range(10 if len(ys) else 0):
@@ -306,7 +313,7 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
 
     # trees on free ground
     leaf_tex = _smooth_noise(rng, h, w, max(16, w // 4))
-    for _ in range(count(0, 10)):
+    for _ in range(0 if "tree" in exclude else count(0, 10)):
         for _try in range(20):
             r = float(rng.uniform(4, 9))
             cx, cy = float(rng.uniform(r + 2, w - r - 2)), float(rng.uniform(r + 2, h - r - 2))

@@ -1,0 +1,213 @@
+"""Raster-scale referring scenes: mosaics of synthetic scenes with sentences judged over the whole mosaic.
+
+A mosaic pastes n x n scenes of the synthetic generator (each drawn from its own seed of the split's stream, so
+test mosaics never share a scene with training) into one raster. Its sentences are chosen so that exactly their
+target matches over the *whole* mosaic: "the largest building" is the largest of all, "in the top left" means the
+mosaic's top-left quarter, and absent referents (classes left out of every scene, classes the generator never draws,
+colours no object has) have an empty target. Each sentence carries its kind:
+
+- class: "the buildings"; attribute: "the red-roofed building"; superlative: "the largest building";
+- position: "the building in the top left", "the northernmost lake"; count: "the two blue-roofed buildings";
+- relation: "the tank next to the lake"; absent: "the airport runway";
+
+and whether its wording is one of the generator's own templates (``template``) or a paraphrase it never uses.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .synthetic import NAMES, ROOF_COLOURS, SPLIT_CODES, VEHICLE_COLOURS, Scene, SceneObject, generate_scene
+
+KINDS = ("class", "attribute", "superlative", "position", "count", "relation", "absent")
+#: referents the generator never draws (the right answer is always nothing)
+NEVER_DRAWN = ["the airport runway", "the swimming pools", "the ships in the harbour", "the solar panels",
+               "the tennis court", "the football field", "the railway bridge", "the wind turbines",
+               "the greenhouse", "the parked airplanes"]
+ABSENT_ROOF = [c for c in ("purple", "green", "pink", "black") if c not in ROOF_COLOURS]
+ABSENT_VEHICLE = [c for c in ("green", "orange", "purple", "pink") if c not in VEHICLE_COLOURS]
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
+
+
+@dataclass
+class Query:
+    text: str
+    kind: str
+    target: list[int]          # labels in the mosaic's label map; [] = absent
+    template: bool             # worded as the generator's own templates word it
+
+
+@dataclass
+class Mosaic:
+    image: np.ndarray          # uint8 HxWx3
+    labels: np.ndarray         # int32 HxW, 0 = ground
+    objects: list[SceneObject] = field(default_factory=list)
+    excluded: tuple = ()
+
+    def mask(self, target: list[int]) -> np.ndarray:
+        return np.isin(self.labels, np.asarray(target, dtype=np.int32))
+
+
+def build_mosaic(seed: int, split: str, index: int, cells: int, scene_size: int = 256, density: float = 1.0,
+                 exclude=(), only_cell: tuple | None = None) -> Mosaic:
+    """cells x cells scenes pasted into one raster. ``exclude``: classes left out of every scene; ``only_cell``:
+    (cell index, scene) pasted at that cell instead of a drawn one (used for a one-referent mosaic)."""
+    side = cells * scene_size
+    image = np.zeros((side, side, 3), np.uint8)
+    labels = np.zeros((side, side), np.int32)
+    objects: list[SceneObject] = []
+    for k in range(cells * cells):
+        if only_cell is not None and only_cell[0] == k:
+            sc: Scene = only_cell[1]
+        else:
+            ss = np.random.SeedSequence([seed, SPLIT_CODES[split], 7000 + index, k])
+            sc = generate_scene(ss, scene_size, density, exclude=exclude)
+        r0, c0 = (k // cells) * scene_size, (k % cells) * scene_size
+        image[r0:r0 + scene_size, c0:c0 + scene_size] = sc.image
+        offset = len(objects)
+        lab = sc.labels.copy()
+        lab[lab > 0] += offset
+        labels[r0:r0 + scene_size, c0:c0 + scene_size] = lab
+        for o in sc.objects:
+            x0, y0, x1, y1 = o.bbox
+            objects.append(SceneObject(o.cls, o.label + offset, o.colour, o.orient, o.area, o.cx + c0, o.cy + r0,
+                                       (x0 + c0, y0 + r0, x1 + c0, y1 + r0)))
+    # labels of objects dropped by the generator (too small) were never listed: keep the map consistent
+    known = np.zeros(len(objects) + max((o.label for o in objects), default=0) + 2, bool)
+    for o in objects:
+        known[o.label] = True
+    labels[~known[labels]] = 0
+    return Mosaic(image, labels, objects, tuple(exclude))
+
+
+def _gap(a: SceneObject, b: SceneObject) -> float:
+    ax0, ay0, ax1, ay1 = a.bbox
+    bx0, by0, bx1, by1 = b.bbox
+    return math.hypot(max(0, bx0 - ax1, ax0 - bx1), max(0, by0 - ay1, ay0 - by1))
+
+
+def _quadrant(o: SceneObject, side: int, margin: float):
+    """(dx, dy) of the object's quarter of the mosaic, None when it lies near a middle line."""
+    dx, dy = o.cx - side / 2, side / 2 - o.cy
+    if abs(dx) < margin or abs(dy) < margin:
+        return None
+    return (1 if dx > 0 else -1, 1 if dy > 0 else -1)
+
+
+_QUADRANT_WORDS = {(-1, 1): ("top left", "north-west"), (1, 1): ("top right", "north-east"),
+                   (-1, -1): ("bottom left", "south-west"), (1, -1): ("bottom right", "south-east")}
+_EXTREMES = [("north", "top", "cy", 1), ("south", "bottom", "cy", -1), ("west", "left", "cx", 1),
+             ("east", "right", "cx", -1)]
+
+
+def describe_mosaic(m: Mosaic, rng: np.random.Generator) -> list[Query]:
+    """Every sentence of each kind that holds over the whole mosaic (absent ones included)."""
+    side = m.labels.shape[0]
+    by: dict[str, list[SceneObject]] = {}
+    for o in m.objects:
+        by.setdefault(o.cls, []).append(o)
+    out: list[Query] = []
+
+    def name(cls, plural=False):
+        names = NAMES[cls][1 if plural else 0]
+        return names[int(rng.integers(len(names)))]
+
+    # class (plurals), template and paraphrase
+    for cls in ("building", "tank", "tree", "water", "vehicle"):
+        objs = by.get(cls, [])
+        if not objs:
+            continue
+        labels = [o.label for o in objs]
+        out.append(Query(f"the {name(cls, True)}", "class", labels, True))
+        para = {"building": "every house in the image", "tank": "all oil storage tanks", "tree": "all trees",
+                "water": "the water bodies", "vehicle": "every car"}[cls]
+        out.append(Query(para, "class", labels, False))
+    # attribute (singular, unique colour over the mosaic)
+    for cls, palette in (("building", ROOF_COLOURS), ("vehicle", VEHICLE_COLOURS)):
+        objs = by.get(cls, [])
+        for c in palette:
+            sel = [o for o in objs if o.colour == c]
+            if len(sel) == 1:
+                if cls == "building":
+                    out.append(Query(f"the {c}-roofed {name(cls)}", "attribute", [sel[0].label], True))
+                    out.append(Query(f"the only building with a {c} roof", "attribute", [sel[0].label], False))
+                else:
+                    out.append(Query(f"the {c} {name(cls)}", "attribute", [sel[0].label], True))
+            elif len(sel) in NUMBER_WORDS and len(sel) < len(objs):
+                word = NUMBER_WORDS[len(sel)]
+                if cls == "building":
+                    out.append(Query(f"the {word} {c}-roofed buildings", "count", [o.label for o in sel], False))
+                else:
+                    out.append(Query(f"the {len(sel)} {c} cars", "count", [o.label for o in sel], False))
+    # superlatives with a clear margin
+    for cls in ("building", "tank", "water", "tree"):
+        objs = sorted(by.get(cls, []), key=lambda o: o.area)
+        if len(objs) < 2:
+            continue
+        noun = {"water": "lake"}.get(cls, None)
+        if objs[-1].area >= 1.3 * objs[-2].area:
+            out.append(Query(f"the largest {noun or name(cls)}", "superlative", [objs[-1].label], noun is None))
+            out.append(Query(f"the biggest {noun or 'one of the ' + name(cls, True)}", "superlative",
+                             [objs[-1].label], False))
+        if objs[1].area >= 1.3 * objs[0].area:
+            out.append(Query(f"the smallest {noun or name(cls)}", "superlative", [objs[0].label], noun is None))
+    # position: unique object in a quarter of the mosaic; extremes over the mosaic
+    margin = side * 0.04
+    for cls in ("building", "tank", "water", "tree"):
+        objs = by.get(cls, [])
+        if len(objs) < 2:
+            continue
+        quads = [_quadrant(o, side, margin) for o in objs]
+        for q, (tmpl, compass) in _QUADRANT_WORDS.items():
+            inside = [o for o, qq in zip(objs, quads) if qq == q]
+            ambiguous = [o for o, qq in zip(objs, quads) if qq is None and _near_quadrant(o, q, side)]
+            if len(inside) == 1 and not ambiguous:
+                noun = "lake" if cls == "water" else name(cls)
+                out.append(Query(f"the {noun} in the {tmpl}", "position", [inside[0].label], cls != "water"))
+                out.append(Query(f"the {compass} {noun}", "position", [inside[0].label], False))
+        for compass, image_word, key, sign in _EXTREMES:
+            srt = sorted(objs, key=lambda o: sign * getattr(o, key))
+            if sign * (getattr(srt[1], key) - getattr(srt[0], key)) >= 15:
+                noun = "lake" if cls == "water" else name(cls)
+                if rng.random() < 0.5:
+                    out.append(Query(f"the {image_word}most {noun}", "position", [srt[0].label], cls != "water"))
+                else:
+                    out.append(Query(f"the {compass}ernmost {noun}", "position", [srt[0].label], False))
+    # relations: the only object of a class next to water / a road (others clearly away)
+    for anchor_cls, anchor_word in (("water", "the lake"), ("road", "the road")):
+        anchors = by.get(anchor_cls, [])
+        if not anchors:
+            continue
+        for cls in ("tank", "building", "tree"):
+            objs = by.get(cls, [])
+            if len(objs) < 2:
+                continue
+            gaps = [min(_gap(o, a) for a in anchors) for o in objs]
+            near = [o for o, g in zip(objs, gaps) if g <= 8]
+            if len(near) == 1 and all(g <= 8 or g >= 40 for g in gaps):
+                out.append(Query(f"the {name(cls)} next to {anchor_word}", "relation", [near[0].label],
+                                 anchor_cls == "road"))
+                out.append(Query(f"the {name(cls)} right beside {anchor_word}", "relation", [near[0].label], False))
+    # absent referents
+    for cls in m.excluded:
+        if cls == "water":
+            out.append(Query("the lake", "absent", [], True))
+        else:
+            out.append(Query(f"the {name(cls, True)}", "absent", [], True))
+    picks = rng.choice(len(NEVER_DRAWN), size=3, replace=False)
+    out += [Query(NEVER_DRAWN[i], "absent", [], False) for i in picks]
+    if by.get("building"):
+        out.append(Query(f"the {ABSENT_ROOF[int(rng.integers(len(ABSENT_ROOF)))]}-roofed building", "absent", [],
+                         True))
+    if by.get("vehicle"):
+        out.append(Query(f"the {ABSENT_VEHICLE[int(rng.integers(len(ABSENT_VEHICLE)))]} car", "absent", [], False))
+    return out
+
+
+def _near_quadrant(o: SceneObject, q: tuple, side: int) -> bool:
+    """An object on a middle line that borders quarter q (it could be read as lying in it)."""
+    dx, dy = o.cx - side / 2, side / 2 - o.cy
+    return (dx == 0 or np.sign(dx) == q[0] or abs(dx) < side * 0.04) and \
+        (dy == 0 or np.sign(dy) == q[1] or abs(dy) < side * 0.04)
