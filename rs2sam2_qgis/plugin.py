@@ -9,7 +9,8 @@ from pathlib import Path
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
+
+from .compat import QAction
 
 MENU = "&rs2sam2"
 ICON_PATH = str(Path(__file__).resolve().parent / "icon.png")
@@ -79,7 +80,7 @@ class Rs2Sam2Plugin:
             from .ui.dock import Rs2Sam2Dock
 
             self.dock = Rs2Sam2Dock(self.iface, self.iface.mainWindow())
-            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             if self.toggle_action is not None:
                 self.dock.visibilityChanged.connect(self._sync_action)
         return self.dock
@@ -104,9 +105,9 @@ class Rs2Sam2Plugin:
             from .deps.dialog import DependenciesDialog
         except ImportError:
             return self.open_model_settings()
-        DependenciesDialog(self.iface.mainWindow()).exec_()
+        DependenciesDialog(self.iface.mainWindow()).exec()
 
     def open_model_settings(self) -> None:
         from .ui.model_settings import ModelSettingsDialog
 
-        ModelSettingsDialog(self.iface.mainWindow()).exec_()
+        ModelSettingsDialog(self.iface.mainWindow()).exec()

@@ -15,7 +15,7 @@ from qgis.PyQt.QtCore import pyqtSignal
 LOG_TAG = "rs2sam2"
 
 
-def log(message: str, level=Qgis.Info) -> None:
+def log(message: str, level=Qgis.MessageLevel.Info) -> None:
     QgsMessageLog.logMessage(message, LOG_TAG, level)
 
 
@@ -24,7 +24,7 @@ class WorkerTask(QgsTask):
 
     message = pyqtSignal(str)  # the engine's progress message (queued to the main thread)
 
-    def __init__(self, description: str, job: dict, on_finished=None, flags=QgsTask.CanCancel):
+    def __init__(self, description: str, job: dict, on_finished=None, flags=QgsTask.Flag.CanCancel):
         super().__init__(description, flags)
         self.job = job
         self.on_finished = on_finished
@@ -66,16 +66,16 @@ class WorkerTask(QgsTask):
         if self.isCanceled() and not ok:
             self.was_cancelled = True
         if self.trace:
-            log(f"run failed: {self.error}\n{self.trace}", Qgis.Critical)
+            log(f"run failed: {self.error}\n{self.trace}", Qgis.MessageLevel.Critical)
         elif self.error:
-            log(f"run failed: {self.error}", Qgis.Warning)
+            log(f"run failed: {self.error}", Qgis.MessageLevel.Warning)
         if self.on_finished is not None:
             try:
                 self.on_finished(self)
             except Exception:  # noqa: BLE001 - never let a Python exception dialog pop up
                 import traceback
 
-                log(f"handling the result failed:\n{traceback.format_exc()}", Qgis.Critical)
+                log(f"handling the result failed:\n{traceback.format_exc()}", Qgis.MessageLevel.Critical)
 
 
 class SegmentTask(WorkerTask):

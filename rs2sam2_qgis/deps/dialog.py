@@ -30,7 +30,7 @@ class DependenciesDialog(QDialog):
         self.status.setWordWrap(True)
         self.text = QPlainTextEdit()
         self.text.setReadOnly(True)
-        self.text.setLineWrapMode(QPlainTextEdit.NoWrap)
+        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.torch_combo = QComboBox()
         for label, value in TORCH_CHOICES:
             self.torch_combo.addItem(label, value)
@@ -157,7 +157,7 @@ class DependenciesDialog(QDialog):
     def uninstall(self) -> None:
         answer = QMessageBox.question(self, "Uninstall", f"Remove {self.deps_layout.key_dir}?\n"
                                       "Only the plugin's own folder is removed; QGIS's packages are not touched.")
-        if answer != QMessageBox.Yes:
+        if answer != QMessageBox.StandardButton.Yes:
             return
         ok = self.deps_layout.uninstall()
         self.append("Removed our dependency folder." if ok else

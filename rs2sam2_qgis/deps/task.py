@@ -20,7 +20,7 @@ class InstallDepsTask(QgsTask):
     def __init__(self, layout: DepsLayout, options: InstallOptions | None = None,
                  on_log: Callable[[str], None] | None = None,
                  on_done: Callable[[InstallResult], None] | None = None, description: str = "rs2sam2: installing dependencies"):
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.installer = Installer(layout, options)
         self.result: InstallResult | None = None
         self.exception: BaseException | None = None

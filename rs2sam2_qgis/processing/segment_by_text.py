@@ -15,12 +15,10 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsFeatureRequest,
     QgsGeometry,
-    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
@@ -30,6 +28,8 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 from qgis.PyQt.QtGui import QIcon
+
+from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_ADVANCED, SOURCE_VECTOR_POLYGON
 
 DEVICES = ["auto", "cuda", "cpu"]
 MODES = ["analyst", "authors"]  # the Predictor's modes: ours, or the RS2-SAM2 authors' contract
@@ -112,35 +112,35 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
                                                        defaultValue="demo"))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=DEVICES, defaultValue=0))
         tile = QgsProcessingParameterNumber(self.TILE, "Tile size (px; empty = the model's input size)",
-                                            QgsProcessingParameterNumber.Integer, defaultValue=None, optional=True,
+                                            NUMBER_INTEGER, defaultValue=None, optional=True,
                                             minValue=16, maxValue=16384)
         overlap = QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap (fraction)",
-                                               QgsProcessingParameterNumber.Double,
+                                               NUMBER_DOUBLE,
                                                defaultValue=_engine_default("overlap", 0.25), minValue=0.0,
                                                maxValue=0.89)
         threshold = QgsProcessingParameterNumber(self.THRESHOLD, "Probability threshold",
-                                                 QgsProcessingParameterNumber.Double,
+                                                 NUMBER_DOUBLE,
                                                  defaultValue=_engine_default("threshold", 0.5), minValue=0.001,
                                                  maxValue=0.999)
         min_area = QgsProcessingParameterNumber(self.MIN_AREA, "Minimum polygon area (m²)",
-                                                QgsProcessingParameterNumber.Double,
+                                                NUMBER_DOUBLE,
                                                 defaultValue=_engine_default("min_area_m2", 0.0), minValue=0.0)
         simplify = QgsProcessingParameterNumber(self.SIMPLIFY, "Simplify tolerance (map units; empty = half a pixel)",
-                                                QgsProcessingParameterNumber.Double, defaultValue=None,
+                                                NUMBER_DOUBLE, defaultValue=None,
                                                 optional=True, minValue=0.0)
         extent = QgsProcessingParameterExtent(self.EXTENT, "Only inside this extent", optional=True)
         mask = QgsProcessingParameterFeatureSource(self.MASK, "Only inside these polygons (selected features when "
                                                    "'Selected features only' is ticked)",
-                                                   [QgsProcessing.TypeVectorPolygon], optional=True)
+                                                   [SOURCE_VECTOR_POLYGON], optional=True)
         mode = QgsProcessingParameterEnum(self.MODE, "Decision (analyst: probabilities at the tile's size; "
                                           "authors: the RS2-SAM2 release's own contract)", options=MODES,
                                           defaultValue=0)
         for param in (tile, overlap, threshold, min_area, simplify, extent, mask, mode):
             if param.name() in (self.TILE, self.SIMPLIFY, self.EXTENT, self.MASK, self.MODE):
-                param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+                param.setFlags(param.flags() | PARAMETER_ADVANCED)
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Segments",
-                                                                  type=QgsProcessing.TypeVectorPolygon))
+                                                                  type=SOURCE_VECTOR_POLYGON))
         self.addOutput(QgsProcessingOutputString(self.DEVICE_USED, "Device that ran"))
         self.addOutput(QgsProcessingOutputNumber(self.FEATURE_COUNT, "Number of polygons"))
 

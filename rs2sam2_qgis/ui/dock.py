@@ -8,11 +8,9 @@ from qgis.core import (
     QgsApplication,
     QgsCoordinateTransform,
     QgsGeometry,
-    QgsMapLayerProxyModel,
     QgsProject,
     QgsRasterLayer,
     QgsTask,
-    QgsWkbTypes,
 )
 from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, pyqtSignal
@@ -32,6 +30,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import settings
+from ..compat import FILTER_POLYGON, FILTER_RASTER, GEOMETRY_POLYGON
 from ..tasks import SegmentTask, log
 from .query_edit import QueryEdit
 
@@ -110,7 +109,7 @@ class Rs2Sam2Dock(QgsDockWidget):
     def open_dependencies(self) -> None:
         from ..deps.dialog import DependenciesDialog
 
-        DependenciesDialog(self, on_installed=self._show_missing_dependencies).exec_()
+        DependenciesDialog(self, on_installed=self._show_missing_dependencies).exec()
 
     # construction --------------------------------------------------------------------------------------------
     @staticmethod
@@ -118,7 +117,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         try:
             return settings.engine_defaults()
         except Exception:  # noqa: BLE001 - engine not importable: the run will say why
-            log(f"engine defaults unavailable:\n{traceback.format_exc()}", Qgis.Warning)
+            log(f"engine defaults unavailable:\n{traceback.format_exc()}", Qgis.MessageLevel.Warning)
             return {}
 
     def _build(self) -> None:
@@ -128,7 +127,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         outer.addLayout(form)
 
         self.layer_combo = QgsMapLayerComboBox(body)
-        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setFilters(FILTER_RASTER)
         self.layer_combo.setAllowEmptyLayer(False)
         form.addRow("Raster layer", self.layer_combo)
 
@@ -178,7 +177,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.area_combo.addItem("Map canvas extent", AREA_CANVAS)
         self.area_combo.addItem("Selected features of a polygon layer", AREA_SELECTION)
         self.mask_combo = QgsMapLayerComboBox(body)
-        self.mask_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.mask_combo.setFilters(FILTER_POLYGON)
         form.addRow("Area", self.area_combo)
         form.addRow("", self.mask_combo)
         self.area_combo.currentIndexChanged.connect(self._update_area_widgets)
@@ -229,7 +228,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         outer.addWidget(self.progress)
         self.status_label = QLabel("Ready.", body)
         self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         outer.addWidget(self.status_label)
         outer.addStretch(1)
         self.setWidget(body)
@@ -336,7 +335,8 @@ class Rs2Sam2Dock(QgsDockWidget):
             self.device_combo.setItemText(index, f"CUDA ({info.get('cuda_name')})")
         else:
             self.device_combo.setItemText(index, "CUDA (not available)")
-            self.device_combo.setItemData(index, f"CUDA cannot be used: {info.get('why_not_cuda')}", Qt.ToolTipRole)
+            self.device_combo.setItemData(index, f"CUDA cannot be used: {info.get('why_not_cuda')}",
+                                          Qt.ItemDataRole.ToolTipRole)
         auto = self.device_combo.findData("auto")
         self.device_combo.setItemText(auto, "Auto (GPU)" if info.get("cuda") else "Auto (CPU)")
         current = self.preset_combo.currentText()
@@ -395,7 +395,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         geometries = []
         for feature in features:
             geometry = QgsGeometry(feature.geometry())
-            if geometry.isNull() or QgsWkbTypes.geometryType(geometry.wkbType()) != QgsWkbTypes.PolygonGeometry:
+            if geometry.isNull() or geometry.type() != GEOMETRY_POLYGON:
                 continue
             if transform is not None:
                 geometry.transform(transform)
@@ -466,7 +466,7 @@ class Rs2Sam2Dock(QgsDockWidget):
                 self.progress.setValue(0)
                 self.status_label.setText("Cancelled: nothing was added.")
                 self.iface.messageBar().pushMessage("rs2sam2", "Run cancelled; nothing was added.",
-                                                    level=Qgis.Info, duration=5)
+                                                    level=Qgis.MessageLevel.Info, duration=5)
             elif task.error or task.reply.get("type") != "done":
                 _deps_glue("record_error", task.error or "the run produced no result", task.trace)
                 self.progress.setValue(0)
@@ -502,16 +502,16 @@ class Rs2Sam2Dock(QgsDockWidget):
 
     def show_error(self, message: str, trace: str | None = None, logged: bool = False) -> None:
         self.status_label.setText(f"Error: {message}")
-        self.iface.messageBar().pushMessage("rs2sam2", message, level=Qgis.Critical, duration=0)
+        self.iface.messageBar().pushMessage("rs2sam2", message, level=Qgis.MessageLevel.Critical, duration=0)
         if trace and not logged:
-            log(f"{message}\n{trace}", Qgis.Critical)
+            log(f"{message}\n{trace}", Qgis.MessageLevel.Critical)
 
     # export --------------------------------------------------------------------------------------------------
     def export_dialog(self) -> None:
         if self.last_result is None:
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export rs2sam2 results", settings.get("export_path", "", str),
-                                              "GeoPackage (*.gpkg)", options=QFileDialog.DontConfirmOverwrite)
+                                              "GeoPackage (*.gpkg)", options=QFileDialog.Option.DontConfirmOverwrite)
         if path:
             self.export_to(path)
 
@@ -529,14 +529,14 @@ class Rs2Sam2Dock(QgsDockWidget):
             self.show_error(f"export failed: {exc}", traceback.format_exc())
             return False
         settings.set("export_path", path)
-        self.iface.messageBar().pushMessage("rs2sam2", f"Results appended to {path}", level=Qgis.Success,
+        self.iface.messageBar().pushMessage("rs2sam2", f"Results appended to {path}", level=Qgis.MessageLevel.Success,
                                             duration=5)
         return True
 
     def open_model_settings(self) -> None:
         from .model_settings import ModelSettingsDialog
 
-        ModelSettingsDialog(self).exec_()
+        ModelSettingsDialog(self).exec()
 
     def closeEvent(self, event):  # noqa: N802
         try:

@@ -36,7 +36,7 @@ def _human(size) -> str:
 
 class DownloadTask(QgsTask):
     def __init__(self, entry, folder, on_done):
-        super().__init__(f"rs2sam2: downloading {entry.filename}", QgsTask.CanCancel)
+        super().__init__(f"rs2sam2: downloading {entry.filename}", QgsTask.Flag.CanCancel)
         self.entry, self.folder, self.on_done = entry, folder, on_done
         self.path = None
         self.error = ""
@@ -55,7 +55,7 @@ class DownloadTask(QgsTask):
             self.error = str(exc)
         except Exception as exc:  # noqa: BLE001
             self.error = f"{type(exc).__name__}: {exc}"
-            log(traceback.format_exc(), Qgis.Critical)
+            log(traceback.format_exc(), Qgis.MessageLevel.Critical)
         return False
 
     def finished(self, ok):
@@ -83,7 +83,7 @@ class ModelSettingsDialog(QDialog):
             row += 1
             widget = QgsFileWidget(self)
             if key == "rs2sam2":
-                widget.setStorageMode(QgsFileWidget.GetDirectory)
+                widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
             widget.setFilePath(settings.weight_path(key))
             self.file_widgets[key] = widget
             grid.addWidget(widget, row, 0)
@@ -101,7 +101,7 @@ class ModelSettingsDialog(QDialog):
                 info = QLabel(f"{entry.label}<br><small>{entry.url}<br>{_human(entry.size)}; "
                               f"{entry.verification_text()}. {entry.note}</small>")
                 info.setWordWrap(True)
-                info.setTextInteractionFlags(Qt.TextSelectableByMouse)
+                info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
                 grid.addWidget(info, row, 0, 1, 3)
                 row += 1
                 button.clicked.connect(lambda _=False, k=key: self.start_download(k))
@@ -131,7 +131,7 @@ class ModelSettingsDialog(QDialog):
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
-        buttons = QDialogButtonBox(QDialogButtonBox.Save | QDialogButtonBox.Cancel, self)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel, self)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
@@ -152,7 +152,7 @@ class ModelSettingsDialog(QDialog):
         except ImportError:
             self.check_dependencies()
             return
-        DependenciesDialog(self, on_installed=lambda *_: self.check_dependencies()).exec_()
+        DependenciesDialog(self, on_installed=lambda *_: self.check_dependencies()).exec()
 
     def start_download(self, key: str) -> None:
         from ..weights import CATALOG, default_folder
@@ -183,7 +183,7 @@ class ModelSettingsDialog(QDialog):
             self.status.setText(f"Downloaded and verified: {task.path}")
         else:
             self.status.setText(f"Download failed: {task.error}")
-            log(f"download failed: {task.error}", Qgis.Warning)
+            log(f"download failed: {task.error}", Qgis.MessageLevel.Warning)
 
     def save(self) -> None:
         for key, widget in self.file_widgets.items():

@@ -14,9 +14,9 @@ class QueryEdit(QPlainTextEdit):
         self._model = QStringListModel([], self)
         self._completer = QCompleter(self._model, self)
         self._completer.setWidget(self)
-        self._completer.setCaseSensitivity(Qt.CaseInsensitive)
-        self._completer.setFilterMode(Qt.MatchContains)
-        self._completer.setCompletionMode(QCompleter.PopupCompletion)
+        self._completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self._completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self._completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
         self._completer.activated[str].connect(self._insert_completion)
         self.setPlaceholderText("One description per line, e.g.\nthe white storage tanks\nthe runway")
         self.setTabChangesFocus(True)
@@ -38,18 +38,18 @@ class QueryEdit(QPlainTextEdit):
 
     def _insert_completion(self, text: str) -> None:
         cursor = self.textCursor()
-        cursor.movePosition(QTextCursor.StartOfBlock)
-        cursor.movePosition(QTextCursor.EndOfBlock, QTextCursor.KeepAnchor)
+        cursor.movePosition(QTextCursor.MoveOperation.StartOfBlock)
+        cursor.movePosition(QTextCursor.MoveOperation.EndOfBlock, QTextCursor.MoveMode.KeepAnchor)
         cursor.insertText(text)
         self.setTextCursor(cursor)
 
     def keyPressEvent(self, event):  # noqa: N802 - Qt's name
         popup = self._completer.popup()
-        if popup.isVisible() and event.key() in (Qt.Key_Enter, Qt.Key_Return, Qt.Key_Escape, Qt.Key_Tab,
-                                                 Qt.Key_Backtab):
+        if popup.isVisible() and event.key() in (Qt.Key.Key_Enter, Qt.Key.Key_Return, Qt.Key.Key_Escape, Qt.Key.Key_Tab,
+                                                 Qt.Key.Key_Backtab):
             event.ignore()
             return
-        forced = event.key() == Qt.Key_Space and event.modifiers() & Qt.ControlModifier
+        forced = event.key() == Qt.Key.Key_Space and event.modifiers() & Qt.KeyboardModifier.ControlModifier
         if not forced:
             super().keyPressEvent(event)
         prefix = self._current_line().strip()
