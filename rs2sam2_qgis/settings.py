@@ -111,3 +111,13 @@ def engine_defaults() -> dict:
         elif field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             defaults[field.name] = field.default_factory()  # type: ignore[misc]
     return defaults
+
+
+#: how each engine scope is shown to the analyst (the values themselves are the engine's: pipeline/options.SCOPES)
+SCOPE_LABELS = {"extent": "The whole area: one answer for the area (default)",
+                "tile": "Each tile on its own (every tile answers)"}
+
+
+def engine_scopes() -> list[tuple[str, str]]:
+    """[(scope, label)] in the engine's order; its first is the engine's default."""
+    return [(s, SCOPE_LABELS.get(s, s)) for s in _light_options_module().SCOPES]

@@ -53,12 +53,24 @@ def _engine_default(name: str, fallback=None):
         return fallback
 
 
+def _scopes() -> list[tuple[str, str]]:
+    """The engine's scopes with their labels (whole area first: the default)."""
+    try:
+        from ..settings import engine_scopes
+
+        return engine_scopes()
+    except Exception:  # noqa: BLE001 - engine missing: the run says why
+        return [("extent", "The whole area"), ("tile", "Each tile on its own")]
+
+
 class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
     INPUT = "INPUT"
     QUERIES = "QUERIES"
     MODEL = "MODEL"
     DEVICE = "DEVICE"
     MODE = "MODE"
+    SCOPE = "SCOPE"
+    PRESENCE = "PRESENCE"
     TILE = "TILE"
     OVERLAP = "OVERLAP"
     THRESHOLD = "THRESHOLD"
@@ -95,8 +107,11 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self):  # noqa: N802
         return ("Finds the objects a text describes (\"the white storage tanks\", \"the runway\") in a raster and "
-                "returns them as polygons in the raster's CRS, with the attributes query, score, area_m2, model "
-                "and created_at.\n\n"
+                "returns them as polygons in the raster's CRS, with the attributes query, score, area_m2, model, "
+                "created_at, presence and rank.\n\n"
+                "Answer for: the whole area (default) answers each description once for the area: 'the largest "
+                "building' gives one polygon, 'the two white tanks' two, a description of something absent none. "
+                "Each tile: every tile answers on its own.\n\n"
                 "Descriptions: one per line, or separated by ';'.\n"
                 "Model: 'demo' (small, no download), a model_core preset name (weights from Model settings), a "
                 "checkpoint file, or py:module:callable.\n"
@@ -135,8 +150,14 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         mode = QgsProcessingParameterEnum(self.MODE, "Decision (analyst: probabilities at the tile's size; "
                                           "authors: the RS2-SAM2 release's own contract)", options=MODES,
                                           defaultValue=0)
-        for param in (tile, overlap, threshold, min_area, simplify, extent, mask, mode):
-            if param.name() in (self.TILE, self.SIMPLIFY, self.EXTENT, self.MASK, self.MODE):
+        scope = QgsProcessingParameterEnum(self.SCOPE, "Answer for", options=[label for _, label in _scopes()],
+                                           defaultValue=0)
+        presence = QgsProcessingParameterNumber(self.PRESENCE, "Presence threshold (whole area: tiles the model "
+                                                "believes do not show the description give nothing)",
+                                                NUMBER_DOUBLE, defaultValue=_engine_default("presence_threshold", 0.5),
+                                                minValue=0.0, maxValue=0.99)
+        for param in (scope, tile, overlap, threshold, min_area, simplify, extent, mask, mode, presence):
+            if param.name() in (self.TILE, self.SIMPLIFY, self.EXTENT, self.MASK, self.MODE, self.PRESENCE):
                 param.setFlags(param.flags() | PARAMETER_ADVANCED)
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Segments",
@@ -165,6 +186,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             "threshold": self.parameterAsDouble(parameters, self.THRESHOLD, context),
             "min_area_m2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
             "single_layer": True,  # one output layer; the `query` field tells the descriptions apart
+            "scope": _scopes()[self.parameterAsEnum(parameters, self.SCOPE, context)][0],
+            "presence_threshold": self.parameterAsDouble(parameters, self.PRESENCE, context),
         }
         if parameters.get(self.TILE) not in (None, ""):
             values["tile"] = self.parameterAsInt(parameters, self.TILE, context)

@@ -51,6 +51,8 @@ ADVANCED = {
     "min_area_m2": ("Min area (m²)", float, 0.0, 1e9, 1, "Polygons with a smaller ground area are dropped"),
     "simplify": ("Simplify", float, -1.0, 1e6, 2, "Douglas-Peucker tolerance in map units; 0 = none; "
                  "auto = half a pixel"),
+    "presence_threshold": ("Presence", float, 0.0, 0.99, 2, "Whole area only: a tile whose presence (the model's "
+                           "belief that it shows what you described at all) is below this gives nothing"),
 }
 AUTO_TEXT = {"tile": "model's size", "simplify": "auto (½ pixel)"}
 
@@ -172,6 +174,15 @@ class Rs2Sam2Dock(QgsDockWidget):
                                    "the default gives probabilities thresholded by the Threshold setting.")
         form.addRow("Decision", self.mode_combo)
 
+        self.scope_combo = QComboBox(body)
+        for value, label in settings.engine_scopes():
+            self.scope_combo.addItem(label, value)
+        self.scope_combo.setToolTip("The whole area: each description is answered once for the area, so "
+                                    "'the largest building' or 'the tank in the top left' gives one object and a "
+                                    "description of something absent gives nothing. Each tile: every tile of the "
+                                    "raster answers on its own (the engine before whole-area referring).")
+        form.addRow("Answer for", self.scope_combo)
+
         self.area_combo = QComboBox(body)
         self.area_combo.addItem("Whole layer", AREA_LAYER)
         self.area_combo.addItem("Map canvas extent", AREA_CANVAS)
@@ -268,6 +279,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.checkpoint_widget.setFilePath(settings.get("checkpoint", "", str))
         self._set_combo_data(self.device_combo, settings.get("device", "auto", str))
         self._set_combo_data(self.mode_combo, settings.get("mode", "analyst", str))
+        self._set_combo_data(self.scope_combo, settings.get("scope", self.scope_combo.itemData(0), str))
         self._set_combo_data(self.area_combo, settings.get("area", AREA_LAYER, str))
         self.advanced.setCollapsed(settings.get("advanced_collapsed", True, bool))
         for name, widget in self.advanced_widgets.items():
@@ -292,6 +304,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         settings.set("checkpoint", self.checkpoint_widget.filePath())
         settings.set("device", self.device_combo.currentData())
         settings.set("mode", self.mode_combo.currentData())
+        settings.set("scope", self.scope_combo.currentData())
         settings.set("area", self.area_combo.currentData())
         settings.set("advanced_collapsed", self.advanced.isCollapsed())
         for name, widget in self.advanced_widgets.items():
@@ -364,6 +377,7 @@ class Rs2Sam2Dock(QgsDockWidget):
             if name in AUTO_TEXT and value <= widget.minimum():
                 value = None
             values[name] = value
+        values["scope"] = self.scope_combo.currentData()
         area = self.area_combo.currentData()
         mask_wkt = None
         if area == AREA_CANVAS:
