@@ -116,6 +116,9 @@ class HeadsConfig:
     mask_prompt_heads: int = 8  # class token attends visual tokens (authors' vmtoken)
     # a presence head on the multimodal class token (model_core/presence.py); the authors' model has none
     presence: bool = False
+    # the presence above which a tile holds the referent, calibrated on held-out scenes with absent referents
+    # (training/presence.py); 0.5 for a model without calibration
+    presence_threshold: float = 0.5
 
 
 @dataclass

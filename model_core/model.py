@@ -47,6 +47,7 @@ class RS2SAM2(nn.Module):
         self.text_proj = nn.Linear(width, dim)
         self.boundary_head = nn.Linear(dim, 1)
         self.presence_head = PresenceHead(width) if cfg.heads.presence else None
+        self.presence_threshold = float(cfg.heads.presence_threshold)
 
         # --- SAM2 image encoder: Hiera trunk with fusion adapters + FPN neck (sam2's modules)
         trunk = FusionHiera(

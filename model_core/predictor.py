@@ -93,6 +93,8 @@ class Predictor:
         self.model = model.to(self.device).eval()
         self.input_size = int(model.input_size)
         self.model_name = str(model.name)
+        # the model's calibrated presence decision (whole-extent referring), 0.5 when it has none
+        self.presence_threshold = float(getattr(model, "presence_threshold", 0.5))
         if batch_size is None:
             batch_size = 8 if self.device.type == "cuda" else 4
         self.batch_size = max(1, int(batch_size))

@@ -158,11 +158,12 @@ def evaluate(prob: np.ndarray, y: np.ndarray) -> dict:
             "fpr": float(dec[y == 0].mean())}
 
 
-def write_with_head(src, dst, head, report: dict) -> Path:
-    """The source checkpoint with the head added: config says so, its weights stored in the source's float dtype
-    beside the frozen ones (which are copied unchanged), the head's report in train_meta."""
+def write_with_head(src, dst, head, report: dict, threshold: float = 0.5) -> Path:
+    """The source checkpoint with the head added: config says so (with its decision ``threshold``), its weights
+    stored in the source's float dtype beside the frozen ones (which are copied unchanged), the report in
+    train_meta."""
     ck = torch.load(src, map_location="cpu", weights_only=True)
-    ck["config"].setdefault("heads", {})["presence"] = True
+    ck["config"].setdefault("heads", {}).update(presence=True, presence_threshold=float(threshold))
     dtype = next(v.dtype for v in ck["state_dict"].values() if v.is_floating_point())
     ck["state_dict"].update({f"presence_head.{k}": v.detach().to(dtype) for k, v in head.state_dict().items()})
     ck["train_meta"] = {**ck.get("train_meta", {}), "presence": json.loads(json.dumps(report))}
@@ -183,6 +184,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--seed", type=int, default=2401)
     ap.add_argument("--features", help="file caching the frozen model's features (reused when it exists)")
+    ap.add_argument("--threshold", type=float, default=0.5,
+                    help="the presence decision written into the checkpoint (calibrate it on held-out mosaics with "
+                         "absent referents: bench/raster_referring.py --split val)")
     a = ap.parse_args(argv)
 
     from model_core import load_model
@@ -214,10 +218,9 @@ def main(argv=None) -> int:
     report = {"train": {"pairs": len(yt), "positives": int(yt.sum()), "final_loss": losses[-1]},
               "val": evaluate(pv, yv), "val_pseudo_peak": evaluate(v_st[:, 0].numpy(), yv),
               "command": " ".join(sys.argv)}
-    write_with_head(a.model, a.out, head, report)
+    report["threshold"] = a.threshold
+    write_with_head(a.model, a.out, head, report, a.threshold)
     print(json.dumps(report, indent=1))
-    with open(str(a.out) + ".json", "w") as f:
-        json.dump(report, f, indent=1)
     return 0
 
 

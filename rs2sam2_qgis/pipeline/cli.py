@@ -96,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
                         "absent; 'the largest', 'in the top left', 'the two ...' judged over the extent); tile: "
                         "every tile answers on its own")
     s.add_argument("--presence-threshold", type=float, default=_D.presence_threshold,
-                   help=f"extent scope: tiles whose presence is below this give nothing ({_D.presence_threshold})")
+                   help="extent scope: tiles whose presence is below this give nothing (default: the model's own "
+                        "calibrated threshold)")
     s.add_argument("--search-levels", type=int, default=_D.search_levels,
                    help=f"extent scope: coarse levels searched before the fine tiles for a singular referent "
                         f"({_D.search_levels}; 0 = run every tile)")

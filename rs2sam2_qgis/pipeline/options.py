@@ -64,8 +64,9 @@ class SegmentOptions:
     #: "the largest", "in the top left", "the two ..." are judged over the extent); "tile": every tile answers on
     #: its own (the engine before whole-raster referring)
     scope: str = "extent"
-    #: extent scope: a tile whose presence (the model's belief that it holds the referent) is below this gives nothing
-    presence_threshold: float = 0.5
+    #: extent scope: a tile whose presence (the model's belief that it holds the referent) is below this gives
+    #: nothing; None = the model's own calibrated threshold (0.5 for a model without one)
+    presence_threshold: Optional[float] = None
     #: extent scope: pyramid levels above the fine tiles searched for singular referents (0 = run every tile)
     search_levels: int = 2
     #: extent scope: a coarse window whose presence is below this is not looked into (recall first: lower than
@@ -108,7 +109,7 @@ class SegmentOptions:
         if self.scope not in SCOPES:
             raise InputError(f"scope {self.scope!r} unknown; use {' or '.join(SCOPES)}")
         for name in ("presence_threshold", "search_threshold"):
-            if not (0.0 <= float(getattr(self, name)) < 1.0):
+            if getattr(self, name) is not None and not (0.0 <= float(getattr(self, name)) < 1.0):
                 raise InputError(f"{name.replace('_', ' ')} {getattr(self, name)} is out of range; use [0, 1)")
         if not (0 <= int(self.search_levels) <= 8):
             raise InputError(f"search levels {self.search_levels} out of range; use 0..8 (0 = run every tile)")

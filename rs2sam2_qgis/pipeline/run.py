@@ -221,6 +221,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     def cached_windows(windows, rgbs, qs):
         return predict_presence(predictor, rgbs, qs, cached_call(windows, rgbs))
 
+    presence_threshold = options.presence_threshold
+    if presence_threshold is None:
+        presence_threshold = float(getattr(predictor, "presence_threshold", 0.5))
     # extent scope: which fine tiles each text needs (coarse-to-fine search), and each tile's presence per text
     fine_needed: dict = {t: None for t in texts}
     presence = np.zeros((len(grid.rows), len(grid.cols), T), np.float32) if extent_scope else None
@@ -263,7 +266,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             presence[row_index[t.row], col_index[t.col]] = pres[k]
             for j, text in enumerate(texts):
                 need = fine_needed[text]
-                if pres[k, j] < options.presence_threshold or (need is not None and (t.row, t.col) not in need):
+                if pres[k, j] < presence_threshold or (need is not None and (t.row, t.col) not in need):
                     prob[k, j] = 0.0
         return prob
 

@@ -153,9 +153,9 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         scope = QgsProcessingParameterEnum(self.SCOPE, "Answer for", options=[label for _, label in _scopes()],
                                            defaultValue=0)
         presence = QgsProcessingParameterNumber(self.PRESENCE, "Presence threshold (whole area: tiles the model "
-                                                "believes do not show the description give nothing)",
-                                                NUMBER_DOUBLE, defaultValue=_engine_default("presence_threshold", 0.5),
-                                                minValue=0.0, maxValue=0.99)
+                                                "believes do not show the description give nothing; empty = the "
+                                                "model's calibrated one)", NUMBER_DOUBLE, defaultValue=None,
+                                                optional=True, minValue=0.0, maxValue=0.99)
         for param in (scope, tile, overlap, threshold, min_area, simplify, extent, mask, mode, presence):
             if param.name() in (self.TILE, self.SIMPLIFY, self.EXTENT, self.MASK, self.MODE, self.PRESENCE):
                 param.setFlags(param.flags() | PARAMETER_ADVANCED)
@@ -187,8 +187,9 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             "min_area_m2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
             "single_layer": True,  # one output layer; the `query` field tells the descriptions apart
             "scope": _scopes()[self.parameterAsEnum(parameters, self.SCOPE, context)][0],
-            "presence_threshold": self.parameterAsDouble(parameters, self.PRESENCE, context),
         }
+        if parameters.get(self.PRESENCE) not in (None, ""):
+            values["presence_threshold"] = self.parameterAsDouble(parameters, self.PRESENCE, context)
         if parameters.get(self.TILE) not in (None, ""):
             values["tile"] = self.parameterAsInt(parameters, self.TILE, context)
         if parameters.get(self.SIMPLIFY) not in (None, ""):

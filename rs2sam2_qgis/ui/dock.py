@@ -51,10 +51,11 @@ ADVANCED = {
     "min_area_m2": ("Min area (m²)", float, 0.0, 1e9, 1, "Polygons with a smaller ground area are dropped"),
     "simplify": ("Simplify", float, -1.0, 1e6, 2, "Douglas-Peucker tolerance in map units; 0 = none; "
                  "auto = half a pixel"),
-    "presence_threshold": ("Presence", float, 0.0, 0.99, 2, "Whole area only: a tile whose presence (the model's "
-                           "belief that it shows what you described at all) is below this gives nothing"),
+    "presence_threshold": ("Presence", float, -0.01, 0.99, 2, "Whole area only: a tile whose presence (the "
+                           "model's belief that it shows what you described at all) is below this gives nothing; "
+                           "model's = the threshold calibrated for the model"),
 }
-AUTO_TEXT = {"tile": "model's size", "simplify": "auto (½ pixel)"}
+AUTO_TEXT = {"tile": "model's size", "simplify": "auto (½ pixel)", "presence_threshold": "model's"}
 
 
 def _installer_available() -> bool:

@@ -1,0 +1,273 @@
+"""Raster-scale referring benchmark (not a test): does a query find its referent in the whole raster, and nothing
+where there is none? Today's per-tile engine (scope "tile") and whole-extent referring (scope "extent") answer the
+same sentences on the same held-out mosaics in one run.
+
+    .venv/bin/python bench/raster_referring.py [--split test] [--mosaics 6] [--per-kind 3] [--big 8192]
+        [--model demo] [--out bench/results] [--name raster_referring]
+
+Mosaics (training/datasets/mosaic.py) paste 2x2 to 4x4 synthetic scenes of 256 px (4x4 to 8x8 tiles of the demo
+model's 128 px) drawn from the split's own seeds (the test split is never trained on); some leave tanks or water out
+everywhere. Sentences are judged over the whole mosaic, in seven kinds (class, attribute, superlative, position,
+count, relation, absent), template wordings and paraphrases the generator never uses. ``--big`` adds one mosaic of
+that side with a single referent (one storage tank in one cell, none elsewhere) to count tile forwards.
+
+Metrics per kind and scope (generalised referring segmentation, taken to raster scale):
+N-acc (absent referents answered with nothing), T-acc (present ones not emptied), gIoU (mean IoU per sentence, a
+correct empty answer counting 1), raster IoU (summed intersection over summed union of the present sentences), false
+positive area outside the ground truth (m2 and share of the answer), model forwards (one per tile or window and text)
+and seconds. Writes NAME.json and NAME.md into --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from collections import defaultdict
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+RES = 0.5
+ORIGIN = (455_000.0, 5_110_000.0)
+EXCLUDES = [(), ("tank",), ("water",), ("tank", "water"), ("vehicle",), ()]
+
+
+def write_geotiff(path: str, image: np.ndarray):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    h, w, _ = image.shape
+    prof = dict(driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs="EPSG:32633",
+                transform=from_origin(ORIGIN[0], ORIGIN[1], RES, RES), tiled=True, blockxsize=256, blockysize=256,
+                compress="deflate", photometric="RGB")
+    with rasterio.open(path, "w", **prof) as dst:
+        dst.write(image.transpose(2, 0, 1))
+    return prof["transform"]
+
+
+def rasterize(polys, shape, transform) -> np.ndarray:
+    from rasterio import features
+
+    if not polys:
+        return np.zeros(shape, bool)
+    return features.rasterize([(p.geometry, 1) for p in polys], out_shape=shape, transform=transform, fill=0,
+                              dtype="uint8").astype(bool)
+
+
+def score(pred: np.ndarray, truth: np.ndarray) -> dict:
+    inter, union = int((pred & truth).sum()), int((pred | truth).sum())
+    return {"inter": inter, "union": union, "fp_px": int((pred & ~truth).sum()), "pred_px": int(pred.sum()),
+            "iou": 1.0 if union == 0 else inter / union, "empty": not pred.any()}
+
+
+def pick(queries, per_kind: int, rng) -> list:
+    """At most ``per_kind`` sentences of each kind, paraphrases and templates alike."""
+    by = defaultdict(list)
+    for q in queries:
+        by[q.kind].append(q)
+    out = []
+    for qs in by.values():
+        idx = rng.permutation(len(qs))[:per_kind]
+        out += [qs[i] for i in sorted(idx)]
+    return out
+
+
+def run_scopes(path, mosaic, queries, predictor, transform, scopes, options) -> list[dict]:
+    from rs2sam2_qgis.pipeline import segment_raster
+
+    rows = []
+    shape = mosaic.labels.shape
+    for scope in scopes:
+        opts = options.replace(scope=scope)
+        t0 = time.perf_counter()
+        res = segment_raster(path, [q.text for q in queries], predictor, opts)
+        secs = time.perf_counter() - t0
+        st = res.stats
+        for q in queries:
+            polys = res.polygons[" ".join(q.text.split())]
+            s = score(rasterize(polys, shape, transform), mosaic.mask(q.target))
+            rows.append(dict(scope=scope, text=q.text, kind=q.kind, template=q.template, present=bool(q.target),
+                             polygons=len(polys), plan=st.plans.get(" ".join(q.text.split()), ""), **s))
+        rows.append(dict(scope=scope, run=True, seconds=secs, forwards=st.forwards, tiles_total=st.tiles_total,
+                         tiles_run=st.tiles_run, tiles_skipped=st.tiles_skipped, coarse_windows=st.coarse_windows,
+                         queries=len(queries), size=shape[0]))
+    return rows
+
+
+def one_referent_scene(seed: int):
+    """A 256 px scene with exactly one storage tank (the lone referent of the big mosaic)."""
+    from training.datasets.synthetic import generate_scene
+
+    for k in range(10_000):
+        sc = generate_scene(np.random.SeedSequence([seed, 99, k]), 256, exclude=("water",))
+        if sum(o.cls == "tank" for o in sc.objects) == 1:
+            return sc
+    raise RuntimeError("no scene with one tank found")
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Metrics per scope and kind ("all" too), and per wording (template / paraphrase)."""
+    px_m2 = RES * RES
+    out: dict = {}
+    for scope in sorted({r["scope"] for r in rows}):
+        qs = [r for r in rows if r["scope"] == scope and not r.get("run")]
+        groups = {"all": qs}
+        for kind in ("class", "attribute", "superlative", "position", "count", "relation", "absent"):
+            groups[kind] = [r for r in qs if r["kind"] == kind]
+        groups["template"] = [r for r in qs if r["template"]]
+        groups["paraphrase"] = [r for r in qs if not r["template"]]
+        res = {}
+        for g, rs in groups.items():
+            if not rs:
+                continue
+            pres = [r for r in rs if r["present"]]
+            absent = [r for r in rs if not r["present"]]
+            inter = sum(r["inter"] for r in pres)
+            union = sum(r["union"] for r in pres)
+            fp = sum(r["fp_px"] for r in rs)
+            pred = sum(r["pred_px"] for r in rs)
+            res[g] = dict(n=len(rs), n_present=len(pres), n_absent=len(absent),
+                          n_acc=float(np.mean([r["empty"] for r in absent])) if absent else None,
+                          t_acc=float(np.mean([not r["empty"] for r in pres])) if pres else None,
+                          giou=float(np.mean([r["iou"] for r in rs])),
+                          raster_iou=inter / union if union else None,
+                          miou_present=float(np.mean([r["iou"] for r in pres])) if pres else None,
+                          fp_m2=fp * px_m2, fp_share=fp / pred if pred else 0.0,
+                          polygons=int(sum(r["polygons"] for r in rs)))
+        runs = [r for r in rows if r["scope"] == scope and r.get("run")]
+        res["runs"] = dict(seconds=sum(r["seconds"] for r in runs), forwards=sum(r["forwards"] for r in runs),
+                           tiles_total=sum(r["tiles_total"] for r in runs), tiles_run=sum(r["tiles_run"] for r in runs))
+        out[scope] = res
+    return out
+
+
+def fmt(v, nd=3):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def markdown(meta: dict, summary: dict, big: dict | None) -> str:
+    lines = [f"# Raster-scale referring ({meta['split']} split, model {meta['model']})", "",
+             f"Command: `{meta['command']}`", "",
+             f"{meta['mosaics']} mosaics ({', '.join(str(s) for s in meta['sizes'])} px at {RES} m), "
+             f"{meta['queries']} sentences; {meta['machine']}; {meta['date']}.", "",
+             "| kind | scope | n (present/absent) | N-acc | T-acc | gIoU | raster IoU | FP area m2 | FP share | "
+             "polygons |", "|---|---|---|---|---|---|---|---|---|---|"]
+    kinds = ["class", "attribute", "superlative", "position", "count", "relation", "absent", "template",
+             "paraphrase", "all"]
+    for kind in kinds:
+        for scope in ("tile", "extent"):
+            r = summary.get(scope, {}).get(kind)
+            if not r:
+                continue
+            lines.append(f"| {kind} | {scope} | {r['n']} ({r['n_present']}/{r['n_absent']}) | {fmt(r['n_acc'])} | "
+                         f"{fmt(r['t_acc'])} | {fmt(r['giou'])} | {fmt(r['raster_iou'])} | {r['fp_m2']:,.0f} | "
+                         f"{r['fp_share']:.3f} | {r['polygons']} |")
+    lines += ["", "| scope | seconds | model forwards | fine tiles run / grid |", "|---|---|---|---|"]
+    for scope in ("tile", "extent"):
+        r = summary.get(scope, {}).get("runs")
+        if r:
+            lines.append(f"| {scope} | {r['seconds']:.1f} | {r['forwards']:,} | {r['tiles_run']:,} / "
+                         f"{r['tiles_total']:,} |")
+    if big:
+        lines += ["", f"## One referent in a {big['size']} x {big['size']} px mosaic: '{big['query']}'", "",
+                  "| scope | IoU | polygons | model forwards | fine tiles run / grid | coarse windows | seconds |",
+                  "|---|---|---|---|---|---|---|"]
+        for scope in ("tile", "extent"):
+            r = big.get(scope)
+            if r:
+                lines.append(f"| {scope} | {r['iou']:.3f} | {r['polygons']} | {r['forwards']:,} | "
+                             f"{r['tiles_run']:,} / {r['tiles_total']:,} | {r['coarse_windows']} | "
+                             f"{r['seconds']:.1f} |")
+        if big.get("tile") and big.get("extent"):
+            lines.append(f"\nForwards: {big['tile']['forwards'] / max(1, big['extent']['forwards']):.1f}x fewer "
+                         f"in extent scope.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ap.add_argument("--mosaics", type=int, default=6)
+    ap.add_argument("--per-kind", type=int, default=3, help="sentences of each kind per mosaic (at most)")
+    ap.add_argument("--big", type=int, default=8192, help="side of the one-referent mosaic (0: none)")
+    ap.add_argument("--model", default="demo")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--presence-threshold", type=float, help="extent scope (default: the engine's)")
+    ap.add_argument("--seed", type=int, default=2401)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--name", default="raster_referring")
+    a = ap.parse_args(argv)
+
+    from model_core import Predictor
+    from rs2sam2_qgis.pipeline.cli import load_model
+    from training.datasets.mosaic import build_mosaic, describe_mosaic
+
+    from rs2sam2_qgis.pipeline import SegmentOptions
+
+    predictor = Predictor(load_model(a.model), device="cpu")
+    options = SegmentOptions(batch_size=a.batch_size)
+    if a.presence_threshold is not None:
+        options = options.replace(presence_threshold=a.presence_threshold)
+    rng = np.random.default_rng(a.seed)
+    rows, sizes, n_queries = [], [], 0
+    with tempfile.TemporaryDirectory(prefix="rs2sam2-bench-") as tmp:
+        for i in range(a.mosaics):
+            cells = (2, 3, 4)[i % 3]
+            mosaic = build_mosaic(a.seed, a.split, i, cells, exclude=EXCLUDES[i % len(EXCLUDES)])
+            path = os.path.join(tmp, f"mosaic_{i}.tif")
+            transform = write_geotiff(path, mosaic.image)
+            queries = pick(describe_mosaic(mosaic, rng), a.per_kind, rng)
+            sizes.append(mosaic.labels.shape[0])
+            n_queries += len(queries)
+            print(f"mosaic {i}: {mosaic.labels.shape[0]} px, {len(queries)} sentences", file=sys.stderr, flush=True)
+            rows += run_scopes(path, mosaic, queries, predictor, transform, ("tile", "extent"), options)
+        big = None
+        if a.big:
+            from training.datasets.mosaic import Query
+
+            cells = a.big // 256
+            lone = one_referent_scene(a.seed)
+            where = int(rng.integers(cells * cells))
+            mosaic = build_mosaic(a.seed, a.split, 999, cells, exclude=("tank", "water"), only_cell=(where, lone))
+            path = os.path.join(tmp, "big.tif")
+            transform = write_geotiff(path, mosaic.image)
+            target = [o.label for o in mosaic.objects if o.cls == "tank"]
+            q = Query("the storage tank", "attribute", target, True)
+            print(f"big mosaic: {a.big} px, one tank in cell {where}", file=sys.stderr, flush=True)
+            del mosaic.image
+            big_rows = run_scopes(path, mosaic, [q], predictor, transform, ("extent", "tile"), options)
+            big = {"size": a.big, "query": q.text}
+            for scope in ("tile", "extent"):
+                qrow = next(r for r in big_rows if r["scope"] == scope and not r.get("run"))
+                run = next(r for r in big_rows if r["scope"] == scope and r.get("run"))
+                big[scope] = {**qrow, **run}
+    summary = summarise(rows)
+    meta = dict(command=" ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/raster_referring.py",
+                                                          *(argv if argv is not None else sys.argv[1:])]),
+                split=a.split, model=a.model, mosaics=a.mosaics, sizes=sizes, queries=n_queries,
+                machine=f"{platform.machine()}, {os.cpu_count()} CPU(s), torch threads "
+                        f"{__import__('torch').get_num_threads()}",
+                date=time.strftime("%Y-%m-%d"))
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, f"{a.name}.json"), "w") as f:
+        json.dump({"meta": meta, "summary": summary, "big": big, "rows": rows}, f, indent=1)
+    md = markdown(meta, summary, big)
+    with open(os.path.join(a.out, f"{a.name}.md"), "w") as f:
+        f.write(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""Presence from negatives (training/presence.py, model_core/presence.py) and raster-scale mosaics
+(training/datasets/mosaic.py)."""
+import numpy as np
+import torch
+
+from model_core import Predictor, build_model, load_model, save_model
+from training.datasets.mosaic import KINDS, NEVER_DRAWN, build_mosaic, describe_mosaic
+from training.presence import TRAIN_ABSENT, features, train_head, window_pairs, write_with_head
+
+
+def test_mosaic_sentences_hold_over_the_whole_mosaic():
+    m = build_mosaic(1, "val", 0, 2, exclude=("tank",))
+    assert m.image.shape == (512, 512, 3) and m.labels.shape == (512, 512)
+    assert not any(o.cls == "tank" for o in m.objects)
+    labels = {o.label for o in m.objects}
+    assert set(np.unique(m.labels)) - {0} <= labels            # every painted label is a listed object
+    qs = describe_mosaic(m, np.random.default_rng(0))
+    assert {q.kind for q in qs} <= set(KINDS) and any(not q.template for q in qs)
+    absent = [q for q in qs if q.kind == "absent"]
+    assert absent and all(q.target == [] for q in absent)
+    assert any(q.text in ("the tanks", "the storage tanks", "the oil tanks") for q in absent)  # excluded class
+    by = {o.label: o for o in m.objects}
+    for q in qs:
+        if q.kind == "superlative" and "largest" in q.text and "building" in q.text:
+            (t,) = q.target
+            assert by[t].area == max(o.area for o in m.objects if o.cls == "building")
+
+
+def test_window_pairs_label_positives_free_hard_and_vocabulary_negatives():
+    m = build_mosaic(3, "train", 0, 2)
+    rng = np.random.default_rng(0)
+    pairs = window_pairs(m.image, m.labels, m.objects, 0, 0, 256, 128, rng)
+    texts = {p.text: p.label for p in pairs}
+    assert all(p.window.shape == (128, 128, 3) for p in pairs)
+    present_classes = {o.cls for o in m.objects if o.bbox[0] < 256 and o.bbox[1] < 256 and
+                       (m.labels[:256, :256] == o.label).sum() >= 16}
+    assert any(v == 1 for v in texts.values()) and any(v == 0 for v in texts.values())
+    assert any(t in TRAIN_ABSENT and v == 0 for t, v in texts.items())
+    assert not any(t in NEVER_DRAWN for t in texts)            # the benchmark's absent referents stay unseen
+    if "building" in present_classes:
+        assert any(v == 1 and ("building" in t or "house" in t) for t, v in texts.items())
+
+
+def test_trained_head_travels_in_the_checkpoint_and_drives_the_predictor(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("nano").eval()
+    src = save_model(model, tmp_path / "base.pt")
+    m = build_mosaic(5, "train", 0, 1)
+    pairs = window_pairs(m.image, m.labels, m.objects, 0, 0, 256, model.input_size, np.random.default_rng(1))
+    tok, st = features(model, pairs)
+    y = torch.tensor([p.label for p in pairs], dtype=torch.float32)
+    from model_core.presence import PresenceHead
+
+    head = PresenceHead(model.cfg.union.width)
+    losses = train_head(head, tok, st, y, steps=60)
+    assert losses[-1] < losses[0]
+    out = write_with_head(src, tmp_path / "with_head.pt", head, {"note": "test"})
+    loaded = load_model(out).eval()
+    assert loaded.cfg.heads.presence and loaded.presence_head is not None
+    pred = Predictor(loaded, device="cpu")
+    tiles = np.stack([pairs[0].window, pairs[1].window])
+    _, pres = pred.predict(tiles, [pairs[0].text], presence=True)
+    with torch.no_grad():
+        px = torch.from_numpy(tiles).permute(0, 3, 1, 2).float() / 255.0
+        expect = torch.sigmoid(loaded(px, [pairs[0].text] * 2)["presence_logits"]).numpy()
+    np.testing.assert_allclose(pres[:, 0], expect, atol=1e-5)
+    # a model without the head still reports presence (the pseudo-mask's peak), and loads as before
+    assert not load_model(src).cfg.heads.presence
