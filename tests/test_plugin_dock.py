@@ -124,12 +124,15 @@ def test_dock_builds_with_engine_defaults_and_fills_from_settings(clean_state, i
     assert dock.advanced_widgets["threshold"].value() == pytest.approx(defaults.threshold)
     assert dock.advanced_widgets["min_area_m2"].value() == pytest.approx(defaults.min_area_m2)
     assert dock.advanced_widgets["tile"].specialValueText() and defaults.tile is None
+    assert dock.scope_combo.currentData() == defaults.scope == "extent"
+    assert dock.advanced_widgets["presence_threshold"].specialValueText() and defaults.presence_threshold is None
     plugin.unload()
 
     s = QgsSettings()
     s.setValue("rs2sam2/queries", "the runway\nwhite tanks")
     s.setValue("rs2sam2/device", "cpu")
     s.setValue("rs2sam2/mode", "authors")
+    s.setValue("rs2sam2/scope", "tile")
     s.setValue("rs2sam2/model_kind", "checkpoint")
     s.setValue("rs2sam2/checkpoint", "/data/model.pt")
     s.setValue("rs2sam2/area", "canvas")
@@ -141,6 +144,7 @@ def test_dock_builds_with_engine_defaults_and_fills_from_settings(clean_state, i
     assert dock.query_edit.queries() == ["the runway", "white tanks"]
     assert dock.device_combo.currentData() == "cpu"
     assert dock.mode_combo.currentData() == "authors"
+    assert dock.scope_combo.currentData() == "tile"
     assert dock.model_kind.currentData() == "checkpoint" and dock.model_spec() == "/data/model.pt"
     assert dock.area_combo.currentData() == "canvas"
     assert dock.advanced_widgets["threshold"].value() == pytest.approx(0.7)
@@ -165,7 +169,7 @@ def test_run_adds_a_styled_layer_per_query_with_engine_attributes(clean_state, i
     assert white.crs() == raster.crs()
     feature = next(white.getFeatures())
     names = [f.name() for f in white.fields()]
-    for field in ("query", "score", "area_m2", "model", "created_at"):
+    for field in ("query", "score", "area_m2", "model", "created_at", "presence", "rank"):
         assert field in names
     assert feature["query"] == "the white tank" and feature["model"] == "colour-test"
     # the white square is 32 x 32 px of 0.5 m = 256 m2
@@ -294,7 +298,7 @@ def test_area_canvas_extent_limits_the_run(clean_state, iface, scene):
     canvas.setExtent(QgsRectangle(500030.0, 4649712.0, 500064.0, 4649740.0))
     dock.area_combo.setCurrentIndex(dock.area_combo.findData("canvas"))
     options, mask_wkt = dock.build_options(raster)
-    assert mask_wkt is None
+    assert mask_wkt is None and options["scope"] == "extent" and options["presence_threshold"] is None
     xmin, ymin, xmax, ymax = options["extent"]
     assert xmin <= 500030.0 and xmax >= 500064.0
     task = _run(dock)
