@@ -143,6 +143,9 @@ class ConfigBase:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]):
+        # Checkpoints written before issue 18 carry "prob_rule", then a config default (never a trained choice);
+        # the probability now follows the family's loss (model_core/decision.py), so the stored value is dropped.
+        d = {k: v for k, v in d.items() if k != "prob_rule"}
         return _from_dict(cls, d)
 
     def replace(self, **overrides):
@@ -178,9 +181,6 @@ class ModelConfig(ConfigBase):
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    # How logits become probabilities: "sigmoid" (ours) or "authors" (sigmoid(2x - 1): > 0.5 iff logit > 0.5,
-    # the softmax over [1 - x, x] their losses and argmax decision use).
-    prob_rule: str = "sigmoid"
 
 
 def _to_jsonable(x):

@@ -62,7 +62,6 @@ class RSRefSegConfig(ConfigBase):
     prompter: PrompterConfig = field(default_factory=PrompterConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     loss: RSRefSegLossConfig = field(default_factory=RSRefSegLossConfig)
-    prob_rule: str = "sigmoid"
 
 
 def rsrefseg_preset() -> RSRefSegConfig:
