@@ -181,6 +181,9 @@ class ModelConfig(ConfigBase):
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # precision="auto" on a CPU with native bf16 runs this model in bf16: set per preset where
+    # bench/results/cpu_precision.md measured bf16 faster than fp32 with decisions as good (model_core/precision.py)
+    cpu_bf16: bool = False
 
 
 def _to_jsonable(x):
@@ -215,6 +218,7 @@ def _paper() -> ModelConfig:
         name="rs2sam2-paper",
         union=UnionConfig(backend="beit3", spm_path=None),
         fusion=FusionConfig(mask_text_padding=False),
+        cpu_bf16=True,
     )
 
 

@@ -13,6 +13,7 @@ from affine import Affine
 from .batching import Prefetcher, batched
 from .errors import Cancelled, InputError
 from .feature_cache import FeatureCache, cache_usable, predict_cached, source_fingerprint, tile_key
+from .oom import BatchBackoff
 from .options import SegmentOptions
 from .polygonize import DetectedPolygon, Polygonizer, band_rows, memory_rows, shapes_from_band, shapes_from_memory
 from .source import RasterSource, open_source
@@ -36,12 +37,15 @@ class RunStats:
     device: str = ""
     device_reason: str = ""
     precision: str = ""
+    precision_reason: str = ""
     model: str = ""
     canvas: str = ""                 # "memory" or "disk"
     tile: int = 0
     overlap_px: int = 0
     tiles_encoded: int = 0           # tiles whose features were computed (feature-reusable models; else 0)
     feature_cache_hits: int = 0      # tiles whose features came from the feature cache (memory or disk)
+    batch_size: int = 0              # (image, query) pairs per forward at the end of the run
+    cuda_oom_halvings: int = 0       # times CUDA ran out of memory and the batch was halved (pipeline/oom.py)
 
     @property
     def seconds_per_megapixel(self) -> float:
@@ -115,8 +119,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     created_at = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     stats = RunStats(tiles_total=len(grid), megapixels=aoi.height * aoi.width / 1e6,
                      device=str(predictor.device), device_reason=getattr(predictor, "device_reason", ""),
-                     precision=getattr(predictor, "precision", ""), model=predictor.model_name, tile=tile,
-                     overlap_px=grid.overlap_px)
+                     precision=getattr(predictor, "precision", ""),
+                     precision_reason=getattr(predictor, "precision_reason", ""), model=predictor.model_name,
+                     tile=tile, overlap_px=grid.overlap_px)
     T = len(queries)
     canvas_mb = aoi.height * aoi.width * (4 * T) / 2**20
     if canvas_mb > options.in_memory_max_mb:
@@ -136,6 +141,10 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
         if progress is not None:
             progress(float(min(max(frac, 0.0), 1.0)), msg)
 
+    done = 0
+    backoff = BatchBackoff(getattr(predictor, "batch_size", None) or 1,
+                           lambda msg: report(0.9 * done / max(1, len(grid)), msg))
+
     def produce():
         with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20), src.open() as ds:
             for batch in batched(grid, options.batch_size):
@@ -150,8 +159,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     try:
         with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20):
             stitcher = Stitcher(T, aoi, tile, grid.overlap_px, sink, grid.rows, grid.cols)
-            report(0.0, f"{len(grid)} tiles of {tile} px on {stats.device}")
-            done = 0
+            report(0.0, f"{len(grid)} tiles of {tile} px on {stats.device} ({stats.precision})")
             with Prefetcher(produce, depth=options.prefetch) as reader:
                 for items in reader:
                     if cancelled():
@@ -159,12 +167,13 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     run = [it for it in items if it[3]]
                     if run:
                         t0 = time.perf_counter()
+                        tiles = np.stack([it[1] for it in run])
                         if cache is not None:
                             keys = [tile_key(fingerprint, (it[0].row, it[0].col, it[0].size, it[0].size), it[1])
                                     for it in run]
-                            prob = predict_cached(predictor, cache, keys, [it[1] for it in run], queries)
+                            prob = backoff.run(lambda bs: predict_cached(predictor, cache, keys, tiles, queries, bs))
                         else:
-                            prob = predictor.predict(np.stack([it[1] for it in run]), queries)
+                            prob = backoff.run(lambda bs: predictor.predict(tiles, queries, bs))
                         stats.seconds_inference += time.perf_counter() - t0
                         stats.tiles_run += len(run)
                     t0 = time.perf_counter()
@@ -177,6 +186,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     done += len(items)
                     report(0.9 * done / max(1, len(grid)), f"tile {done}/{len(grid)}")
                 stats.seconds_read = reader.seconds_busy
+            stats.batch_size, stats.cuda_oom_halvings = backoff.batch_size, backoff.halvings
             if cache is not None:
                 stats.feature_cache_hits = cache.stats.memory_hits + cache.stats.disk_hits - cache_before[0]
                 stats.tiles_encoded = cache.stats.encoded - cache_before[1]
@@ -192,7 +202,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                 simplify = 0.5
             poly = Polygonizer(aoi_transform, src.crs_wkt, options.threshold, simplify, options.min_area_m2,
                                options.min_pixels, options.fill_holes_m2, predictor.model_name, created_at,
-                               options.connectivity)
+                               options.connectivity, stats.device, stats.precision)
             polygons = {}
             if sink.kind == "memory":
                 for i, q in enumerate(queries):
@@ -213,7 +223,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
         sink.cleanup()
     stats.seconds_total = time.perf_counter() - t_start
     n = sum(len(v) for v in polygons.values())
-    report(1.0, f"{n} polygon(s) in {stats.seconds_total:.1f} s on {stats.device}")
+    report(1.0, f"{n} polygon(s) in {stats.seconds_total:.1f} s on {stats.device} ({stats.precision})")
     return SegmentResult(queries=queries, polygons=polygons, crs_wkt=src.crs_wkt, raster_path=str(raster_path),
                          model=predictor.model_name, created_at=created_at, stats=stats,
                          single_layer=options.single_layer)

@@ -95,8 +95,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self):  # noqa: N802
         return ("Finds the objects a text describes (\"the white storage tanks\", \"the runway\") in a raster and "
-                "returns them as polygons in the raster's CRS, with the attributes query, score, area_m2, model "
-                "and created_at.\n\n"
+                "returns them as polygons in the raster's CRS, with the attributes query, score, area_m2, model, "
+                "device, precision and created_at.\n\n"
                 "Descriptions: one per line, or separated by ';'.\n"
                 "Model: 'demo' (small, no download), a model_core preset name (weights from Model settings), a "
                 "checkpoint file, or py:module:callable.\n"
@@ -224,7 +224,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         stats = reply.get("stats") or {}
         device_used = stats.get("device", "")
         feedback.pushInfo(f"{reply['count']} polygons for {len(queries)} description(s) on {device_used} "
-                          f"({stats.get('device_reason', '')})")
+                          f"({stats.get('device_reason', '')}), {stats.get('precision', '')} "
+                          f"({stats.get('precision_reason', '')})")
         output = target
         if target.lower().endswith(".gpkg") and reply.get("layers"):  # the layer this run wrote, not the first one
             output = f"{target}|layername={reply['layers'][0]}"
