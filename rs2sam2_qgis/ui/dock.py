@@ -504,7 +504,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.status_label.setText(f"{total} polygon{'s' if total != 1 else ''} ({counts}) in {task.seconds:.1f} s "
                                   f"on {device}{reason}{precision}{model}{oom}.")
         log(f"run done: {self.status_label.text()} -> {reply['output']}")
-        _deps_glue("record_run", device, stats.get("device_reason", ""))
+        _deps_glue("record_run", device, f"{stats.get('device_reason', '')}{precision}")
 
     def show_error(self, message: str, trace: str | None = None, logged: bool = False) -> None:
         self.status_label.setText(f"Error: {message}")
