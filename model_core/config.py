@@ -148,6 +148,9 @@ class ConfigBase:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]):
+        # Checkpoints written before issue 18 carry "prob_rule", then a config default (never a trained choice);
+        # the probability now follows the family's loss (model_core/decision.py), so the stored value is dropped.
+        d = {k: v for k, v in d.items() if k != "prob_rule"}
         return _from_dict(cls, d)
 
     def replace(self, **overrides):
@@ -183,9 +186,9 @@ class ModelConfig(ConfigBase):
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    # How logits become probabilities: "sigmoid" (ours) or "authors" (sigmoid(2x - 1): > 0.5 iff logit > 0.5,
-    # the softmax over [1 - x, x] their losses and argmax decision use).
-    prob_rule: str = "sigmoid"
+    # precision="auto" on a CPU with native bf16 runs this model in bf16: set per preset where
+    # bench/results/cpu_precision.md measured bf16 faster than fp32 with decisions as good (model_core/precision.py)
+    cpu_bf16: bool = False
 
 
 def _to_jsonable(x):
@@ -220,6 +223,7 @@ def _paper() -> ModelConfig:
         name="rs2sam2-paper",
         union=UnionConfig(backend="beit3", spm_path=None),
         fusion=FusionConfig(mask_text_padding=False),
+        cpu_bf16=True,
     )
 
 

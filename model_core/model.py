@@ -17,6 +17,7 @@ from sam2.modeling.sam.prompt_encoder import PromptEncoder
 from sam2.modeling.sam.transformer import TwoWayTransformer
 
 from .config import ModelConfig
+from .decision import prob_from_logits
 from .fusion import FusionHiera, FusionImageEncoder
 from .losses import RS2SAM2Loss
 from .presence import PresenceHead, mask_statistics
@@ -214,15 +215,12 @@ class RS2SAM2(nn.Module):
     def loss(self, output: Dict[str, torch.Tensor], target: torch.Tensor):
         return self.criterion(output, target)
 
+    # RS2SAM2Loss trains softmax([1 - x, x]): the probability the model learned is sigmoid(2x - 1) (decision.py)
+    prob_rule = "two_class"
+
     def logits_to_prob(self, logits: torch.Tensor, rule: Optional[str] = None) -> torch.Tensor:
-        """rule "sigmoid" (default unless the config says otherwise): sigmoid(x).
-        rule "authors": sigmoid(2x - 1) = softmax([1 - x, x])[1], so prob > 0.5 exactly where logit > 0.5."""
-        rule = rule or self.cfg.prob_rule
-        if rule == "sigmoid":
-            return torch.sigmoid(logits)
-        if rule == "authors":
-            return torch.sigmoid(2.0 * logits - 1.0)
-        raise ValueError(f"unknown prob rule {rule!r} (sigmoid | authors)")
+        """The trained probability sigmoid(2x - 1): > 0.5 exactly where logit > 0.5 (``rule`` measures another)."""
+        return prob_from_logits(logits, rule or self.prob_rule)
 
     @staticmethod
     def authors_decision(logits: torch.Tensor) -> torch.Tensor:

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Predictor", "resolve_device"]
+from .precision import resolve_precision
 
-_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+__all__ = ["Predictor", "resolve_device"]
 
 
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> tuple[torch.device, str]:
@@ -50,20 +50,6 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> tuple[tor
     raise ValueError(f"unknown device '{device}': use auto, cpu or cuda")
 
 
-def _resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    precision = (precision or "auto").strip().lower()
-    if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    if precision not in _PRECISIONS:
-        raise ValueError(f"unknown precision '{precision}': use auto, fp32, bf16 or fp16")
-    dtype = _PRECISIONS[precision]
-    if device.type == "cpu" and dtype == torch.float16:
-        raise ValueError("fp16 autocast is not supported on CPU; use bf16 or fp32")
-    return dtype
-
-
 class Predictor:
     """Runs a model that follows the segmentation-model protocol on numpy tiles.
 
@@ -88,8 +74,8 @@ class Predictor:
             if not hasattr(model, attr):
                 raise TypeError(f"model {type(model).__name__} lacks '{attr}' (see the model protocol)")
         self.device, self.device_reason = resolve_device(device)
-        self.dtype = _resolve_precision(precision, self.device)
-        self.precision = {v: k for k, v in _PRECISIONS.items()}[self.dtype]
+        # precision_reason: why this precision (auto: native bf16 CPU + the model's measured declaration)
+        self.dtype, self.precision, self.precision_reason = resolve_precision(precision, self.device, model)
         self.model = model.to(self.device).eval()
         self.input_size = int(model.input_size)
         self.model_name = str(model.name)

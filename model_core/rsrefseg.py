@@ -33,6 +33,7 @@ from sam2.modeling.sam.mask_decoder import MaskDecoder
 from sam2.modeling.sam.prompt_encoder import PromptEncoder
 from sam2.modeling.sam.transformer import TwoWayTransformer
 
+from .decision import prob_from_logits
 from .lora import apply_lora, is_lora_name
 from .rsrefseg_config import RSRefSegConfig, TowersConfig
 
@@ -453,11 +454,11 @@ class RSRefSeg(nn.Module):
         parts["total"] = float(total.detach())
         return total, parts
 
+    # its loss is BCE (+ Dice) on sigmoid(logits): the probability it learned is sigmoid(x) (decision.py)
+    prob_rule = "sigmoid"
+
     def logits_to_prob(self, logits: torch.Tensor, rule: Optional[str] = None) -> torch.Tensor:
-        rule = rule or self.cfg.prob_rule
-        if rule != "sigmoid":
-            raise ValueError(f"unknown prob rule {rule!r} for RSRefSeg (sigmoid)")
-        return torch.sigmoid(logits)
+        return prob_from_logits(logits, rule or self.prob_rule)
 
     # ------------------------------------------------------------------ checkpoint hooks
     def checkpoint_extras(self) -> Dict[str, torch.Tensor]:

@@ -62,7 +62,7 @@ class RSRefSegConfig(ConfigBase):
     prompter: PrompterConfig = field(default_factory=PrompterConfig)
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     loss: RSRefSegLossConfig = field(default_factory=RSRefSegLossConfig)
-    prob_rule: str = "sigmoid"
+    cpu_bf16: bool = False  # as ModelConfig.cpu_bf16 (model_core/precision.py)
 
 
 def rsrefseg_preset() -> RSRefSegConfig:

@@ -1,8 +1,8 @@
 """Engine result -> QGIS layers (one per query, in a group, styled, zoomed to) and GeoPackage export.
 
 The engine's own `write_vector` writes the run into a GeoPackage (atomic, attributes exactly as the engine defines
-them: query, score, area_m2, model, created_at); each query becomes a layer on that file filtered by its `query`
-attribute. The layers are file-backed, so they survive saving and reopening the project.
+them: query, score, area_m2, model, device, precision, created_at); each query becomes a layer on that file
+filtered by its `query` attribute. The layers are file-backed, so they survive saving and reopening the project.
 """
 from __future__ import annotations
 

@@ -19,6 +19,12 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+def pytest_configure(config):
+    # registered here, not in pyproject.toml, whose hash stamps the environment (a new marker needs no rebuild)
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one; bash bench/gpu_check.sh runs "
+                                       "them with -m cuda)")
+
+
 @pytest.fixture(scope="session")
 def qgis_app():
     """The session's QgsApplication (reused if a plugin such as pytest-qgis already made one)."""

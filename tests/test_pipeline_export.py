@@ -41,7 +41,7 @@ def test_gpkg_layer_per_query_then_new_layers_then_append(tmp_path, result):
     out = tmp_path / "out.gpkg"
     assert write_vector(result, out) == ["red_roofs", "blue_pools"]
     info = pyogrio.read_info(out, layer="red_roofs")
-    assert list(info["fields"]) == ["query", "score", "area_m2", "model", "created_at", "presence", "rank"]
+    assert list(info["fields"]) == ["query", "score", "area_m2", "model", "device", "precision", "created_at", "presence", "rank"]
     assert info["features"] == 1 and info["crs"] == "EPSG:32633"
     # a second run adds new layers, never touching the first ones
     assert write_vector(result, out) == ["red_roofs_2", "blue_pools_2"]
@@ -109,7 +109,7 @@ def test_geojson_and_shapefile_by_extension(tmp_path, result):
     write_vector(result, shp, append=True)
     info = pyogrio.read_info(shp)
     assert info["driver"] == "ESRI Shapefile" and info["features"] == 4
-    assert list(info["fields"]) == ["query", "score", "area_m2", "model", "created_at", "presence", "rank"]
+    assert list(info["fields"]) == ["query", "score", "area_m2", "model", "device", "precision", "created_at", "presence", "rank"]
     with pytest.raises(InputError, match="unsupported extension"):
         write_vector(result, tmp_path / "o.kml")
     with pytest.raises(InputError, match="cannot be appended"):

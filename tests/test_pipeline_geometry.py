@@ -90,6 +90,7 @@ def test_positions_and_areas_every_crs_and_dtype_with_nodata(tmp_path, predictor
         assert got.area_m2 == pytest.approx(expect_area(exp), rel=0.01)
         assert got.score > 0.95 and got.query == "red roofs" and got.model == "colour-test"
         assert got.created_at.endswith("Z")
+        assert (got.device, got.precision) == ("cpu", "fp32") == (res.stats.device, res.stats.precision)
     nodata_area = pix_box(t, 0, 60, h, 70)
     assert all(p.geometry.intersection(nodata_area).area < 1e-9 * px * px for p in polys)
     if crs_case == "3857":  # the planar "m2" would be ~4x the ground area

@@ -169,9 +169,10 @@ def test_run_adds_a_styled_layer_per_query_with_engine_attributes(clean_state, i
     assert white.crs() == raster.crs()
     feature = next(white.getFeatures())
     names = [f.name() for f in white.fields()]
-    for field in ("query", "score", "area_m2", "model", "created_at", "presence", "rank"):
+    for field in ("query", "score", "area_m2", "model", "device", "precision", "created_at", "presence", "rank"):
         assert field in names
     assert feature["query"] == "the white tank" and feature["model"] == "colour-test"
+    assert feature["device"] == "cpu" and feature["precision"] == "fp32"
     # the white square is 32 x 32 px of 0.5 m = 256 m2
     assert feature["area_m2"] == pytest.approx(256.0, rel=0.1)
     bbox = feature.geometry().boundingBox()
@@ -185,7 +186,7 @@ def test_run_adds_a_styled_layer_per_query_with_engine_attributes(clean_state, i
     assert 0 < symbol.color().alpha() < 255
     assert iface.mapCanvas().extent().contains(white.extent())
     assert "3 polygon" not in dock.status_label.text() and "2 polygons" in dock.status_label.text()
-    assert "cpu" in dock.status_label.text()
+    assert "cpu" in dock.status_label.text() and "fp32 (auto: " in dock.status_label.text()
     assert dock.export_button.isEnabled()
     from qgis.core import QgsSettings
 

@@ -82,7 +82,7 @@ def test_processing_run_writes_one_layer_with_every_query(processing_ready, clea
     assert result["FEATURE_COUNT"] == 2
     assert _queries_and_areas(out) == [("red roofs", 400), ("the white tank", 256)]
     meta = _read(out)[0]
-    assert list(meta["fields"]) == ["query", "score", "area_m2", "model", "created_at", "presence", "rank"]
+    assert list(meta["fields"]) == ["query", "score", "area_m2", "model", "device", "precision", "created_at", "presence", "rank"]
     assert "32633" in meta["crs"]
 
     # "Save to GeoPackage" with a layer name, into the same file: a second layer, the first one untouched

@@ -8,7 +8,8 @@ The model is loaded with model_core.load_model (`demo` = the bundled model_core/
 the model protocol (`predict_masks`, `logits_to_prob`): each image is stretched to the model's input size, the
 logits are resized (bilinear) to the scoring size, turned into probabilities and thresholded. Scoring happens at
 the ground-truth mask's own size unless `--score-size 1024` (the authors' convention) is given; `--authors`
-means `--score-size 1024 --prob-rule authors` (foreground where logit > 0.5). Metric definitions: training/metrics.py.
+means `--score-size 1024 --prob-rule two_class` (foreground where logit > 0.5, which is also the default
+rule of RS2-SAM2 models). Metric definitions: training/metrics.py.
 Output: a Markdown table (stdout, and `<out>/metrics.md`), `<out>/metrics.json`; with `--json` only one JSON
 object on stdout (the split's metrics, or {split: metrics} for several splits).
 """
@@ -67,10 +68,11 @@ def load(spec: str, device: str | torch.device = "cpu") -> torch.nn.Module:
 
 
 def _to_prob(model, logits: torch.Tensor, prob_rule: str | None) -> torch.Tensor:
-    if prob_rule == "authors":
-        return torch.sigmoid(2.0 * logits - 1.0)  # > 0.5 exactly where logit > 0.5 (argmax of [1 - x, x])
-    if prob_rule == "sigmoid":
-        return torch.sigmoid(logits)
+    """The model's own rule (its trained probability), or ``prob_rule`` to measure another one."""
+    from model_core.decision import prob_from_logits
+
+    if prob_rule is not None:
+        return prob_from_logits(logits, prob_rule)
     fn = getattr(model, "logits_to_prob", None)
     return fn(logits) if callable(fn) else torch.sigmoid(logits)
 
@@ -144,10 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     p.add_argument("--score-size", type=int, default=None,
                    help="score at N x N (authors: 1024); default: at the ground-truth mask's own size")
-    p.add_argument("--prob-rule", choices=["model", "sigmoid", "authors"], default="model",
-                   help="logits -> probability: the model's own rule (default), sigmoid, or authors' (logit > 0.5)")
+    p.add_argument("--prob-rule", choices=["model", "two_class", "sigmoid"], default="model",
+                   help="logits -> probability: the rule the model was trained with (default; RS2-SAM2: two_class, "
+                        "sigmoid(2x - 1), i.e. the authors' logit > 0.5), or another one to compare")
     p.add_argument("--authors", action="store_true", help="the authors' convention: --score-size 1024 "
-                   "--prob-rule authors")
+                   "--prob-rule two_class")
     p.add_argument("--level", type=int, default=None, help="synthetic: sentence curriculum level (0-2)")
     p.add_argument("--seed", type=int, default=None, help="synthetic: generator seed")
     p.add_argument("--scene-size", type=int, default=None, help="synthetic: scene side in pixels")
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.authors:
         args.score_size = args.score_size or 1024
-        args.prob_rule = "authors"
+        args.prob_rule = "two_class"
     from model_core.predictor import resolve_device
 
     device, _why = resolve_device(args.device)

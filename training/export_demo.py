@@ -1,6 +1,7 @@
 """Package a run's best checkpoint as the bundled demo model and record its metrics.
 
     python -m training.export_demo runs/demo_nano_stage1 [--out model_core/assets/demo.pt]
+    python -m training.export_demo --measure-only            # re-score the shipped file (e.g. after a rule change)
 
 Writes the checkpoint with fp16 weights (load_model casts them back to fp32) and its train_meta, then evaluates the
 exported file exactly as users and tests do and writes training/demo_metrics.json: the fixed 50-sample val subset
@@ -23,7 +24,8 @@ from .train import export_checkpoint
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("run")
+    p.add_argument("run", nargs="?", help="training run folder (its best.pt is exported)")
+    p.add_argument("--measure-only", action="store_true", help="do not export: score the existing --out file")
     p.add_argument("--out", default=None)
     p.add_argument("--record", default=str(Path(__file__).resolve().parent / "demo_metrics.json"))
     p.add_argument("--threads", type=int, default=1)
@@ -31,9 +33,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     import model_core
 
-    run = Path(a.run)
     out = Path(a.out) if a.out else Path(model_core.__file__).resolve().parent / "assets" / "demo.pt"
-    export_checkpoint(run / "best.pt", out, fp16=True)
+    if not a.measure_only:
+        if not a.run:
+            p.error("give the training run folder, or --measure-only")
+        export_checkpoint(Path(a.run) / "best.pt", out, fp16=True)
     meta = checkpoint_meta(str(out))
     model = model_core.load_model(str(out)).eval()
     opts = {k: v for k, v in meta["val_options"].items() if k != "length"}

@@ -152,8 +152,8 @@ def cmd_segment(a) -> int:
     model = load_model(a.model)
     predictor = make_predictor(model, a.device, a.precision, getattr(a, "mode", "analyst"))
     t_load = time.perf_counter() - t0
-    print(f"model {predictor.model_name} on {predictor.device} ({predictor.device_reason}; "
-          f"{predictor.precision}), loaded in {t_load:.1f} s", file=sys.stderr)
+    print(f"model {predictor.model_name} on {predictor.device} ({predictor.device_reason}), {predictor.precision} "
+          f"({predictor.precision_reason}), loaded in {t_load:.1f} s", file=sys.stderr)
 
     bar = None
     if not a.quiet:
@@ -186,12 +186,16 @@ def cmd_segment(a) -> int:
     total = _fmt_area(result.total_area_m2) if result.crs_wkt else "n/a (pixel coordinates)"
     print(f"total area {total}; {st.seconds_total + t_write:.1f} s for {st.megapixels:.2f} Mpx "
           f"({st.seconds_per_megapixel:.3f} s/Mpx, {st.tiles_run}/{st.tiles_total} tiles of {st.tile} px); "
-          f"device {st.device} ({st.device_reason}); model {st.model}; scope {st.scope}")
+          f"device {st.device} ({st.device_reason}); precision {st.precision} ({st.precision_reason}); "
+          f"model {st.model}; scope {st.scope}")
     if st.tiles_skipped or st.coarse_windows:
         print(f"search: {st.coarse_windows} coarse window(s) looked at, {st.tiles_skipped} of {st.tiles_total} "
               f"fine tiles skipped; {st.forwards} model forwards")
     if st.tiles_encoded or st.feature_cache_hits:
         print(f"features: {st.tiles_encoded} tile(s) encoded, {st.feature_cache_hits} from the feature cache")
+    if st.cuda_oom_halvings:
+        print(f"CUDA ran out of memory {st.cuda_oom_halvings} time(s): the batch was halved to {st.batch_size} "
+              f"(image, query) pairs and the run continued")
     return 0
 
 

@@ -22,7 +22,7 @@ from pyproj import CRS
 from .errors import InputError
 
 DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".shp": "ESRI Shapefile"}
-FIELDS = ["query", "score", "area_m2", "model", "created_at", "presence", "rank"]
+FIELDS = ["query", "score", "area_m2", "model", "device", "precision", "created_at", "presence", "rank"]
 SHAPEFILE_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".qmd")
 
 
@@ -80,6 +80,8 @@ def _columns(polys):
         np.array([p.score for p in polys], dtype=np.float64),
         np.array([np.nan if p.area_m2 is None else p.area_m2 for p in polys], dtype=np.float64),
         np.array([p.model for p in polys], dtype=object),
+        np.array([p.device for p in polys], dtype=object),
+        np.array([p.precision for p in polys], dtype=object),
         np.array([p.created_at for p in polys], dtype=object),
         np.array([np.nan if p.presence is None else p.presence for p in polys], dtype=np.float64),
         np.array([0 if p.rank is None else p.rank for p in polys], dtype=np.int32),

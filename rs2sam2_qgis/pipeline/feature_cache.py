@@ -223,18 +223,20 @@ def tile_key(fingerprint: dict, window, rgb: np.ndarray) -> str:
 
 
 def predict_cached(predictor, cache: FeatureCache, keys: Sequence[str], tiles: np.ndarray, queries,
-                   presence: bool = False):
+                   batch_size: int | None = None, presence: bool = False):
     """predictor.decode over the tiles' features, encoding only the tiles the cache does not hold (``presence``: as
     Predictor.predict)."""
     feats = [cache.get(k, predictor.features_from_bytes) for k in keys]
     miss = [i for i, f in enumerate(feats) if f is None]
     if miss:
-        enc = predictor.encode(np.stack([tiles[i] for i in miss])).split()
+        enc = predictor.encode(np.stack([tiles[i] for i in miss]), batch_size).split()
         cache.stats.encoded += len(miss)
         for i, f in zip(miss, enc):
             feats[i] = f
             cache.put(keys[i], f)
-    return predictor.decode(feats, queries, presence=True) if presence else predictor.decode(feats, queries)
+    if presence:
+        return predictor.decode(feats, queries, batch_size, presence=True)
+    return predictor.decode(feats, queries, batch_size)
 
 
 def cache_usable(predictor) -> bool:

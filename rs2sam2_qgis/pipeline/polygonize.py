@@ -1,4 +1,5 @@
-"""Probability raster -> cleaned polygons with attributes (query, score, area_m2, model, created_at).
+"""Probability raster -> cleaned polygons with attributes (query, score, area_m2, model, device, precision,
+created_at).
 
 Threshold -> rasterio.features.shapes (GDAL polygonize; streaming from a band when the canvas is on disk) ->
 scores (mean probability inside each raw polygon: all polygons rasterised strip by strip with their ids, then one
@@ -34,12 +35,15 @@ class DetectedPolygon:
     area_m2: Optional[float]
     model: str
     created_at: str
+    device: str = ""     # where the model ran (cpu, cuda) and in which precision (fp32, bf16, fp16): the same
+    precision: str = ""  # weights can draw slightly different outlines on another device or precision
     presence: Optional[float] = None  # the model's belief that its tile(s) hold the referent (whole-extent scope)
     rank: Optional[int] = None        # 1 = the best answer to the query over the extent (whole-extent scope)
 
     def attributes(self) -> dict:
         return {"query": self.query, "score": self.score, "area_m2": self.area_m2, "model": self.model,
-                "created_at": self.created_at, "presence": self.presence, "rank": self.rank}
+                "device": self.device, "precision": self.precision, "created_at": self.created_at,
+                "presence": self.presence, "rank": self.rank}
 
 
 def _polygonal(geom):
@@ -60,7 +64,7 @@ def _polygonal(geom):
 class Polygonizer:
     def __init__(self, transform: Affine, crs_wkt: Optional[str], threshold: float, simplify: float,
                  min_area_m2: float, min_pixels: int, fill_holes_m2: float, model: str, created_at: str,
-                 connectivity: int = 4):
+                 connectivity: int = 4, device: str = "", precision: str = ""):
         self.transform = transform
         self.areas = AreaCalculator(crs_wkt)
         self.threshold = threshold
@@ -70,6 +74,7 @@ class Polygonizer:
         self.fill_holes_m2 = fill_holes_m2
         self.model = model
         self.created_at = created_at
+        self.device, self.precision = device, precision
         self.connectivity = connectivity
         self.pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
         self.inv = ~transform
@@ -202,7 +207,7 @@ class Polygonizer:
         out = []
         for g, s, a in zip(geoms[keep], scores[keep], areas[keep]):
             out.append(DetectedPolygon(g, query, float(s), None if np.isnan(a) or not self.areas.available
-                                       else float(a), self.model, self.created_at))
+                                       else float(a), self.model, self.created_at, self.device, self.precision))
         return out
 
 

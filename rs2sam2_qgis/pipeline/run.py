@@ -16,6 +16,7 @@ from .batching import Prefetcher, batched
 from .errors import Cancelled, InputError
 from .expression import parse_expression
 from .feature_cache import FeatureCache, cache_usable, predict_cached, source_fingerprint, tile_key
+from .oom import BatchBackoff
 from .options import SegmentOptions
 from .polygonize import DetectedPolygon, Polygonizer, band_rows, memory_rows, shapes_from_band, shapes_from_memory
 from .search import predict_presence, prunable, search
@@ -41,6 +42,7 @@ class RunStats:
     device: str = ""
     device_reason: str = ""
     precision: str = ""
+    precision_reason: str = ""
     model: str = ""
     canvas: str = ""                 # "memory" or "disk"
     tile: int = 0
@@ -52,6 +54,8 @@ class RunStats:
     coarse_windows: int = 0          # pyramid windows looked at by the search (extent scope)
     forwards: int = 0                # model forwards, one per (tile or window, text) pair
     plans: dict = field(default_factory=dict)  # query -> how it was read (extent scope)
+    batch_size: int = 0              # (image, query) pairs per forward at the end of the run
+    cuda_oom_halvings: int = 0       # times CUDA ran out of memory and the batch was halved (pipeline/oom.py)
 
     @property
     def seconds_per_megapixel(self) -> float:
@@ -188,8 +192,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     created_at = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     stats = RunStats(tiles_total=len(grid), megapixels=aoi.height * aoi.width / 1e6,
                      device=str(predictor.device), device_reason=getattr(predictor, "device_reason", ""),
-                     precision=getattr(predictor, "precision", ""), model=predictor.model_name, tile=tile,
-                     overlap_px=grid.overlap_px, scope=options.scope,
+                     precision=getattr(predictor, "precision", ""),
+                     precision_reason=getattr(predictor, "precision_reason", ""), model=predictor.model_name,
+                     tile=tile, overlap_px=grid.overlap_px, scope=options.scope,
                      plans={q: p.describe() for q, p in plans.items()})
     T = len(texts)
     canvas_mb = aoi.height * aoi.width * (4 * T) / 2**20
@@ -210,6 +215,10 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
         if progress is not None:
             progress(float(min(max(frac, 0.0), 1.0)), msg)
 
+    done = 0
+    backoff = BatchBackoff(getattr(predictor, "batch_size", None) or 1,
+                           lambda msg: report(0.9 * done / max(1, len(grid)), msg))
+
     def cached_call(windows, rgbs):
         """predict(images, texts, **kw) through the feature cache for these windows ((row, col, side) each), or
         None when the model's features cannot be reused."""
@@ -219,7 +228,8 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
         return lambda images, qs, **kw: predict_cached(predictor, cache, keys, images, qs, **kw)
 
     def cached_windows(windows, rgbs, qs):
-        return predict_presence(predictor, rgbs, qs, cached_call(windows, rgbs))
+        call = cached_call(windows, rgbs)
+        return backoff.run(lambda bs: predict_presence(predictor, rgbs, qs, call, batch_size=bs))
 
     presence_threshold = options.presence_threshold
     if presence_threshold is None:
@@ -259,8 +269,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
         rgbs = np.stack([it[1] for it in run])
         call = cached_call([(it[0].row, it[0].col, it[0].size) for it in run], rgbs)
         if not extent_scope:
-            return call(rgbs, texts) if call else predictor.predict(rgbs, texts)
-        prob, pres = predict_presence(predictor, rgbs, texts, call)
+            return backoff.run(lambda bs: call(rgbs, texts, batch_size=bs) if call else
+                               predictor.predict(rgbs, texts, bs))
+        prob, pres = backoff.run(lambda bs: predict_presence(predictor, rgbs, texts, call, batch_size=bs))
         for k, it in enumerate(run):
             t = it[0]
             presence[row_index[t.row], col_index[t.col]] = pres[k]
@@ -273,8 +284,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     try:
         with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20):
             stitcher = Stitcher(T, aoi, tile, grid.overlap_px, sink, grid.rows, grid.cols)
-            report(0.0, f"{len(tiles)} of {len(grid)} tiles of {tile} px on {stats.device}")
-            done = 0
+            report(0.0, f"{len(tiles)} of {len(grid)} tiles of {tile} px on {stats.device} ({stats.precision})")
             with Prefetcher(produce, depth=options.prefetch) as reader:
                 for items in reader:
                     if cancelled():
@@ -296,6 +306,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     done += len(items)
                     report(0.9 * done / max(1, len(tiles)), f"tile {done}/{len(tiles)}")
                 stats.seconds_read = reader.seconds_busy
+            stats.batch_size, stats.cuda_oom_halvings = backoff.batch_size, backoff.halvings
             if cache is not None:
                 stats.feature_cache_hits = cache.stats.memory_hits + cache.stats.disk_hits - cache_before[0]
                 stats.tiles_encoded = cache.stats.encoded - cache_before[1]
@@ -311,7 +322,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                 simplify = 0.5
             poly = Polygonizer(aoi_transform, src.crs_wkt, options.threshold, simplify, options.min_area_m2,
                                options.min_pixels, options.fill_holes_m2, predictor.model_name, created_at,
-                               options.connectivity)
+                               options.connectivity, stats.device, stats.precision)
             found_polygons = {}
             if sink.kind == "memory":
                 for i, q in enumerate(texts):
@@ -336,7 +347,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
         sink.cleanup()
     stats.seconds_total = time.perf_counter() - t_start
     n = sum(len(v) for v in polygons.values())
-    report(1.0, f"{n} polygon(s) in {stats.seconds_total:.1f} s on {stats.device}")
+    report(1.0, f"{n} polygon(s) in {stats.seconds_total:.1f} s on {stats.device} ({stats.precision})")
     return SegmentResult(queries=queries, polygons=polygons, crs_wkt=src.crs_wkt, raster_path=str(raster_path),
                          model=predictor.model_name, created_at=created_at, stats=stats,
                          single_layer=options.single_layer)

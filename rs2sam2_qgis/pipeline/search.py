@@ -32,13 +32,14 @@ def supports_presence(predictor) -> bool:
         return False
 
 
-def predict_presence(predictor, tiles: np.ndarray, texts: Sequence[str], predict: Optional[Callable] = None):
+def predict_presence(predictor, tiles: np.ndarray, texts: Sequence[str], predict: Optional[Callable] = None,
+                     batch_size: Optional[int] = None):
     """(probabilities [B,T,H,W], presence [B,T]) from any predictor: its own presence when it has one, else each
     tile's highest probability. ``predict``: the call to use instead of ``predictor.predict`` (the feature cache's)."""
     fn = predict or predictor.predict
     if supports_presence(predictor):
-        return fn(tiles, list(texts), presence=True)
-    prob = fn(tiles, list(texts))
+        return fn(tiles, list(texts), batch_size=batch_size, presence=True)
+    prob = fn(tiles, list(texts), batch_size=batch_size)
     return prob, prob.reshape(*prob.shape[:2], -1).max(-1)
 
 

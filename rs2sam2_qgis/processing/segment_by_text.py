@@ -108,7 +108,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self):  # noqa: N802
         return ("Finds the objects a text describes (\"the white storage tanks\", \"the runway\") in a raster and "
                 "returns them as polygons in the raster's CRS, with the attributes query, score, area_m2, model, "
-                "created_at, presence and rank.\n\n"
+                "device, precision, created_at, presence and rank.\n\n"
                 "Answer for: the whole area (default) answers each description once for the area: 'the largest "
                 "building' gives one polygon, 'the two white tanks' two, a description of something absent none. "
                 "Each tile: every tile answers on its own.\n\n"
@@ -248,7 +248,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         stats = reply.get("stats") or {}
         device_used = stats.get("device", "")
         feedback.pushInfo(f"{reply['count']} polygons for {len(queries)} description(s) on {device_used} "
-                          f"({stats.get('device_reason', '')})")
+                          f"({stats.get('device_reason', '')}), {stats.get('precision', '')} "
+                          f"({stats.get('precision_reason', '')})")
         output = target
         if target.lower().endswith(".gpkg") and reply.get("layers"):  # the layer this run wrote, not the first one
             output = f"{target}|layername={reply['layers'][0]}"

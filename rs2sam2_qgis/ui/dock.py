@@ -508,12 +508,18 @@ class Rs2Sam2Dock(QgsDockWidget):
         stats = task.stats
         device = stats.get("device") or "?"
         reason = f" ({stats['device_reason']})" if stats.get("device_reason") else ""
+        precision = ""
+        if stats.get("precision"):
+            why = f" ({stats['precision_reason']})" if stats.get("precision_reason") else ""
+            precision = f", {stats['precision']}{why}"
+        oom = (f"; CUDA ran out of memory, batch halved to {stats['batch_size']}"
+               if stats.get("cuda_oom_halvings") else "")
         model = f", model {stats['model']}" if stats.get("model") else ""
         self.progress.setValue(100)
         self.status_label.setText(f"{total} polygon{'s' if total != 1 else ''} ({counts}) in {task.seconds:.1f} s "
-                                  f"on {device}{reason}{model}.")
+                                  f"on {device}{reason}{precision}{model}{oom}.")
         log(f"run done: {self.status_label.text()} -> {reply['output']}")
-        _deps_glue("record_run", device, stats.get("device_reason", ""))
+        _deps_glue("record_run", device, f"{stats.get('device_reason', '')}{precision}")
 
     def show_error(self, message: str, trace: str | None = None, logged: bool = False) -> None:
         self.status_label.setText(f"Error: {message}")
