@@ -4,8 +4,8 @@
     rs2sam2 info RASTER
     rs2sam2 train ...   /   rs2sam2 eval ...     (training.train.main / training.evaluate.main)
 
-Bad input prints one line ("rs2sam2: error: what is wrong; what to do") and exits with code 2, leaving any output
-file untouched. Ctrl-C cancels cleanly (exit code 130, nothing written).
+Exit codes: 0 done; 2 bad input: one line ("rs2sam2: error: what is wrong; what to do"), any output file untouched;
+3 `batch` finished but some rasters failed (failures.csv); 130 cancelled by Ctrl-C (nothing written).
 """
 from __future__ import annotations
 
@@ -23,15 +23,10 @@ _D = SegmentOptions()
 
 
 def load_model(spec: str):
-    """The model behind ``--model``: "demo" (bundled) or a checkpoint path, via model_core.load_model."""
-    import model_core
+    """The model behind ``--model``: "demo" (bundled) or a checkpoint path; a bad file is one InputError line."""
+    from .model_files import load_model_file
 
-    if spec != "demo" and not os.path.exists(spec):
-        raise InputError(f"model checkpoint not found: {spec}; give a checkpoint path or --model demo")
-    try:
-        return model_core.load_model(spec)
-    except FileNotFoundError as exc:
-        raise InputError(f"{exc}; give a checkpoint path with --model PATH") from None
+    return load_model_file(spec)
 
 
 def make_predictor(model, device: str, precision: str, mode: str = "analyst"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -17,7 +18,8 @@ from .options import SegmentOptions
 from .polygonize import DetectedPolygon, Polygonizer, band_rows, memory_rows, shapes_from_band, shapes_from_memory
 from .source import RasterSource, open_source
 from .stitching import GeoTiffSink, MemorySink, Stitcher
-from .tiling import TileGrid, aoi_valid, area_of_interest, mask_in_window
+from .text_window import check_text_window
+from .tiling import TileGrid, aoi_valid, area_of_interest, mask_in_window, no_valid_pixel
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
@@ -77,6 +79,10 @@ def clean_queries(queries) -> list[str]:
     out = []
     for q in queries or []:
         q = " ".join(str(q).split())
+        bad = next((c for c in q if unicodedata.category(c) == "Cc"), None)
+        if bad is not None:
+            raise InputError(f"the query {q!r} holds a control character (U+{ord(bad):04X}); type plain text, e.g. "
+                             f'"the white storage tanks"')
         if not q:
             raise InputError('empty query; type what to find, e.g. "the white storage tanks"')
         if q not in out:
@@ -103,6 +109,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     t_start = time.perf_counter()
     options = (options or SegmentOptions()).validate()
     queries = clean_queries(queries)
+    check_text_window(getattr(predictor, "model", None), queries)
     src = open_source(raster_path, options)
     mask_geom = options.mask_geometry
     if mask_geom is not None and src.pixel_coords:
@@ -177,6 +184,8 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     done += len(items)
                     report(0.9 * done / max(1, len(grid)), f"tile {done}/{len(grid)}")
                 stats.seconds_read = reader.seconds_busy
+            if stats.tiles_run == 0:
+                raise no_valid_pixel(src, options)
             if cache is not None:
                 stats.feature_cache_hits = cache.stats.memory_hits + cache.stats.disk_hits - cache_before[0]
                 stats.tiles_encoded = cache.stats.encoded - cache_before[1]
