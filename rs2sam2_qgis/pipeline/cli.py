@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--simplify", type=float, default=_D.simplify,
                    help="simplify tolerance in map units (default: half a pixel; 0: none)")
     s.add_argument("--fill-holes", type=float, default=_D.fill_holes_m2, help="fill holes smaller than this (m2)")
+    s.add_argument("--max-edges", type=int, default=_D.polygonize_max_edges,
+                   help="masks with more pixel edges are polygonized on coarser cells, with a warning (bounds "
+                        f"memory: ~100 MB per 2 million; default {_D.polygonize_max_edges})")
     s.add_argument("--extent", help="xmin,ymin,xmax,ymax in the raster's CRS")
     s.add_argument("--bands", help="band numbers for R,G,B, e.g. 3,2,1 (default: RGB / 1,2,3 / grey)")
     s.add_argument("--gsd", type=float, help="resample to this ground sample distance (map units per pixel)")
@@ -105,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 def _options(a) -> SegmentOptions:
     return SegmentOptions(
         tile=a.tile, overlap=a.overlap, threshold=a.threshold, min_area_m2=a.min_area, min_pixels=a.min_pixels,
-        simplify=a.simplify, fill_holes_m2=a.fill_holes,
+        simplify=a.simplify, fill_holes_m2=a.fill_holes, polygonize_max_edges=a.max_edges,
         extent=_floats(a.extent, 4, "extent", "--extent 500000,4999000,501000,5000000") if a.extent else None,
         bands=_ints(a.bands, "bands", "--bands 3,2,1") if a.bands else None,
         gsd=a.gsd, batch_size=a.batch_size, allow_pixel_coords=a.allow_pixel_coords,
@@ -158,6 +161,8 @@ def cmd_segment(a) -> int:
         if bar is not None:
             bar.close()
     st = result.stats
+    for warning in st.warnings:
+        print(f"rs2sam2: warning: {warning}", file=sys.stderr)
     print(f"wrote {result.count} polygon(s) to {a.output} (layer(s): {', '.join(layers)})")
     for q in result.queries:
         polys = result.polygons[q]

@@ -1,6 +1,7 @@
 """segment_raster: raster + text queries + predictor -> polygons per query (the engine's one entry point)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import time
 import unicodedata
@@ -15,7 +16,7 @@ from .batching import Prefetcher, batched
 from .errors import Cancelled, InputError
 from .feature_cache import FeatureCache, cache_usable, predict_cached, source_fingerprint, tile_key
 from .options import SegmentOptions
-from .polygonize import DetectedPolygon, Polygonizer, band_rows, memory_rows, shapes_from_band, shapes_from_memory
+from .polygonize import DetectedPolygon, Polygonizer, disk_reader, memory_reader, polygonize_canvas
 from .source import RasterSource, open_source
 from .stitching import GeoTiffSink, MemorySink, Stitcher
 from .text_window import check_text_window
@@ -44,6 +45,7 @@ class RunStats:
     overlap_px: int = 0
     tiles_encoded: int = 0           # tiles whose features were computed (feature-reusable models; else 0)
     feature_cache_hits: int = 0      # tiles whose features came from the feature cache (memory or disk)
+    warnings: list = field(default_factory=list)  # one line each: the run went on, but the user should know
 
     @property
     def seconds_per_megapixel(self) -> float:
@@ -203,20 +205,19 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                                options.min_pixels, options.fill_holes_m2, predictor.model_name, created_at,
                                options.connectivity)
             polygons = {}
-            if sink.kind == "memory":
+            with contextlib.ExitStack() as stack:
+                if sink.kind != "memory":
+                    mds = stack.enter_context(rasterio.open(sink.mask_path))
+                    pds = stack.enter_context(rasterio.open(sink.prob_path))
                 for i, q in enumerate(queries):
                     report(0.9 + 0.1 * i / T, f"polygonizing '{q}'")
-                    shapes = shapes_from_memory(sink.prob[i], options.threshold, aoi_transform,
-                                                options.connectivity)
-                    polygons[q] = poly.polygons(q, shapes, memory_rows(sink.prob[i]), aoi.height, aoi.width,
-                                                cancelled)
-            else:
-                with rasterio.open(sink.mask_path) as mds, rasterio.open(sink.prob_path) as pds:
-                    for i, q in enumerate(queries):
-                        report(0.9 + 0.1 * i / T, f"polygonizing '{q}'")
-                        shapes = shapes_from_band(mds, i + 1, options.connectivity)
-                        polygons[q] = poly.polygons(q, shapes, band_rows(pds, i + 1), aoi.height, aoi.width,
-                                                    cancelled)
+                    read_mask, read_prob = (memory_reader(sink.prob[i], options.threshold) if sink.kind == "memory"
+                                            else disk_reader(mds, pds, i + 1))
+                    polygons[q], warning = polygonize_canvas(poly, q, read_mask, read_prob, aoi.height, aoi.width,
+                                                             options.connectivity, cancelled,
+                                                             options.polygonize_max_edges)
+                    if warning:
+                        stats.warnings.append(warning)
             stats.seconds_polygonize = time.perf_counter() - t0
     finally:
         sink.cleanup()
