@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("qgis.core")
+import qgis.core  # noqa: E402,F401 - QGIS's Python runs the tests: missing QGIS fails, never skips
 
 from test_plugin_support import (  # noqa: E402,F401 - fixtures
     COLOUR_MODEL,
