@@ -136,7 +136,7 @@ def test_strips_with_merged_seams_equal_one_pass_polygonize(connectivity, monkey
     mask = (prob >= 0.5).astype(np.uint8)
     truth = [shapely.geometry.shape(g) for g, v in features.shapes(mask, mask=mask.astype(bool),
                                                                     connectivity=connectivity) if v]
-    monkeypatch.setattr(S, "STRIP_PIXELS", 97 * 7)  # 64-row strips (the minimum): 5 strips, 4 seams
+    monkeypatch.setattr(S, "strip_rows", lambda width, cell=1: 7)  # 7-row strips: 42 seams
     got = list(S.regions(read_mask, read_prob, 300, 97, connectivity))
 
     def key(g):

@@ -97,3 +97,21 @@ def test_max_edges_below_1000_is_refused(bad, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(64))
     assert cli.main(["segment", raster, "red", "-o", str(tmp_path / "a.gpkg"), "--max-edges", bad]) == 2
     assert "max edges" in capsys.readouterr().err
+
+
+def test_a_region_too_complex_to_merge_across_strips_is_coarsened(monkeypatch):
+    """One percolating region crossing every seam: its union would cost ~700 B a vertex, so past the region cap
+    the canvas is polygonized again on cells twice as large, with a warning."""
+    from rs2sam2_qgis.pipeline import strips
+
+    monkeypatch.setattr(strips, "strip_rows", lambda width, cell=1: 64)
+    monkeypatch.setattr(strips, "MAX_REGION_COORDS", 3000)
+    merged = []
+    merge = strips._merge
+    monkeypatch.setattr(strips, "_merge", lambda pieces: merged.append(
+        sum(shapely.get_num_coordinates(p) for p in pieces)) or merge(pieces))
+    prob = (np.random.default_rng(2).random((400, 400)) > 0.3).astype(np.float32)  # 70 %: percolates
+    read_mask, read_prob = memory_reader(prob, 0.5)
+    polys, warning = polygonize_canvas(_poly(), "q", read_mask, read_prob, 400, 400, 4, None, 10**9)
+    assert warning and "crosses strip seams" in warning and "more than the 3,000" in warning
+    assert polys and max(merged, default=0) <= 3000  # no union past the cap

@@ -17,7 +17,8 @@ from rasterio.windows import Window
 
 from .areas import AreaCalculator
 from .errors import Cancelled
-from .strips import MAX_BOUNDARY_EDGES, coarse_factor, coarse_reader, regions
+from . import strips
+from .strips import MAX_BOUNDARY_EDGES, RegionTooComplex, coarse_factor, coarse_reader, regions, strip_rows
 
 CHUNK = 20000  # polygons processed together (bounds Python-side memory)
 CHUNK_COORDS = 2_000_000  # ... or this many vertices
@@ -164,20 +165,28 @@ def polygonize_canvas(poly: Polygonizer, query: str, read_mask, read_prob, heigh
                       connectivity: int = 4, is_cancelled: Optional[Callable] = None,
                       max_edges: int = MAX_BOUNDARY_EDGES) -> tuple[list[DetectedPolygon], Optional[str]]:
     """One query's canvas -> (polygons, a warning or None). ``read_mask(top, bottom)`` / ``read_prob(top,
-    bottom)``: rows of the thresholded mask / probabilities. Past ``max_edges`` boundary edges the mask is
-    polygonized on coarser cells (strips.py) and the warning says so."""
+    bottom)``: rows of the thresholded mask / probabilities. Past ``max_edges`` boundary edges, or with a region
+    too complex to merge across strips, the mask is polygonized on coarser cells (strips.py) and the warning says
+    so."""
     k, edges = coarse_factor(read_mask, read_prob, poly.threshold, height, width, max_edges)
-    if k == 1:
-        return poly.polygons(query, regions(read_mask, read_prob, height, width, connectivity, is_cancelled),
-                             is_cancelled), None
-    cells = coarse_reader(read_prob, height, width, k)
-    threshold = poly.threshold
-    found = regions(lambda t, b: cells(t, b) >= threshold, cells, -(-height // k), -(-width // k), connectivity,
-                    is_cancelled)
-    warning = (f"the mask of '{query}' is noise-like ({edges:,} pixel edges, over the {max_edges:,} that are "
-               f"polygonized pixel by pixel): it was polygonized on {k} x {k} pixel cells to stay in bounded memory; "
-               f"a model suited to this imagery, a higher threshold or a smaller area gives pixel-exact polygons")
-    return poly.polygons(query, found, is_cancelled, cell=k, height=height, width=width), warning
+    why = f"{edges:,} pixel edges, over the {max_edges:,} that are polygonized pixel by pixel"
+    while True:
+        try:
+            if k == 1:
+                return poly.polygons(query, regions(read_mask, read_prob, height, width, connectivity,
+                                                    is_cancelled), is_cancelled), None
+            cells = coarse_reader(read_prob, height, width, k)
+            found = regions(lambda t, b, c=cells: c(t, b) >= poly.threshold, cells, -(-height // k),
+                            -(-width // k), connectivity, is_cancelled, strip_rows(width, k))
+            polys = poly.polygons(query, found, is_cancelled, cell=k, height=height, width=width)
+            break
+        except RegionTooComplex as exc:
+            why = f"{exc}, more than the {strips.MAX_REGION_COORDS:,} merged in bounded memory"
+            k = max(2, 2 * k)
+    warning = (f"the mask of '{query}' is noise-like ({why}): it was polygonized on {k} x {k} pixel cells to stay "
+               f"in bounded memory; a model suited to this imagery, a higher threshold or a smaller area gives "
+               f"pixel-exact polygons")
+    return polys, warning
 
 
 def memory_reader(prob: np.ndarray, threshold: float):

@@ -13,7 +13,9 @@ grow with the area; no streaming bounds that. So the boundary of the mask is cou
 strips); past ``MAX_BOUNDARY_EDGES`` pixel edges (SegmentOptions.polygonize_max_edges) the mask is polygonized on
 k x k pixel cells (mean probability of the cell against the threshold), k a factor that brings it under the cap,
 and the caller is told (a warning names k). Two million edges are about 10,000 building outlines of 200 pixel edges
-each, some 100 MB of polygons.
+each, some 100 MB of polygons. One region that crosses seams is merged by a polygon union, which needs ~700 bytes a
+vertex: a region past ``MAX_REGION_COORDS`` vertices raises RegionTooComplex, and the caller polygonizes again on
+cells twice as large.
 """
 from __future__ import annotations
 
@@ -30,8 +32,10 @@ from .errors import Cancelled
 
 #: pixel edges between mask and background above which the mask is polygonized on coarser cells
 MAX_BOUNDARY_EDGES = 2_000_000
-#: pixels per strip (rows = this / width, at least 64)
-STRIP_PIXELS = 1 << 22
+#: vertices of one region across seams beyond which it is not merged (RegionTooComplex): ~70 MB of union
+MAX_REGION_COORDS = 100_000
+#: canvas pixels read per strip (~25 MB of working arrays)
+STRIP_PIXELS = 1 << 20
 
 ReadRows = Callable[[int, int], np.ndarray]  # (top, bottom) -> [bottom - top, width] rows of the canvas
 
@@ -48,8 +52,10 @@ def boundary_edges(read_mask: ReadRows, height: int, width: int, rows: int) -> i
     return total + int(last.sum())
 
 
-def strip_rows(width: int) -> int:
-    return max(64, STRIP_PIXELS // max(1, width))
+def strip_rows(width: int, cell: int = 1) -> int:
+    """Rows (of k x k cells) per strip so that a strip reads about STRIP_PIXELS canvas pixels, and at least 64:
+    in thinner strips most regions touch a seam and wait there as pieces (~1 kB of objects each)."""
+    return max(64, STRIP_PIXELS // max(1, width * cell))
 
 
 def coarse_factor(read_mask: ReadRows, read_prob: ReadRows, threshold: float, height: int, width: int,
@@ -62,25 +68,29 @@ def coarse_factor(read_mask: ReadRows, read_prob: ReadRows, threshold: float, he
     while e > cap:
         k = max(k + 1, int(math.ceil(k * math.sqrt(e / cap))))
         cells = coarse_reader(read_prob, height, width, k)
-        wc = -(-width // k)
-        e = boundary_edges(lambda t, b: cells(t, b) >= threshold, -(-height // k), wc, strip_rows(wc))
+        e = boundary_edges(lambda t, b: cells(t, b) >= threshold, -(-height // k), -(-width // k),
+                           strip_rows(width, k))
     return k, edges
 
 
 def coarse_reader(read_prob: ReadRows, height: int, width: int, k: int) -> ReadRows:
     """Rows of the k x k cell means of the probabilities (partial cells at the edges: mean of what they hold)."""
-    wc = -(-width // k)
+    col_starts = np.arange(0, width, k)
+    col_n = np.diff(np.append(col_starts, width)).astype(np.float32)
+    cells_per_read = max(1, STRIP_PIXELS // max(1, width * k))  # cell rows read at once: ~STRIP_PIXELS pixels
 
     def read(top: int, bottom: int) -> np.ndarray:
-        p = np.asarray(read_prob(top * k, min(height, bottom * k)), np.float32)
-        h = p.shape[0]
-        hc = -(-h // k)
-        pad = np.zeros((hc * k, wc * k), np.float32)
-        pad[:h, :width] = p
-        n = np.zeros((hc * k, wc * k), np.float32)
-        n[:h, :width] = 1.0
-        sums = pad.reshape(hc, k, wc, k).sum(axis=(1, 3))
-        return sums / n.reshape(hc, k, wc, k).sum(axis=(1, 3))
+        out = []
+        for c0 in range(top, bottom, cells_per_read):
+            r0, r1 = c0 * k, min(height, min(bottom, c0 + cells_per_read) * k)
+            if r1 <= r0:
+                break
+            p = np.asarray(read_prob(r0, r1), np.float32)
+            row_starts = np.arange(0, p.shape[0], k)
+            row_n = np.diff(np.append(row_starts, p.shape[0])).astype(np.float32)
+            sums = np.add.reduceat(np.add.reduceat(p, row_starts, axis=0), col_starts, axis=1)
+            out.append(sums / np.outer(row_n, col_n))
+        return np.concatenate(out) if out else np.zeros((0, len(col_starts)), np.float32)
     return read
 
 
@@ -125,10 +135,15 @@ def _linked(a0, a1, b0, b1, touch: bool):
     return i, start + offs
 
 
+class RegionTooComplex(Exception):
+    """A region crossing strip seams has more vertices than can be merged in bounded memory."""
+
+
 @dataclass
 class _Group:
-    """An open region: its pieces so far and their probability sums."""
+    """An open region: its pieces so far, their vertex count and probability sums."""
     pieces: list = field(default_factory=list)
+    coords: int = 0
     sums: float = 0.0
     count: float = 0.0
 
@@ -150,10 +165,13 @@ class _UnionFind:
 
 
 def regions(read_mask: ReadRows, read_prob: ReadRows, height: int, width: int, connectivity: int = 4,
-            is_cancelled: Optional[Callable[[], bool]] = None) -> Iterator[tuple]:
+            is_cancelled: Optional[Callable[[], bool]] = None, rows: Optional[int] = None,
+            max_region_coords: Optional[int] = None) -> Iterator[tuple]:
     """Connected regions of the mask as (Polygon or MultiPolygon in pixel coordinates, mean probability inside),
-    strip by strip; memory: one strip plus the regions still open at its lower seam."""
-    rows = strip_rows(width)
+    strip by strip (``rows`` per strip; default strip_rows); memory: one strip plus the regions still open at its
+    lower seam. RegionTooComplex when a region crossing seams passes ``max_region_coords`` vertices."""
+    rows = rows or strip_rows(width)
+    max_region_coords = max_region_coords or MAX_REGION_COORDS
     touch = connectivity == 8
     open_groups: list[_Group] = []
     open_x0 = open_x1 = open_g = np.zeros(0)
@@ -197,6 +215,7 @@ def regions(read_mask: ReadRows, read_prob: ReadRows, height: int, width: int, c
             b0, b1, bp = _seam_intervals(pieces, float(bottom))
             below[bp] = True
         # pieces touching neither seam are whole regions already: the common case, no union needed
+        n_coords = shapely.get_num_coordinates(pieces) if n else np.zeros(0, np.int64)
         lone = np.nonzero(~linked[G:] & ~below)[0]
         for i in lone:
             yield pieces[i], sums[i + 1] / counts[i + 1] if counts[i + 1] else 0.0
@@ -206,6 +225,7 @@ def regions(read_mask: ReadRows, read_prob: ReadRows, height: int, width: int, c
             r = uf.find(g)
             grp = comps.setdefault(r, _Group())
             grp.pieces += open_groups[g].pieces
+            grp.coords += open_groups[g].coords
             grp.sums += open_groups[g].sums
             grp.count += open_groups[g].count
             comp_below.setdefault(r, False)
@@ -213,12 +233,15 @@ def regions(read_mask: ReadRows, read_prob: ReadRows, height: int, width: int, c
             r = uf.find(G + i)
             grp = comps.setdefault(r, _Group())
             grp.pieces.append(pieces[i])
+            grp.coords += int(n_coords[i])
             grp.sums += sums[i + 1]
             grp.count += counts[i + 1]
             comp_below[r] = comp_below.get(r, False) or bool(below[i])
         new_groups: list[_Group] = []
         root_to_new: dict[int, int] = {}
         for r, grp in comps.items():
+            if len(grp.pieces) > 1 and grp.coords > max_region_coords:
+                raise RegionTooComplex(f"a region of {grp.coords:,} vertices crosses strip seams")
             if comp_below[r]:
                 root_to_new[r] = len(new_groups)
                 new_groups.append(grp)
