@@ -498,6 +498,9 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.status_label.setText(f"{total} polygon{'s' if total != 1 else ''} ({counts}) in {task.seconds:.1f} s "
                                   f"on {device}{reason}{model}.")
         log(f"run done: {self.status_label.text()} -> {reply['output']}")
+        for warning in stats.get("warnings") or []:  # e.g. a noise-like mask polygonized on coarser cells
+            self.iface.messageBar().pushMessage("rs2sam2", warning, level=Qgis.Warning, duration=0)
+            log(f"warning: {warning}", Qgis.Warning)
         _deps_glue("record_run", device, stats.get("device_reason", ""))
 
     def show_error(self, message: str, trace: str | None = None, logged: bool = False) -> None:
