@@ -27,10 +27,14 @@ CANCEL_GRACE_S = 15.0
 
 
 def child_environment() -> dict:
-    """The parent's import path for the child (QGIS's plugin folders, extlibs, our package folder, a venv)."""
+    """The parent's import path for the child (QGIS's plugin folders, extlibs, our package folder, a venv), with
+    our package folders first (engine_path.py: QGIS's older packages must not shadow our set's)."""
+    from .bootstrap import user_libs_dir
+    from .engine_path import worker_path
+
     env = dict(os.environ)
     paths = [p for p in sys.path if p and os.path.isdir(p)]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYTHONPATH"] = os.pathsep.join(worker_path(paths, str(user_libs_dir())))
     env.setdefault("HF_HUB_OFFLINE", "1")
     env["PYTHONUNBUFFERED"] = "1"
     if sys.platform != "win32":
