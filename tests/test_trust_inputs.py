@@ -309,3 +309,18 @@ def test_every_tokenizer_counts_past_its_window():
     x = XLMRTokenizer(ASSETS / "tiny_spm.model", max_tokens=8)
     long = "the red roofs of the big storage tanks near the river"
     assert x.token_count(long) > 8 and len(x.encode(long)) == 8 and x.window == 8
+
+
+@pytest.mark.parametrize("args", [["segment", "x.tif", "-:", "-o", "o.gpkg"], ["segment", "x.tif"],
+                                  ["segment", "x.tif", "red", "-o", "o.gpkg", "--tile", "big"]])
+def test_usage_errors_are_one_line_exit_2(args, capsys):
+    """argparse's own errors (found by the fuzz suite: a query starting with '-') follow the one-line contract."""
+    rc = cli.main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("rs2sam2: error: "), err
+    if "-:" in args:
+        assert 'goes after "--"' in err[0]
+
+
+def test_help_still_exits_0(capsys):
+    assert cli.main(["segment", "--help"]) == 0 and "usage:" in capsys.readouterr().out

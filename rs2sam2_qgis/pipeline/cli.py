@@ -55,8 +55,20 @@ def _ints(text: str, what: str, example: str) -> list[int]:
         raise InputError(f"{what} '{text}' is not comma-separated band numbers; e.g. {example}") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as the CLI's one line (argparse prints the whole usage first) and exit code 2."""
+
+    def error(self, message: str):
+        hint = f"run {self.prog} --help"
+        if any(m in message for m in ("unrecognized arguments: -", "expected one argument", ": queries")):
+            hint = 'a query that starts with "-" goes after "--", e.g. rs2sam2 segment in.tif -o out.gpkg -- "-x"; ' \
+                   + hint
+        print(f"rs2sam2: error: {message}; {hint}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rs2sam2", description="Find objects described in words in a georeferenced "
+    p = _Parser(prog="rs2sam2", description="Find objects described in words in a georeferenced "
                                 "raster and write them as polygons.")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("segment", help="segment a raster by text queries into polygons")
@@ -205,7 +217,10 @@ def main(argv: Optional[list] = None) -> int:
         rc = mod.main(argv[1:])
         return int(rc or 0)
     parser = _parser()
-    a = parser.parse_args(argv)
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error, already printed as one line (2)
+        return int(exc.code or 0)
     try:
         if a.command == "segment":
             return cmd_segment(a)
