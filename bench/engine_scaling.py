@@ -4,7 +4,8 @@ square tiled GeoTIFFs of 2k, 8k and 20k pixels made on the fly, each size in its
     .venv/bin/python bench/engine_scaling.py [--sizes 2000,8000,20000] [--models nano,colour] [--tile 1024]
 
 Models: "nano" = model_core.build_model("nano") (a small real RS2-SAM2, random weights: its compute is real, its
-masks are noise), "demo" = the trained demo checkpoint at its own 128 px tiles (real, sparse masks), "colour" =
+masks are noise), "noise" = NoiseModel below (masks like nano's, ~65 % of pixels above threshold in blobs of a few
+pixels, at near-zero inference: what polygonizing a noisy mask costs), "demo" = the trained demo checkpoint at its own 128 px tiles (real, sparse masks), "colour" =
 tests/colour_model.py (near-zero inference: what the engine itself costs). Targets:
 RSS at 20k <= 1.3x RSS at 2k, time linear in area (s/Mpx flat), polygonize + export <= 5 % of the time.
 Writes engine_scaling.json and .md into --out (default bench/results).
@@ -73,6 +74,29 @@ def make_raster(path: str, size: int, seed: int = 0):
             ds.write(block, window=rasterio.windows.Window(0, r0, size, r1 - r0))
 
 
+def noise_model(input_size: int = 256):
+    """A model whose logits are a smooth random field (seeded by the tile's pixels: deterministic), like a random-
+    weights model's noise but at near-zero inference cost."""
+    import torch
+    import torch.nn.functional as F
+
+    class NoiseModel(torch.nn.Module):
+        name = "noise-test"
+
+        def __init__(self):
+            super().__init__()
+            self.input_size = input_size
+            self.register_buffer("unused", torch.zeros(1))
+
+        def predict_masks(self, pixels, texts):
+            n, side = pixels.shape[0], self.input_size
+            g = torch.Generator().manual_seed(int(pixels.double().sum().item() * 1e3) % 2**31)
+            field = torch.randn(n, 1, side // 4, side // 4, generator=g) * 2.0 + 0.8
+            return F.interpolate(field, size=(side, side), mode="bilinear", align_corners=False)
+
+    return NoiseModel()
+
+
 def child(args):
     """One measured run (its own process)."""
     import torch
@@ -89,6 +113,9 @@ def child(args):
             raise SystemExit("model_core.build_model is missing")
         model = model_core.build_model("nano")
         model_note = "model_core.build_model('nano'), random weights"
+    elif args.model == "noise":
+        model = noise_model()
+        model_note = "bench/engine_scaling.py noise_model(): smooth random logits at 1/4 of its 256 px input"
     elif args.model == "demo":
         import model_core
 
@@ -115,7 +142,7 @@ def child(args):
     print(json.dumps({
         "size": args.size, "model": args.model, "model_note": model_note, "tile": args.tile,
         "input_size": pred.input_size, "megapixels": st.megapixels, "tiles": st.tiles_run,
-        "polygons": res.count, "canvas": st.canvas, "device": st.device,
+        "polygons": res.count, "canvas": st.canvas, "warnings": st.warnings, "device": st.device,
         "seconds_total": total, "s_per_mpx": total / st.megapixels,
         "seconds_inference": st.seconds_inference, "seconds_read_thread": st.seconds_read,
         "seconds_stitch": st.seconds_stitch, "seconds_polygonize": st.seconds_polygonize,
@@ -128,7 +155,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="2000,8000,20000")
     ap.add_argument("--models", default="nano,colour")
-    ap.add_argument("--tile", type=int, default=2048, help="tile for the nano model (8x its 256 px input)")
+    ap.add_argument("--tile", type=int, default=2048, help="tile for the nano and noise models (8x their 256 px "
+                    "input; 1024 gives the 2k raster a full batch of 4 tiles, so sizes compare like for like)")
     ap.add_argument("--colour-tile", type=int, default=1024,
                     help="tile for the colour model (small enough that even 2k has several batches)")
     ap.add_argument("--demo-tile", type=int, default=128, help="tile for the trained demo model (its input size)")
@@ -161,7 +189,7 @@ def main():
                 make_raster(path, size)
             print(f"[bench] raster {size}^2 ready ({time.perf_counter() - t0:.1f} s)", flush=True)
             for m in models:
-                tile = {"colour": args.colour_tile, "demo": args.demo_tile}.get(m, args.tile)
+                tile = {"colour": args.colour_tile, "demo": args.demo_tile}.get(m, args.tile)  # noise: as nano
                 cmd = [sys.executable, __file__, "--child", "--raster", path, "--size", str(size), "--model", m,
                        "--tile", str(tile), "--batch", str(args.batch), "--workdir", work, "--query", args.query]
                 p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -176,11 +204,12 @@ def main():
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    if "nano" in models:
-        notes.append("nano has random weights: its probabilities hover around 0.5 (about 70 % of pixels above the "
-                     "0.5 threshold), so its masks are noise that rasterio.features.shapes returns as a few giant "
-                     "polygons with hundreds of thousands of holes; their GeoJSON (Python tuples) dominates its "
-                     "peak RSS and polygonize time. A trained model's sparse masks behave like the colour rows.")
+    if "nano" in models or "noise" in models:
+        notes.append("nano (random weights) and noise give noisy masks: a few giant regions with hundreds of "
+                     "thousands of holes. They are polygonized in strips with the seams merged, and a mask with "
+                     "more than SegmentOptions.polygonize_max_edges boundary edges is polygonized on coarser cells "
+                     "(the warnings column says how coarse), so peak RSS does not grow with the area. A trained "
+                     "model's sparse masks behave like the colour rows.")
     if "colour" in models:
         notes.append("colour = tests/colour_model.py: near-zero inference, crisp sparse masks (the synthetic "
                      "raster's coloured rectangles): what the engine itself costs (read, resize, stitch, "
@@ -210,6 +239,9 @@ def main():
                      f"{x['seconds_total']:.1f} | {x['s_per_mpx']:.3f} | {x['seconds_inference']:.1f} | "
                      f"{x['seconds_polygonize']:.2f} | {x['seconds_export']:.2f} | "
                      f"{100 * x['poly_export_share']:.1f} | {x['rss_after_model_mb']:.0f} | {x['peak_rss_mb']:.0f} |")
+    for x in rows:
+        for w in x.get("warnings", []):
+            lines.append(f"- warning ({x['model']}, {x['size']} px): {w}")
     lines.append("")
     for m, s in summary.items():
         lines.append(f"- {m}: peak RSS largest/smallest = {s['rss_ratio_largest_vs_smallest']:.2f} (target <= 1.3); "

@@ -260,7 +260,7 @@ class ReleaseTokenizer(XLMRTokenizer):
                 parts[k - 1][0] = parts[k - 1][0].rstrip()
         return [(s, t) for s, t in parts if s]
 
-    def encode(self, text: str) -> List[int]:
+    def full_ids(self, text: str) -> List[int]:
         ids = [self.BOS]
         for seg, is_tok in self._split(text):
             if is_tok:
@@ -268,8 +268,6 @@ class ReleaseTokenizer(XLMRTokenizer):
             else:
                 ids.extend(p + self.OFFSET if p != 0 else self.UNK for p in self.sp.encode(seg, out_type=int))
         ids.append(self.EOS)
-        if self.max_tokens is not None and len(ids) > self.max_tokens:
-            ids = ids[: self.max_tokens - 1] + [self.EOS]
         return ids
 
 

@@ -73,6 +73,16 @@ class SiglipSpmTokenizer:
         raise FileNotFoundError(f"SigLIP tokenizer missing: looked for {' or '.join(SPM_NAMES)} in {d.resolve()} "
                                 f"(found: {have or 'nothing'})")
 
+    def token_count(self, text: str) -> int:
+        """Tokens the text needs, eos included (compare with ``window``: beyond it the text is cut)."""
+        from open_clip.tokenizer import basic_clean, canonicalize_text
+
+        return len(self.sp.encode(canonicalize_text(basic_clean(text)), out_type=int)) + 1
+
+    @property
+    def window(self) -> int:
+        return self.context_length
+
     def __call__(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
         from open_clip.tokenizer import basic_clean, canonicalize_text
 

@@ -71,12 +71,24 @@ class XLMRTokenizer:
         self.max_tokens = max_tokens
         self.pad_id = self.UNK
 
-    def encode(self, text: str) -> List[int]:
+    def full_ids(self, text: str) -> List[int]:
+        """The ids before truncation to max_tokens (specials included)."""
         pieces = self.sp.encode(text, out_type=int)
-        ids = [self.BOS] + [p + self.OFFSET if p != 0 else self.UNK for p in pieces] + [self.EOS]
+        return [self.BOS] + [p + self.OFFSET if p != 0 else self.UNK for p in pieces] + [self.EOS]
+
+    def encode(self, text: str) -> List[int]:
+        ids = self.full_ids(text)
         if self.max_tokens is not None and len(ids) > self.max_tokens:
             ids = ids[: self.max_tokens - 1] + [self.EOS]
         return ids
+
+    def token_count(self, text: str) -> int:
+        """Tokens the text needs, specials included (compare with ``window``: beyond it the text is cut)."""
+        return len(self.full_ids(text))
+
+    @property
+    def window(self) -> Optional[int]:
+        return self.max_tokens
 
     def __call__(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
         seqs = [self.encode(t) for t in texts]
@@ -109,6 +121,18 @@ class ClipTokenizer:
         n = int((~pad).sum(1).max().item()) if ids.numel() else 1
         ids, pad = ids[:, : max(n, 1)], pad[:, : max(n, 1)]
         return ids, pad
+
+    def token_count(self, text: str) -> int:
+        """Tokens the text needs, start/end included (compare with ``window``: beyond it the text is cut)."""
+        tok = self.tok
+        if getattr(tok, "reduction_fn", None) is None and hasattr(tok, "encode") and hasattr(tok, "sot_token_id"):
+            return len(tok.encode(text)) + 2
+        ids = tok([text], context_length=4 * len(text) + 8)  # other open_clip tokenizers: room for every token
+        return int((ids != self.pad_id).sum().item())
+
+    @property
+    def window(self) -> Optional[int]:
+        return self.context_length
 
 
 # ------------------------------------------------------------------------------------------------ backends

@@ -9,7 +9,8 @@ Layout of a deployed plugin (see pb_tool.cfg):
                                        locked-down machines), the command `dependency_report()` prints; searched
                                        after the installer's live set
 In a development checkout `model_core` is already importable (editable install or PYTHONPATH) and nothing is added.
-Both folders are *appended* to sys.path: QGIS's own packages always win.
+Both folders are *appended* to sys.path in QGIS's process: QGIS's own packages always win there; the engine worker
+puts them first (engine_path.py).
 """
 from __future__ import annotations
 

@@ -63,7 +63,10 @@ def _apply_part_weights(model, spec: str, weights: dict):
         try:
             model = model_core.load_model(path, base=model, kind=kind, **extra)
         except Exception as exc:  # noqa: BLE001 - strict loaders explain what does not fit
-            raise ModelSpecError(f"the {key} weights {path} do not fit preset '{spec}': {exc}") from exc
+            from .pipeline.model_files import first_line
+
+            raise ModelSpecError(f"the {key} weights {path} do not fit preset '{spec}' ({first_line(exc)}); choose "
+                                 f"the {key} weights this preset was made for in Model settings") from None
     return model
 
 
@@ -84,13 +87,15 @@ def build(spec: str, weights: dict | None = None):
         return factory()
     import model_core
 
+    from .pipeline.model_files import load_model_file
+
     if spec == DEMO:
-        return model_core.load_model(DEMO)
+        return load_model_file(DEMO)
     presets = getattr(model_core, "PRESETS", {}) or {}
     if spec in presets:
         return _apply_part_weights(model_core.build_model(spec), spec, weights or {})
     if os.path.exists(spec):
-        return model_core.load_model(spec)
+        return load_model_file(spec)
     known = ", ".join(["demo", *sorted(presets)])
     raise ModelSpecError(f"model '{spec}' is neither a preset ({known}) nor an existing checkpoint file")
 

@@ -141,7 +141,7 @@ def handle(line: str) -> int:
         emit({"type": "error", "kind": "cancelled", "message": "cancelled; nothing was written", "trace": ""})
         return 3
     except (InputError, ModelSpecError, FileNotFoundError) as exc:
-        emit({"type": "error", "kind": "input", "message": str(exc), "trace": ""})
+        emit({"type": "error", "kind": "input", "message": " ".join(str(exc).split()), "trace": ""})
         return 2
     except Exception as exc:  # noqa: BLE001
         emit({"type": "error", "kind": "internal", "message": f"{type(exc).__name__}: {exc}",

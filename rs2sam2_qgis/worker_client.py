@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,10 +27,14 @@ CANCEL_GRACE_S = 15.0
 
 
 def child_environment() -> dict:
-    """The parent's import path for the child (QGIS's plugin folders, extlibs, our package folder, a venv)."""
+    """The parent's import path for the child (QGIS's plugin folders, extlibs, our package folder, a venv), with
+    our package folders first (engine_path.py: QGIS's older packages must not shadow our set's)."""
+    from .bootstrap import user_libs_dir
+    from .engine_path import worker_path
+
     env = dict(os.environ)
     paths = [p for p in sys.path if p and os.path.isdir(p)]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYTHONPATH"] = os.pathsep.join(worker_path(paths, str(user_libs_dir())))
     env.setdefault("HF_HUB_OFFLINE", "1")
     env["PYTHONUNBUFFERED"] = "1"
     if sys.platform != "win32":
@@ -66,7 +71,7 @@ class _Worker:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
-        for stream in (self.proc.stdout, self.stderr):
+        for stream in (self.proc.stdin, self.proc.stdout, self.stderr):
             try:
                 stream.close()
             except (OSError, ValueError):
@@ -125,11 +130,30 @@ class _Worker:
         if state["cancel_at"] is not None and final.get("type") != "done":
             return {"type": "error", "kind": "cancelled", "message": "cancelled; nothing was written", "trace": ""}
         if not final:
-            code = self.proc.poll()
-            return {"type": "error", "kind": "internal", "trace": self.stderr_tail(),
-                    "message": f"the rs2sam2 worker process ended without a result (exit code {code}); see the "
-                               "rs2sam2 log for its output"}
+            return ended_without_result(self.proc, self.stderr_tail())
         return final
+
+
+def ended_without_result(proc: subprocess.Popen, stderr_tail: str) -> dict:
+    """The reply for a worker that died mid-job. Killed by a signal (SIGKILL: the kernel's out-of-memory killer, or
+    a user's kill -9): one line saying so and no trace (the dock and Processing show just that line); the next
+    job starts a fresh worker (run_job drops a dead one)."""
+    try:
+        code = proc.wait(5)  # stdout closes a moment before the exit status is known
+    except subprocess.TimeoutExpired:
+        code = proc.poll()
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        why = "killed (out of memory?)" if -code == signal.SIGKILL else f"stopped by {name}"
+        return {"type": "error", "kind": "killed", "trace": "",
+                "message": f"the engine process was {why}; nothing was written; the next run starts a fresh one "
+                           f"(for memory: a smaller area, tile or batch size, or a smaller model)"}
+    return {"type": "error", "kind": "internal", "trace": stderr_tail,
+            "message": f"the rs2sam2 worker process ended without a result (exit code {code}); see the rs2sam2 log "
+                       "for its output"}
 
 
 _lock = threading.Lock()

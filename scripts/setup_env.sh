@@ -67,6 +67,9 @@ pip_install "ray==2.60.0"
 # test-only extra: transformers' slow XLM-R tokenizer, the reference of tests/test_tokenizer_xlmr.py
 log "installing transformers (test only)"
 pip_install transformers
+# test-only extra: hypothesis, the property-based fuzz suite (tests/test_fuzz_contract.py)
+log "installing hypothesis (test only)"
+pip_install hypothesis
 log "installing this project (editable)"
 pip_install --no-deps --no-build-isolation -e "$ROOT"
 

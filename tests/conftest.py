@@ -28,7 +28,12 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def qgis_app():
     """The session's QgsApplication (reused if a plugin such as pytest-qgis already made one)."""
-    qgis_core = pytest.importorskip("qgis.core")
+    try:
+        import qgis.core as qgis_core
+    except ImportError as exc:
+        from tests.ci import cannot_run
+
+        cannot_run(f"QGIS's Python bindings are not importable ({exc}); run the tests with QGIS's Python")
     app = qgis_core.QgsApplication.instance()
     if app is None:
         app = qgis_core.QgsApplication([], False)

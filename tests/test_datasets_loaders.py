@@ -163,8 +163,8 @@ def test_risbench_layout(tmp_path):
 
 
 def test_gis_folder_geotiff_geopackage(tmp_path):
-    rasterio = pytest.importorskip("rasterio")
-    pyogrio = pytest.importorskip("pyogrio")
+    import pyogrio
+    import rasterio
     import shapely
     from pyproj import Transformer
     from rasterio.transform import from_origin

@@ -12,6 +12,7 @@ import pytest
 
 from rs2sam2_qgis.deps import layout as L
 from rs2sam2_qgis.deps import manager as M
+from tests.ci import cannot_run
 
 SYS_PY = "/usr/bin/python3"
 DIST_PACKAGES = "/usr/lib/python3/dist-packages"
@@ -45,8 +46,8 @@ def wheels(tmp_path_factory) -> Path:
     proc = subprocess.run([SYS_PY, "-m", "pip", "download", "--only-binary", ":all:", "--disable-pip-version-check",
                            "-d", str(folder), "iniconfig", "six==1.16.0"], capture_output=True, text=True, timeout=180)
     if proc.returncode != 0 or len(list(folder.glob("*.whl"))) < 2:
-        pytest.skip("could not download wheels for the offline install test (no PyPI?): "
-                    + (proc.stderr.strip().splitlines() or ["?"])[-1])
+        cannot_run("could not download wheels for the offline install test (no PyPI?): "
+                   + (proc.stderr.strip().splitlines() or ["?"])[-1])
     return folder
 
 

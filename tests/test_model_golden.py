@@ -7,7 +7,8 @@ cases (single caption; padded batch of 2); every stage we expose must be within 
 (model_core/fidelity.py does the comparison; `python -m model_core.fidelity` is the same check as a command).
 
 Slow (~1 min to write the weights, a few s to load, ~1-3 min of forwards on 2 shared cores; ~6 GB RSS) but part of
-the default run: skipped only when the fixture is absent or less than 12 GB of RAM is available.
+the default run: skipped only when the fixture is absent or less than 12 GB of RAM is available, and with CI=true
+those fail instead (tests/ci.py).
 """
 import shutil
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from model_core.fidelity import check_golden, format_rows, mem_available_gb, rss_mb, write_release
+from tests.ci import cannot_run
 
 G = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "golden"
 
@@ -29,8 +31,14 @@ def _skip_reason():
     return None
 
 
-_REASON = _skip_reason()
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(_REASON is not None, reason=_REASON or "")]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fixture_and_memory():
+    reason = _skip_reason()
+    if reason is not None:
+        cannot_run(reason)
 
 
 @pytest.fixture(scope="module")

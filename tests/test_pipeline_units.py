@@ -119,20 +119,31 @@ def test_exact_area_subtracts_holes_and_fast_path_agrees():
     assert calc.areas_m2([small])[0] == pytest.approx(calc.exact_area_m2(small), rel=1e-5)
 
 
-def test_sparse_and_strip_scoring_agree(monkeypatch):
-    from rs2sam2_qgis.pipeline import polygonize as P
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_strips_with_merged_seams_equal_one_pass_polygonize(connectivity, monkeypatch):
+    """Regions cut by strip seams come out whole: the same polygons (and mean probabilities) as GDAL's polygonize
+    of the whole mask at once, for blobs, a noisy mask and snakes that cross many seams."""
+    from rasterio import features
 
-    rng = np.random.default_rng(0)
-    prob = np.zeros((300, 400), np.float32)
-    for _ in range(15):
-        r, c = rng.integers(0, 280), rng.integers(0, 380)
-        prob[r:r + rng.integers(3, 20), c:c + rng.integers(3, 20)] = rng.uniform(0.5, 1.0)
-    t = Affine(0.5, 0, 500000, 0, -0.5, 5000000)
-    poly = P.Polygonizer(t, "EPSG:32633", 0.5, 0.25, 0, 4, 0, "m", "now")
-    runs = []
-    for frac in (0.0, 1.0):   # 0: always strips, 1: always window by window
-        monkeypatch.setattr(P, "SPARSE_FRACTION", frac)
-        out = poly.polygons("q", P.shapes_from_memory(prob, 0.5, t, 4), P.memory_rows(prob), 300, 400)
-        runs.append(sorted((round(p.geometry.centroid.x, 6), p.score) for p in out))
-    assert len(runs[0]) > 5 and [x for x, _ in runs[0]] == [x for x, _ in runs[1]]
-    np.testing.assert_allclose([s for _, s in runs[0]], [s for _, s in runs[1]], rtol=1e-6)
+    from rs2sam2_qgis.pipeline import strips as S
+    from rs2sam2_qgis.pipeline.polygonize import memory_reader
+
+    rng = np.random.default_rng(1)
+    prob = (rng.random((300, 97)) > 0.45).astype(np.float32) * rng.uniform(0.5, 1.0, (300, 97)).astype(np.float32)
+    prob[:, 40] = 0.9  # a column crossing every seam
+    prob[150:152, :] = 0.8  # a row joining everything
+    read_mask, read_prob = memory_reader(prob, 0.5)
+    mask = (prob >= 0.5).astype(np.uint8)
+    truth = [shapely.geometry.shape(g) for g, v in features.shapes(mask, mask=mask.astype(bool),
+                                                                    connectivity=connectivity) if v]
+    monkeypatch.setattr(S, "strip_rows", lambda width, cell=1: 7)  # 7-row strips: 42 seams
+    got = list(S.regions(read_mask, read_prob, 300, 97, connectivity))
+
+    def key(g):
+        return round(g.area, 6), round(g.centroid.x, 6), round(g.centroid.y, 6)
+    assert len(got) == len(truth) > 50
+    assert sorted(key(g) for g, _ in got) == sorted(key(g) for g in truth)
+    for g, score in got:
+        inside = features.rasterize([(g, 1)], out_shape=prob.shape, fill=0, dtype="uint8") > 0
+        assert score == pytest.approx(float(prob[inside].astype(np.float64).mean()), rel=1e-9)
+

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("qgis.core")
+import qgis.core  # noqa: E402,F401 - QGIS's Python runs the tests: missing QGIS fails, never skips
 
 from test_plugin_support import (  # noqa: E402,F401 - fixtures
     COLOUR_MODEL,
     SLOW_MODEL,
+    busy_engine_pid,
     clean_state,
     iface,
     make_geotiff,
@@ -376,4 +377,33 @@ def test_device_choice_shows_what_is_available(clean_state, iface):
     else:
         assert dock.device_combo.itemText(0) == "Auto (CPU)" and cuda == "CUDA (not available)"
     assert dock.preset_combo.findText("nano") >= 0  # model_core's presets, listed by the worker
+    plugin.unload()
+
+
+def test_killed_engine_is_one_line_adds_nothing_and_the_next_run_works(clean_state, iface, tmp_path):
+    """SIGKILL on the real worker mid-run (the out-of-memory killer): one line in the message bar, no layer, QGIS
+    goes on, and the next run starts a fresh worker."""
+    import os
+    import signal
+
+    big = make_geotiff(tmp_path / "big.tif", size=512)
+    plugin = _plugin(iface)
+    dock, _ = _dock_ready(plugin, big, ["the white tank"], spec=SLOW_MODEL)
+    dock.advanced_widgets["overlap"].setValue(0.0)
+    finished = []
+    dock.run_finished.connect(finished.append)
+    task = dock.start_run()
+    assert wait_until(lambda: task.progress() > 0, 60), "no progress"
+    pid = busy_engine_pid()
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: bool(finished), 30)
+    assert task.error and task.error.startswith("the engine process was killed (out of memory?)"), task.error
+    assert "\n" not in task.error and not task.trace
+    assert iface.messages[-1][1] == task.error
+    assert _result_layers() == [] and not Path(task.output).exists()
+    assert dock.run_button.isEnabled()
+    dock.preset_combo.setCurrentText(COLOUR_MODEL)
+    task = _run(dock)
+    assert task.error is None and len(_result_layers()) == 1
+    assert busy_engine_pid() != pid
     plugin.unload()

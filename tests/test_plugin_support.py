@@ -129,6 +129,26 @@ def isolate_settings(folder: Path) -> str:
     return previous
 
 
+def busy_engine_pid() -> int | None:
+    """The pid of this process's engine worker that runs a segment job now: a one-shot worker (a job that came
+    while the long-lived one was busy, e.g. with the dock's device probe) if there is one, else the long-lived one.
+    Found in /proc (children whose command line runs rs2sam2_qgis.worker)."""
+    one_shot, serving = [], []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"rs2sam2_qgis.worker" in argv:
+            (serving if b"--serve" in argv else one_shot).append(int(entry))
+    return (one_shot or serving or [None])[0]
+
+
 def wait_until(condition, timeout: float = 60.0) -> bool:
     from qgis.PyQt.QtCore import QCoreApplication
 

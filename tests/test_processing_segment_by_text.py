@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("qgis.core")
+import qgis.core  # noqa: E402,F401 - QGIS's Python runs the tests: missing QGIS fails, never skips
 
 from test_plugin_support import (  # noqa: E402,F401 - fixtures
     COLOUR_MODEL,
+    SLOW_MODEL,
+    busy_engine_pid,
     REPO_ROOT,
     TESTS_DIR,
     clean_state,
@@ -245,3 +247,40 @@ def test_qgis_process_headless_run(tmp_path):
                           f"--OUTPUT={tmp_path / 'bad.gpkg'}"], env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "crs" in (bad.stdout + bad.stderr).lower()
     assert not (tmp_path / "bad.gpkg").exists()
+
+
+def test_killed_engine_is_one_processing_error_and_the_next_run_works(processing_ready, clean_state, tmp_path):
+    """SIGKILL on the real worker mid-run: one QgsProcessingException line, no output, the next run succeeds."""
+    import os
+    import signal
+    import threading
+
+    import processing
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    big = make_geotiff(tmp_path / "big.tif", size=512)
+    progressed = threading.Event()
+
+    class Feedback(QgsProcessingFeedback):
+        def setProgressText(self, text):  # noqa: N802 - Qt's name
+            if text.startswith("tile "):
+                progressed.set()
+            super().setProgressText(text)
+
+    killed = []
+
+    def kill():
+        if progressed.wait(60):
+            killed.append(busy_engine_pid())
+            os.kill(killed[0], signal.SIGKILL)
+    threading.Thread(target=kill, daemon=True).start()
+    out = tmp_path / "k.gpkg"
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run(ALG, {"INPUT": str(big), "QUERIES": "white", "MODEL": SLOW_MODEL, "DEVICE": 2, "TILE": 32,
+                             "OVERLAP": 0.0, "OUTPUT": str(out)}, feedback=Feedback())
+    assert killed, "the run ended before it could be killed"
+    assert str(err.value).startswith("the engine process was killed (out of memory?)") and "\n" not in str(err.value)
+    assert not out.exists()
+    result = processing.run(ALG, {"INPUT": str(big), "QUERIES": "white", "MODEL": COLOUR_MODEL, "DEVICE": 2,
+                                  "OUTPUT": str(tmp_path / "ok.gpkg")})
+    assert result["FEATURE_COUNT"] >= 1 and busy_engine_pid() != killed[0]

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-model_core = pytest.importorskip("model_core")
+import model_core
 
 from training.datasets import build_dataset  # noqa: E402
 from training.train import (Trainer, build_optimizer, collate, epoch_order, load_config, main,  # noqa: E402

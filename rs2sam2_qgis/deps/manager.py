@@ -9,8 +9,9 @@ An install (see docs/INSTALL.md):
     (`--no-index --find-links <folder>` offline; `--proxy` from QGIS's network settings);
  4. the few packages whose declared pins clash with QGIS (requirements.NO_DEPS) with --no-deps;
  5. prune every package QGIS already has from the new set (QGIS's copy is the one that runs);
- 6. verify in a fresh QGIS-Python process, with the new set appended to sys.path exactly as the plugin does,
-    that everything imports, QGIS's numpy is still the one loaded, and (GPU found) a CUDA tensor op runs;
+ 6. verify in a fresh QGIS-Python process, with the new set first on sys.path exactly as the engine worker has
+    it (engine_path.py), that everything imports, QGIS's numpy is still the one loaded (step 5 pruned ours), and
+    (GPU found) a CUDA tensor op runs;
     if CUDA fails, redo 2-6 with CPU wheels and say why;
  7. only then switch the pointer to the new set (layout.py); anything failing before leaves the old set live.
 """
@@ -22,9 +23,7 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,7 +263,7 @@ def pick_offline_torch(folder: Path, variant: TorchVariant) -> dict[str, str]:
 VERIFY_SCRIPT = r"""
 import importlib, json, sys, traceback
 target, modules, want_cuda, pins = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "1", json.loads(sys.argv[4])
-sys.path.append(target)   # exactly what the plugin does: QGIS's own packages win
+sys.path.insert(0, target)   # exactly what the engine worker does (engine_path.py): our set first
 out = {"python": sys.version.split()[0], "modules": {}, "errors": {}}
 for name in modules:
     try:
@@ -300,7 +299,8 @@ print("RS2SAM2-VERIFY " + json.dumps(out))
 def verify_set(python: str, target: Path, modules: list[str], want_cuda: bool, pins: dict | None = None,
                env: dict | None = None, log: Log | None = None, is_cancelled=None,
                timeout: float = 600.0) -> dict:
-    """Import everything from a fresh process of QGIS's Python with `target` appended to sys.path."""
+    """Import everything from a fresh process of QGIS's Python with `target` first on sys.path (the worker's
+    order)."""
     cmd = [python, "-c", VERIFY_SCRIPT, str(target), json.dumps(modules), "1" if want_cuda else "0",
            json.dumps(pins or {})]
     collected = []

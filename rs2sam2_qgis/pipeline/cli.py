@@ -4,14 +4,13 @@
     rs2sam2 info RASTER
     rs2sam2 train ...   /   rs2sam2 eval ...     (training.train.main / training.evaluate.main)
 
-Bad input prints one line ("rs2sam2: error: what is wrong; what to do") and exits with code 2, leaving any output
-file untouched. Ctrl-C cancels cleanly (exit code 130, nothing written).
+Exit codes: 0 done; 2 bad input: one line ("rs2sam2: error: what is wrong; what to do"), any output file untouched;
+3 `batch` finished but some rasters failed (failures.csv); 130 cancelled by Ctrl-C (nothing written).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Optional
@@ -23,15 +22,10 @@ _D = SegmentOptions()
 
 
 def load_model(spec: str):
-    """The model behind ``--model``: "demo" (bundled) or a checkpoint path, via model_core.load_model."""
-    import model_core
+    """The model behind ``--model``: "demo" (bundled) or a checkpoint path; a bad file is one InputError line."""
+    from .model_files import load_model_file
 
-    if spec != "demo" and not os.path.exists(spec):
-        raise InputError(f"model checkpoint not found: {spec}; give a checkpoint path or --model demo")
-    try:
-        return model_core.load_model(spec)
-    except FileNotFoundError as exc:
-        raise InputError(f"{exc}; give a checkpoint path with --model PATH") from None
+    return load_model_file(spec)
 
 
 def make_predictor(model, device: str, precision: str, mode: str = "analyst"):
@@ -60,8 +54,20 @@ def _ints(text: str, what: str, example: str) -> list[int]:
         raise InputError(f"{what} '{text}' is not comma-separated band numbers; e.g. {example}") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as the CLI's one line (argparse prints the whole usage first) and exit code 2."""
+
+    def error(self, message: str):
+        hint = f"run {self.prog} --help"
+        if any(m in message for m in ("unrecognized arguments: -", "expected one argument", ": queries")):
+            hint = 'a query that starts with "-" goes after "--", e.g. rs2sam2 segment in.tif -o out.gpkg -- "-x"; ' \
+                   + hint
+        print(f"rs2sam2: error: {message}; {hint}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rs2sam2", description="Find objects described in words in a georeferenced "
+    p = _Parser(prog="rs2sam2", description="Find objects described in words in a georeferenced "
                                 "raster and write them as polygons.")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("segment", help="segment a raster by text queries into polygons")
@@ -82,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--simplify", type=float, default=_D.simplify,
                    help="simplify tolerance in map units (default: half a pixel; 0: none)")
     s.add_argument("--fill-holes", type=float, default=_D.fill_holes_m2, help="fill holes smaller than this (m2)")
+    s.add_argument("--max-edges", type=int, default=_D.polygonize_max_edges,
+                   help="masks with more pixel edges are polygonized on coarser cells, with a warning (bounds "
+                        f"memory: ~100 MB per 2 million; default {_D.polygonize_max_edges})")
     s.add_argument("--extent", help="xmin,ymin,xmax,ymax in the raster's CRS")
     s.add_argument("--bands", help="band numbers for R,G,B, e.g. 3,2,1 (default: RGB / 1,2,3 / grey)")
     s.add_argument("--gsd", type=float, help="resample to this ground sample distance (map units per pixel)")
@@ -120,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
 def _options(a) -> SegmentOptions:
     return SegmentOptions(
         tile=a.tile, overlap=a.overlap, threshold=a.threshold, min_area_m2=a.min_area, min_pixels=a.min_pixels,
-        simplify=a.simplify, fill_holes_m2=a.fill_holes,
+        simplify=a.simplify, fill_holes_m2=a.fill_holes, polygonize_max_edges=a.max_edges,
         extent=_floats(a.extent, 4, "extent", "--extent 500000,4999000,501000,5000000") if a.extent else None,
         bands=_ints(a.bands, "bands", "--bands 3,2,1") if a.bands else None,
         gsd=a.gsd, batch_size=a.batch_size, allow_pixel_coords=a.allow_pixel_coords,
@@ -176,6 +185,8 @@ def cmd_segment(a) -> int:
         if bar is not None:
             bar.close()
     st = result.stats
+    for warning in st.warnings:
+        print(f"rs2sam2: warning: {warning}", file=sys.stderr)
     print(f"wrote {result.count} polygon(s) to {a.output} (layer(s): {', '.join(layers)})")
     for q in result.queries:
         polys = result.polygons[q]
@@ -226,7 +237,10 @@ def main(argv: Optional[list] = None) -> int:
         rc = mod.main(argv[1:])
         return int(rc or 0)
     parser = _parser()
-    a = parser.parse_args(argv)
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error, already printed as one line (2)
+        return int(exc.code or 0)
     try:
         if a.command == "segment":
             return cmd_segment(a)

@@ -1,7 +1,7 @@
 """SegmentOptions: the single place for the engine's defaults (CLI, dock and Processing algorithm all build one)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Optional, Sequence
 
 from .errors import InputError
@@ -52,6 +52,9 @@ class SegmentOptions:
     gdal_cache_mb: int = 64
     #: 4- or 8-connected regions when polygonizing
     connectivity: int = 4
+    #: masks with more pixel edges than this are polygonized on coarser cells, with a warning (bounded memory;
+    #: about 100 MB of polygons per 2 million edges)
+    polygonize_max_edges: int = 2_000_000
     #: GeoPackage: one layer with a query column for all queries instead of one layer per query
     single_layer: bool = False
     #: folder for the per-tile feature cache of feature-reusable models (RSRefSeg); None = memory only
@@ -102,6 +105,9 @@ class SegmentOptions:
         lo, hi = self.stretch_percentiles
         if not (0 <= lo < hi <= 100):
             raise InputError(f"stretch percentiles {self.stretch_percentiles} invalid; use e.g. 2,98")
+        if int(self.polygonize_max_edges) < 1000:
+            raise InputError(f"polygonize max edges {self.polygonize_max_edges} is too small; use >= 1000 "
+                             f"(default 2000000)")
         if int(self.connectivity) not in (4, 8):
             raise InputError("connectivity must be 4 or 8")
         if float(self.feature_cache_max_mb) < 0 or float(self.feature_cache_memory_mb) < 0:

@@ -1,30 +1,28 @@
-"""Probability raster -> cleaned polygons with attributes (query, score, area_m2, model, device, precision,
-created_at).
+"""Probability canvas -> cleaned polygons with attributes (query, score, area_m2, model, device, precision,
+created_at; presence and rank in whole-extent scope).
 
-Threshold -> rasterio.features.shapes (GDAL polygonize; streaming from a band when the canvas is on disk) ->
-scores (mean probability inside each raw polygon: all polygons rasterised strip by strip with their ids, then one
-bincount) -> hole filling, simplification (map units), make_valid -> ground areas (vectorised) -> min-area filter.
-Everything but the hole filling runs vectorised over all polygons, so noisy masks with 1e5 specks stay fast.
+Threshold -> connected regions strip by strip in pixel coordinates, with their mean probability (strips.py: bounded
+memory, and a cap on the mask's boundary with a warning) -> pixel cleaning (min pixels) -> map coordinates -> hole
+filling, simplification (map units), make_valid -> ground areas (vectorised) -> min-area filter. Everything but the
+hole filling runs vectorised over chunks of polygons, so noisy masks with 1e5 specks stay fast.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
-import rasterio
 import shapely
 from affine import Affine
-from rasterio import features
 from rasterio.windows import Window
 
 from .areas import AreaCalculator
 from .errors import Cancelled
+from . import strips
+from .strips import MAX_BOUNDARY_EDGES, RegionTooComplex, coarse_factor, coarse_reader, regions, strip_rows
 
-SPARSE_FRACTION = 0.25  # polygons' boxes cover less than this share: score them window by window
 CHUNK = 20000  # polygons processed together (bounds Python-side memory)
 CHUNK_COORDS = 2_000_000  # ... or this many vertices
-STRIP_PIXELS = 1 << 22  # pixels per rasterised strip when scoring (16 MB of int32 ids)
 
 
 @dataclass
@@ -90,123 +88,57 @@ class Polygonizer:
         keep = self._areas(holes) >= self.fill_holes_m2
         return shapely.Polygon(poly.exterior, [r for r, k in zip(rings, keep) if k])
 
-    def _pixel_box(self, geoms):
-        """Pixel row/col ranges [r0, r1) x [c0, c1) of each geometry's bounds (rotation-aware)."""
-        b = shapely.bounds(geoms)
-        inv = self.inv
-        rows, cols = [], []
-        for x, y in ((b[:, 0], b[:, 1]), (b[:, 0], b[:, 3]), (b[:, 2], b[:, 1]), (b[:, 2], b[:, 3])):
-            rows.append(inv.d * x + inv.e * y + inv.f)
-            cols.append(inv.a * x + inv.b * y + inv.c)
-        rows, cols = np.stack(rows), np.stack(cols)
-        f = lambda v: np.floor(v + 1e-6).astype(np.int64)  # noqa: E731
-        c = lambda v: np.ceil(v - 1e-6).astype(np.int64)  # noqa: E731
-        return f(rows.min(0)), c(rows.max(0)), f(cols.min(0)), c(cols.max(0))
+    def _to_map(self, geoms: np.ndarray) -> np.ndarray:
+        t = self.transform
+        return shapely.transform(geoms, lambda xy: np.column_stack([t.a * xy[:, 0] + t.b * xy[:, 1] + t.c,
+                                                                    t.d * xy[:, 0] + t.e * xy[:, 1] + t.f]))
 
-    def scores(self, geoms, read_rows, height: int, width: int, is_cancelled=None, shapes_=None) -> np.ndarray:
-        """Mean probability inside each (raw, disjoint) polygon: rasterise ids strip by strip, bincount.
-        ``shapes_``: the same polygons as GeoJSON-like dicts (faster to rasterise than shapely objects)."""
-        shapes_ = geoms if shapes_ is None else shapes_
-        n = len(geoms)
-        sums = np.zeros(n + 1, np.float64)
-        counts = np.zeros(n + 1, np.float64)
-        if n == 0:
-            return sums[1:]
-        r0s, r1s, c0s, c1s = self._pixel_box(geoms)
-        r0s, r1s = np.clip(r0s, 0, height), np.clip(r1s, 0, height)
-        c0s, c1s = np.clip(c0s, 0, width), np.clip(c1s, 0, width)
-        if ((r1s - r0s) * (c1s - c0s)).sum() < SPARSE_FRACTION * height * width:
-            # sparse detections: read and rasterise each polygon's own window only
-            for i in range(n):
-                if is_cancelled is not None and i % 256 == 0 and is_cancelled():
-                    raise Cancelled()
-                if r1s[i] <= r0s[i] or c1s[i] <= c0s[i]:
-                    continue
-                shape_ = (int(r1s[i] - r0s[i]), int(c1s[i] - c0s[i]))
-                ids = features.rasterize([(geoms[i] if shapes_[i] is None else shapes_[i], 1)], out_shape=shape_,
-                                         fill=0, dtype="uint8",
-                                         transform=self.transform * Affine.translation(c0s[i], r0s[i]))
-                prob = read_rows(int(r0s[i]), int(r1s[i]), int(c0s[i]), int(c1s[i]))
-                inside = ids > 0
-                sums[i + 1], counts[i + 1] = float(prob[inside].sum()), float(inside.sum())
-            with np.errstate(invalid="ignore", divide="ignore"):
-                s = sums[1:] / counts[1:]
-            return np.where(counts[1:] > 0, s, self.threshold)
-        order = np.argsort(r0s, kind="stable")
-        r0_sorted = r0s[order]
-        strip = max(64, STRIP_PIXELS // max(1, width))
-        for top in range(0, height, strip):
-            if is_cancelled is not None and is_cancelled():
-                raise Cancelled()
-            bottom = min(height, top + strip)
-            last = np.searchsorted(r0_sorted, bottom, side="left")
-            cand = order[:last]
-            cand = cand[r1s[cand] > top]
-            if len(cand) == 0:
-                continue
-            strip_tf = self.transform * Affine.translation(0, top)
-            inside = (r0s[cand] >= top) & (r1s[cand] <= bottom)
-            items = [(geoms[i] if shapes_[i] is None else shapes_[i], int(i) + 1) for i in cand[inside]]
-            big = cand[~inside]
-            if len(big):
-                # polygons reaching past the strip: rasterise only their part in it (clipped to the strip's box)
-                xs, ys = zip(*(strip_tf * (c, r) for c, r in ((0, -1), (width, -1), (0, bottom - top + 1),
-                                                             (width, bottom - top + 1))))
-                clipped = shapely.clip_by_rect(geoms[big], min(xs), min(ys), max(xs), max(ys))
-                items += [(g, int(i) + 1) for g, i in zip(clipped, big) if not g.is_empty]
-            ids = features.rasterize(items, out_shape=(bottom - top, width), transform=strip_tf, fill=0,
-                                     dtype="int32")
-            prob = read_rows(top, bottom)
-            sums += np.bincount(ids.ravel(), weights=prob.ravel(), minlength=n + 1)
-            counts += np.bincount(ids.ravel(), minlength=n + 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s = sums[1:] / counts[1:]
-        return np.where(counts[1:] > 0, s, self.threshold)
-
-    def polygons(self, query: str, shapes_iter, read_rows, height: int, width: int,
-                 is_cancelled: Optional[Callable] = None) -> list[DetectedPolygon]:
-        """Cleaned polygons from ``features.shapes`` output, processed in chunks (bounded Python memory)."""
-        out, chunk, coords = [], [], 0
-        for k, (geojson, value) in enumerate(shapes_iter):
+    def polygons(self, query: str, found: Iterable[tuple], is_cancelled: Optional[Callable] = None,
+                 cell: int = 1, height: int = 0, width: int = 0) -> list[DetectedPolygon]:
+        """Cleaned polygons from (region in pixel coordinates, score) pairs (strips.regions), in chunks. ``cell`` >
+        1: the regions are in k x k cells of a height x width canvas (scaled back and clipped to it here)."""
+        out, geoms, scores, coords = [], [], [], 0
+        for k, (geom, score) in enumerate(found):
             if is_cancelled is not None and k % 1024 == 0 and is_cancelled():
                 raise Cancelled()
-            if value:
-                chunk.append(geojson)
-                coords += sum(len(r) for r in geojson["coordinates"])
-                if len(chunk) >= CHUNK or coords >= CHUNK_COORDS:
-                    out.extend(self._process(query, chunk, read_rows, height, width, is_cancelled))
-                    chunk, coords = [], 0
-        if chunk:
-            out.extend(self._process(query, chunk, read_rows, height, width, is_cancelled))
+            geoms.append(geom)
+            scores.append(score)
+            coords += shapely.get_num_coordinates(geom)
+            if len(geoms) >= CHUNK or coords >= CHUNK_COORDS:
+                out.extend(self._process(query, geoms, scores, cell, height, width))
+                geoms, scores, coords = [], [], 0
+        if geoms:
+            out.extend(self._process(query, geoms, scores, cell, height, width))
         return out
 
-    def _process(self, query, dicts, read_rows, height, width, is_cancelled) -> list[DetectedPolygon]:
-        raw = polygons_from_geojson(dicts)
-        keep = np.nonzero(shapely.area(raw) / self.pixel_area >= max(self.min_pixels, 1e-9))[0]
-        raw, dicts = raw[keep], [dicts[i] for i in keep]
-        if len(raw) == 0:
+    def _process(self, query, geoms, scores, cell, height, width) -> list[DetectedPolygon]:
+        geoms, scores = np.asarray(geoms, dtype=object), np.asarray(scores, dtype=np.float64)
+        if cell > 1:
+            geoms = shapely.clip_by_rect(shapely.transform(geoms, lambda xy: xy * cell), 0, 0, width, height)
+        if (shapely.get_type_id(geoms) != 3).any():  # 8-connected unions and clips: one feature per polygon part
+            geoms, idx = shapely.get_parts(geoms, return_index=True)
+            poly = shapely.get_type_id(geoms) == 3
+            geoms, scores = geoms[poly], scores[idx[poly]]
+        keep = np.nonzero(shapely.area(geoms) >= max(self.min_pixels, 1e-9))[0]
+        geoms, scores = geoms[keep], scores[keep]
+        if len(geoms) == 0:
             return []
-        # big polygons: drop their GeoJSON copy now (Python tuples cost ~10x shapely's memory); scoring clips them
-        for i in np.nonzero(shapely.get_num_coordinates(raw) > 4096)[0]:
-            dicts[i] = None
-        scores = self.scores(raw, read_rows, height, width, is_cancelled, dicts)
-        del dicts
-        geoms = raw.copy()
+        geoms = self._to_map(geoms)
         if self.fill_holes_m2 > 0:
             for i in np.nonzero(shapely.get_num_interior_rings(geoms) > 0)[0]:
                 geoms[i] = self._fill_holes(geoms[i])
         if self.simplify > 0:
             geoms = simplify_rings(geoms, self.simplify)
-            bad = ~shapely.is_valid(geoms)
-            if bad.any():
-                geoms[bad] = [_polygonal(g) for g in shapely.make_valid(geoms[bad])]
+        bad = ~shapely.is_valid(geoms)
+        if bad.any():
+            geoms[bad] = [_polygonal(g) for g in shapely.make_valid(geoms[bad])]
         keep = ~shapely.is_empty(geoms)
         geoms, scores = geoms[keep], scores[keep]
         areas = self._areas(geoms)
         keep = ~(areas < self.min_area_m2)
         out = []
-        for g, s, a in zip(geoms[keep], scores[keep], areas[keep]):
-            out.append(DetectedPolygon(g, query, float(s), None if np.isnan(a) or not self.areas.available
+        for g, sc, a in zip(geoms[keep], scores[keep], areas[keep]):
+            out.append(DetectedPolygon(g, query, float(sc), None if np.isnan(a) or not self.areas.available
                                        else float(a), self.model, self.created_at, self.device, self.precision))
         return out
 
@@ -236,43 +168,45 @@ def simplify_rings(polys: np.ndarray, tolerance: float) -> np.ndarray:
     return out
 
 
-def polygons_from_geojson(dicts) -> np.ndarray:
-    """GeoJSON-like Polygon dicts (from features.shapes) -> array of shapely Polygons, built vectorised."""
-    if not dicts:
-        return np.array([], dtype=object)
-    rings, ring_poly = [], []
-    for i, d in enumerate(dicts):
-        for ring in d["coordinates"]:
-            rings.append(np.asarray(ring, dtype=np.float64))
-            ring_poly.append(i)
-    sizes = np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(rings))
-    ring_ids = np.repeat(np.arange(len(rings)), sizes)
-    lr = shapely.linearrings(np.concatenate(rings), indices=ring_ids)
-    out = np.empty(len(dicts), dtype=object)
-    shapely.polygons(lr, indices=np.asarray(ring_poly), out=out)
-    return out
+def polygonize_canvas(poly: Polygonizer, query: str, read_mask, read_prob, height: int, width: int,
+                      connectivity: int = 4, is_cancelled: Optional[Callable] = None,
+                      max_edges: int = MAX_BOUNDARY_EDGES) -> tuple[list[DetectedPolygon], Optional[str]]:
+    """One query's canvas -> (polygons, a warning or None). ``read_mask(top, bottom)`` / ``read_prob(top,
+    bottom)``: rows of the thresholded mask / probabilities. Past ``max_edges`` boundary edges, or with a region
+    too complex to merge across strips, the mask is polygonized on coarser cells (strips.py) and the warning says
+    so."""
+    k, edges = coarse_factor(read_mask, read_prob, poly.threshold, height, width, max_edges)
+    why = f"{edges:,} pixel edges, over the {max_edges:,} that are polygonized pixel by pixel"
+    while True:
+        try:
+            if k == 1:
+                return poly.polygons(query, regions(read_mask, read_prob, height, width, connectivity,
+                                                    is_cancelled), is_cancelled), None
+            cells = coarse_reader(read_prob, height, width, k)
+            found = regions(lambda t, b, c=cells: c(t, b) >= poly.threshold, cells, -(-height // k),
+                            -(-width // k), connectivity, is_cancelled, strip_rows(width, k))
+            polys = poly.polygons(query, found, is_cancelled, cell=k, height=height, width=width)
+            break
+        except RegionTooComplex as exc:
+            why = f"{exc}, more than the {strips.MAX_REGION_COORDS:,} merged in bounded memory"
+            k = max(2, 2 * k)
+    warning = (f"the mask of '{query}' is noise-like ({why}): it was polygonized on {k} x {k} pixel cells to stay "
+               f"in bounded memory; a model suited to this imagery, a higher threshold or a smaller area gives "
+               f"pixel-exact polygons")
+    return polys, warning
 
 
-def shapes_from_memory(prob: np.ndarray, threshold: float, transform: Affine, connectivity: int):
-    mask = (prob >= threshold).astype(np.uint8)
-    return features.shapes(mask, mask=mask.astype(bool), transform=transform, connectivity=connectivity)
+def memory_reader(prob: np.ndarray, threshold: float):
+    """(read_mask, read_prob) over an in-memory probability canvas."""
+    return (lambda top, bottom: prob[top:bottom] >= threshold), (lambda top, bottom: prob[top:bottom])
 
 
-def memory_rows(prob: np.ndarray):
-    """read(top, bottom, left=0, right=width) -> float probabilities of that window."""
-    return lambda top, bottom, left=0, right=None: prob[top:bottom, left:right]
+def disk_reader(mask_ds, prob_ds, band: int):
+    """(read_mask, read_prob) over the temporary GeoTIFF canvas (mask thresholded before the uint8 quantisation
+    of the probabilities)."""
+    def rows(ds, top, bottom):
+        return ds.read(band, window=Window(0, top, ds.width, bottom - top))
 
-
-def shapes_from_band(mask_ds, band: int, connectivity: int):
-    """Streaming polygonize (GDAL reads the band scanline by scanline)."""
-    b = rasterio.band(mask_ds, band)
-    return features.shapes(b, mask=b, transform=mask_ds.transform, connectivity=connectivity)
-
-
-def band_rows(prob_ds, band: int):
-    """read(top, bottom, left=0, right=width) from the disk canvas (uint8 = probability x 255) -> float."""
-    def read(top, bottom, left=0, right=None):
-        right = prob_ds.width if right is None else right
-        data = prob_ds.read(band, window=Window(left, top, right - left, bottom - top))
-        return data.astype(np.float32) / 255.0 if data.dtype == np.uint8 else data
-    return read
+    def read_prob(top, bottom):
+        return rows(prob_ds, top, bottom).astype(np.float32) / 255.0
+    return (lambda top, bottom: rows(mask_ds, top, bottom) > 0), read_prob

@@ -1,9 +1,11 @@
 """segment_raster: raster + text queries + predictor -> polygons per query (the engine's one entry point)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -18,12 +20,13 @@ from .expression import parse_expression
 from .feature_cache import FeatureCache, cache_usable, predict_cached, source_fingerprint, tile_key
 from .oom import BatchBackoff
 from .options import SegmentOptions
-from .polygonize import DetectedPolygon, Polygonizer, band_rows, memory_rows, shapes_from_band, shapes_from_memory
+from .polygonize import Polygonizer, disk_reader, memory_reader, polygonize_canvas
 from .search import predict_presence, prunable, search
 from .selection import deduplicate, select
-from .source import RasterSource, open_source
+from .source import open_source
 from .stitching import GeoTiffSink, MemorySink, Stitcher
-from .tiling import TileGrid, aoi_valid, area_of_interest, mask_in_window
+from .text_window import check_text_window
+from .tiling import TileGrid, aoi_valid, area_of_interest, mask_in_window, no_valid_pixel
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
@@ -56,6 +59,7 @@ class RunStats:
     plans: dict = field(default_factory=dict)  # query -> how it was read (extent scope)
     batch_size: int = 0              # (image, query) pairs per forward at the end of the run
     cuda_oom_halvings: int = 0       # times CUDA ran out of memory and the batch was halved (pipeline/oom.py)
+    warnings: list = field(default_factory=list)  # one line each: the run went on, but the user should know
 
     @property
     def seconds_per_megapixel(self) -> float:
@@ -91,6 +95,10 @@ def clean_queries(queries) -> list[str]:
     out = []
     for q in queries or []:
         q = " ".join(str(q).split())
+        bad = next((c for c in q if unicodedata.category(c) == "Cc"), None)
+        if bad is not None:
+            raise InputError(f"the query {q!r} holds a control character (U+{ord(bad):04X}); type plain text, e.g. "
+                             f'"the white storage tanks"')
         if not q:
             raise InputError('empty query; type what to find, e.g. "the white storage tanks"')
         if q not in out:
@@ -177,6 +185,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     t_start = time.perf_counter()
     options = (options or SegmentOptions()).validate()
     queries = clean_queries(queries)
+    check_text_window(getattr(predictor, "model", None), queries)
     extent_scope = options.scope == "extent"
     plans = {q: parse_expression(q) for q in queries} if extent_scope else {}
     texts = model_texts(queries, plans)
@@ -236,6 +245,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
         presence_threshold = float(getattr(predictor, "presence_threshold", 0.5))
     # extent scope: which fine tiles each text needs (coarse-to-fine search), and each tile's presence per text
     fine_needed: dict = {t: None for t in texts}
+    searched_valid = True  # the search saw image data (else no tile running is the raster's fault, not absence)
     presence = np.zeros((len(grid.rows), len(grid.cols), T), np.float32) if extent_scope else None
     if extent_scope:
         report(0.0, "searching the extent")
@@ -246,6 +256,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                            predict_windows=cached_windows)
         fine_needed = found.fine
         stats.coarse_windows, stats.forwards = found.windows_read, found.forwards
+        searched_valid = found.windows_valid > 0 or not found.windows_read
     run_all = any(v is None for v in fine_needed.values())
     wanted = set().union(*[v for v in fine_needed.values() if v is not None]) if not run_all else None
     tiles = [t for t in grid if wanted is None or (t.row, t.col) in wanted]
@@ -307,6 +318,8 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     report(0.9 * done / max(1, len(tiles)), f"tile {done}/{len(tiles)}")
                 stats.seconds_read = reader.seconds_busy
             stats.batch_size, stats.cuda_oom_halvings = backoff.batch_size, backoff.halvings
+            if stats.tiles_run == 0 and (tiles or not searched_valid):
+                raise no_valid_pixel(src, options)
             if cache is not None:
                 stats.feature_cache_hits = cache.stats.memory_hits + cache.stats.disk_hits - cache_before[0]
                 stats.tiles_encoded = cache.stats.encoded - cache_before[1]
@@ -324,20 +337,19 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                                options.min_pixels, options.fill_holes_m2, predictor.model_name, created_at,
                                options.connectivity, stats.device, stats.precision)
             found_polygons = {}
-            if sink.kind == "memory":
+            with contextlib.ExitStack() as stack:
+                if sink.kind != "memory":
+                    mds = stack.enter_context(rasterio.open(sink.mask_path))
+                    pds = stack.enter_context(rasterio.open(sink.prob_path))
                 for i, q in enumerate(texts):
                     report(0.9 + 0.1 * i / T, f"polygonizing '{q}'")
-                    shapes = shapes_from_memory(sink.prob[i], options.threshold, aoi_transform,
-                                                options.connectivity)
-                    found_polygons[q] = poly.polygons(q, shapes, memory_rows(sink.prob[i]), aoi.height, aoi.width,
-                                                      cancelled)
-            else:
-                with rasterio.open(sink.mask_path) as mds, rasterio.open(sink.prob_path) as pds:
-                    for i, q in enumerate(texts):
-                        report(0.9 + 0.1 * i / T, f"polygonizing '{q}'")
-                        shapes = shapes_from_band(mds, i + 1, options.connectivity)
-                        found_polygons[q] = poly.polygons(q, shapes, band_rows(pds, i + 1), aoi.height, aoi.width,
-                                                          cancelled)
+                    read_mask, read_prob = (memory_reader(sink.prob[i], options.threshold) if sink.kind == "memory"
+                                            else disk_reader(mds, pds, i + 1))
+                    found_polygons[q], warning = polygonize_canvas(poly, q, read_mask, read_prob, aoi.height,
+                                                                   aoi.width, options.connectivity, cancelled,
+                                                                   options.polygonize_max_edges)
+                    if warning:
+                        stats.warnings.append(warning)
             if extent_scope:
                 polygons = answer(plans, texts, found_polygons, presence, grid, transform, aoi_transform, aoi)
             else:

@@ -75,6 +75,7 @@ class SearchResult:
     #: model text -> fine tile starts (row, col) to run, or None = every tile of the grid
     fine: dict = field(default_factory=dict)
     windows_read: int = 0      # coarse windows read and run
+    windows_valid: int = 0     # of those, windows holding any valid pixel
     forwards: int = 0          # coarse (window, text) forwards
 
 
@@ -120,7 +121,9 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
         for batch in batched(run, batch_size):
             if cancelled():
                 raise Cancelled()
-            px = np.stack([src.read(ds, r, c, side, side, out_size=predictor.input_size)[0] for r, c in batch])
+            reads = [src.read(ds, r, c, side, side, out_size=predictor.input_size) for r, c in batch]
+            res.windows_valid += sum(bool(valid.any()) for _, valid in reads)
+            px = np.stack([rgb for rgb, _ in reads])
             if predict_windows is not None:
                 _, p = predict_windows([(r, c, side) for r, c in batch], px, level_texts)
             else:

@@ -14,10 +14,12 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio._err import CPLE_BaseError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import InputError
+from .georef import placement, warped
 from .options import SegmentOptions
 
 STATS_MAX_SIDE = 1024  # side of the decimated read used for the stretch statistics
@@ -42,6 +44,7 @@ class RasterSource:
     stretch: Optional[list]        # [(lo, hi)] per output channel, None for uint8
     scale: float = 1.0
     nodata: Optional[float] = None
+    placed_by: str = "affine"      # georef.Placement.kind: "affine", "gcps" (read through a warp) or "pixel"
 
     @property
     def grid_width(self) -> int:
@@ -64,7 +67,8 @@ class RasterSource:
         return math.sqrt(abs(t.a * t.e - t.b * t.d))
 
     def open(self):
-        return _open(self.path)
+        """The dataset to read windows from (GCP-only rasters: a warp through their GCPs); a context manager."""
+        return _open_placed(self.path, self.placed_by, self.crs_wkt)
 
     # ------------------------------------------------------------------ reading
     def read(self, ds, row: int, col: int, height: int, width: int, out_size: Optional[int] = None):
@@ -85,16 +89,21 @@ class RasterSource:
         o_h = max(1, min(oh - o_r0, int(round(h * fy))))
         o_w = max(1, min(ow - o_c0, int(round(w * fx))))
         uniq = sorted(set(self.bands))
-        if self.scale == 1.0 and out_size is None:
-            win = Window(c0, r0, w, h)
-            data = ds.read(uniq, window=win)
-            masks = ds.read_masks(uniq, window=win)
-        else:
-            sx, sy = self.width / self.grid_width, self.height / self.grid_height
-            win = Window(c0 * sx, r0 * sy, w * sx, h * sy)
-            shrink = Resampling.average if out_size is not None else Resampling.bilinear
-            data = ds.read(uniq, window=win, out_shape=(len(uniq), o_h, o_w), resampling=shrink)
-            masks = ds.read_masks(uniq, window=win, out_shape=(len(uniq), o_h, o_w), resampling=Resampling.nearest)
+        try:
+            if self.scale == 1.0 and out_size is None:
+                win = Window(c0, r0, w, h)
+                data = ds.read(uniq, window=win)
+                masks = ds.read_masks(uniq, window=win)
+            else:
+                sx, sy = self.width / self.grid_width, self.height / self.grid_height
+                win = Window(c0 * sx, r0 * sy, w * sx, h * sy)
+                shrink = Resampling.average if out_size is not None else Resampling.bilinear
+                data = ds.read(uniq, window=win, out_shape=(len(uniq), o_h, o_w), resampling=shrink)
+                masks = ds.read_masks(uniq, window=win, out_shape=(len(uniq), o_h, o_w),
+                                      resampling=Resampling.nearest)
+        except (RasterioError, CPLE_BaseError) as exc:
+            raise unreadable(self.path, exc, f"rows {int(win.row_off)}-{int(win.row_off + win.height)}, columns "
+                                             f"{int(win.col_off)}-{int(win.col_off + win.width)}") from None
         ok = np.any(masks > 0, axis=0)  # GDAL's rule: nodata only where every band is
         if data.dtype.kind == "f":
             ok &= np.all(np.isfinite(data), axis=0)
@@ -137,6 +146,19 @@ def _open(path):
         raise InputError(f"{path} is not a raster GDAL can read; give a GeoTIFF or another GDAL raster") from None
 
 
+def unreadable(path: str, exc: BaseException, where: str) -> InputError:
+    """A read that failed mid-file (truncated or corrupt blocks): one line naming the file and the window."""
+    cause = exc.__cause__ or exc.__context__ or exc
+    detail = " ".join(str(cause).split()) or type(exc).__name__
+    return InputError(f"{path} cannot be read at {where} (GDAL: {detail}): the file is truncated or corrupt; "
+                      f"copy or export it again (gdal_translate), nothing was written")
+
+
+def _open_placed(path: str, placed_by: str, crs_wkt: Optional[str]):
+    ds = _open(path)
+    return warped(ds, crs_wkt, path) if placed_by == "gcps" else ds
+
+
 def _choose_bands(ds, requested) -> tuple[tuple, Optional[int]]:
     ci = list(ds.colorinterp)
     alpha = next((i + 1 for i, c in enumerate(ci) if c == ColorInterp.alpha), None)
@@ -159,18 +181,22 @@ def _choose_bands(ds, requested) -> tuple[tuple, Optional[int]]:
                      f"choose three with --bands R,G,B (e.g. --bands 3,2,1 or --bands 4,3,2)")
 
 
-def _stretch(ds, bands, options: SegmentOptions):
+def _stretch(ds, bands, options: SegmentOptions, path: str):
     """Percentile stretch from overviews / a decimated read, nodata masked; [(lo, hi)] per output channel."""
     uniq = sorted(set(bands))
     f = min(1.0, STATS_MAX_SIDE / max(ds.width, ds.height))
     shape = (len(uniq), max(1, int(ds.height * f)), max(1, int(ds.width * f)))
-    data = ds.read(uniq, out_shape=shape, resampling=Resampling.nearest)
-    masks = ds.read_masks(uniq, out_shape=shape, resampling=Resampling.nearest)
+    try:
+        data = ds.read(uniq, out_shape=shape, resampling=Resampling.nearest)
+        masks = ds.read_masks(uniq, out_shape=shape, resampling=Resampling.nearest)
+    except (RasterioError, CPLE_BaseError) as exc:
+        raise unreadable(path, exc, "a decimated read of the whole raster (for its statistics)") from None
     ok = np.any(masks > 0, axis=0)  # GDAL's rule: nodata only where every band is
     if data.dtype.kind == "f":
         ok &= np.all(np.isfinite(data), axis=0)
     if not ok.any():
-        raise InputError("the raster has no valid pixels (all nodata/masked); check its nodata value or mask")
+        raise InputError(f"{path} holds no valid pixel (every pixel is nodata or masked); check its nodata value "
+                         f"and mask (rs2sam2 info) or choose another raster")
     lo_p, hi_p = options.stretch_percentiles
 
     def lohi(values):
@@ -191,25 +217,13 @@ def _stretch(ds, bands, options: SegmentOptions):
 def open_source(path, options: SegmentOptions) -> RasterSource:
     """Validate a raster and prepare its reading; bad input raises InputError (one line)."""
     path = os.fspath(path)
-    ds = _open(path)
-    with ds:
+    with _open(path) as ds:
         if ds.count < 1 or ds.width < 1 or ds.height < 1:
             raise InputError(f"{path} has no pixels or no bands; give a raster with image data")
-        crs = ds.crs
-        transform = ds.transform
-        gcps, gcp_crs = ds.gcps
-        if crs is None or not crs.to_wkt():
-            if gcps and not options.allow_pixel_coords:
-                raise InputError(f"{path} is georeferenced by ground control points only; warp it first "
-                                 f"(gdalwarp -t_srs EPSG:xxxx in.tif out.tif)")
-            if not options.allow_pixel_coords:
-                raise InputError(f"{path} has no CRS; assign one (gdal_edit.py -a_srs EPSG:xxxx {path}) or pass "
-                                 f"--allow-pixel-coords to write pixel coordinates")
-            crs_wkt, transform, pixel_coords = None, Affine.identity(), True
-        else:
-            crs_wkt, pixel_coords = crs.to_wkt(), False
-            if abs(transform.a * transform.e - transform.b * transform.d) == 0:
-                raise InputError(f"{path} has a degenerate geotransform (zero pixel size); fix its georeferencing")
+        place = placement(ds, path, options.allow_pixel_coords)
+    with _open_placed(path, place.kind, place.crs_wkt) as ds:
+        crs_wkt, pixel_coords = place.crs_wkt, place.kind == "pixel"
+        transform = Affine.identity() if pixel_coords else ds.transform
         bands, alpha = _choose_bands(ds, options.bands)
         palette = None
         if len(set(bands)) == 1 and ds.colorinterp[bands[0] - 1] == ColorInterp.palette:
@@ -223,7 +237,7 @@ def open_source(path, options: SegmentOptions) -> RasterSource:
                 palette = None
         dtypes = {ds.dtypes[b - 1] for b in bands}
         dtype = ds.dtypes[bands[0] - 1]
-        stretch = None if (dtypes == {"uint8"} or palette is not None) else _stretch(ds, bands, options)
+        stretch = None if (dtypes == {"uint8"} or palette is not None) else _stretch(ds, bands, options, path)
         scale = 1.0
         if options.gsd is not None:
             native = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
@@ -233,7 +247,8 @@ def open_source(path, options: SegmentOptions) -> RasterSource:
                                  f"pixel; use a value within 16x of it")
         return RasterSource(path=path, width=ds.width, height=ds.height, count=ds.count, dtype=dtype,
                             crs_wkt=crs_wkt, transform=transform, pixel_coords=pixel_coords, bands=bands,
-                            alpha=alpha, palette=palette, stretch=stretch, scale=scale, nodata=ds.nodata)
+                            alpha=alpha, palette=palette, stretch=stretch, scale=scale, nodata=ds.nodata,
+                            placed_by=place.kind)
 
 
 def raster_info(path) -> dict:

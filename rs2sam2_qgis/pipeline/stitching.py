@@ -156,4 +156,5 @@ class Stitcher:
     def finish(self):
         while self.top < self.aoi.row_end:
             self._advance(self.top + self.tile)
+        self.acc = None  # the tile-row band (tile x width per query): freed before polygonizing needs memory
         self.sink.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 from affine import Affine
@@ -131,3 +131,14 @@ def aoi_valid(valid: np.ndarray, tile: Tile, aoi: Window2D) -> bool:
     r0, r1 = max(aoi.row, tile.row) - tile.row, min(aoi.row_end, tile.row + tile.size) - tile.row
     c0, c1 = max(aoi.col, tile.col) - tile.col, min(aoi.col_end, tile.col + tile.size) - tile.col
     return r1 > r0 and c1 > c0 and bool(valid[r0:r1, c0:c1].any())
+
+
+def no_valid_pixel(src, options) -> InputError:
+    """The one line for a run that found no valid pixel (all nodata, or an extent/mask over nodata only)."""
+    where = " and ".join(w for w, v in (("extent", options.extent), ("mask polygon", options.mask_geometry))
+                         if v is not None)
+    if where:
+        return InputError(f"the {where} holds no valid pixel of {src.path} (all nodata or masked); choose an area "
+                          f"over image data")
+    return InputError(f"{src.path} holds no valid pixel (every pixel is nodata or masked); check its nodata value "
+                      f"and mask (rs2sam2 info) or choose another raster")

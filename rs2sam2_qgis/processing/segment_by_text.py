@@ -246,6 +246,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
                 raise QgsProcessingException("cancelled by the user; nothing was written")
             raise QgsProcessingException(reply.get("message") or "the run failed")
         stats = reply.get("stats") or {}
+        for warning in stats.get("warnings") or []:
+            feedback.pushWarning(warning)
         device_used = stats.get("device", "")
         feedback.pushInfo(f"{reply['count']} polygons for {len(queries)} description(s) on {device_used} "
                           f"({stats.get('device_reason', '')}), {stats.get('precision', '')} "

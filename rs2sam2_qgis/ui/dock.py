@@ -15,7 +15,6 @@ from qgis.core import (
 from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -519,6 +518,9 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.status_label.setText(f"{total} polygon{'s' if total != 1 else ''} ({counts}) in {task.seconds:.1f} s "
                                   f"on {device}{reason}{precision}{model}{oom}.")
         log(f"run done: {self.status_label.text()} -> {reply['output']}")
+        for warning in stats.get("warnings") or []:  # e.g. a noise-like mask polygonized on coarser cells
+            self.iface.messageBar().pushMessage("rs2sam2", warning, level=Qgis.MessageLevel.Warning, duration=0)
+            log(f"warning: {warning}", Qgis.MessageLevel.Warning)
         _deps_glue("record_run", device, f"{stats.get('device_reason', '')}{precision}")
 
     def show_error(self, message: str, trace: str | None = None, logged: bool = False) -> None:
