@@ -158,7 +158,7 @@ def fmt(v, nd=3):
 
 def markdown(meta: dict, summary: dict, big: dict | None) -> str:
     lines = [f"# Raster-scale referring ({meta['split']} split, model {meta['model']})", "",
-             f"Command: `{meta['command']}`", "",
+             f"Command: `{meta['command']}` (commit {meta.get('commit', 'unknown')})", "",
              f"{meta['mosaics']} mosaics ({', '.join(str(s) for s in meta['sizes'])} px at {RES} m), "
              f"{meta['queries']} sentences; {meta['machine']}; {meta['date']}.", "",
              "| kind | scope | n (present/absent) | N-acc | T-acc | gIoU | raster IoU | FP area m2 | FP share | "
@@ -193,6 +193,16 @@ def markdown(meta: dict, summary: dict, big: dict | None) -> str:
             lines.append(f"\nForwards: {big['tile']['forwards'] / max(1, big['extent']['forwards']):.1f}x fewer "
                          f"in extent scope.")
     return "\n".join(lines) + "\n"
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def main(argv=None) -> int:
@@ -255,7 +265,8 @@ def main(argv=None) -> int:
     summary = summarise(rows)
     meta = dict(command=" ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/raster_referring.py",
                                                           *(argv if argv is not None else sys.argv[1:])]),
-                split=a.split, model=a.model, mosaics=a.mosaics, sizes=sizes, queries=n_queries,
+                commit=_git_commit(), split=a.split, model=a.model, mosaics=a.mosaics, sizes=sizes,
+                queries=n_queries,
                 machine=f"{platform.machine()}, {os.cpu_count()} CPU(s), torch threads "
                         f"{__import__('torch').get_num_threads()}",
                 date=time.strftime("%Y-%m-%d"))
