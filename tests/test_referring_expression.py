@@ -62,6 +62,14 @@ def test_counts(query, n, text):
     assert plan.cardinality == n and plan.model_text == text
 
 
+def test_quantifiers_and_picture_words_are_reworded_for_the_model():
+    """'every house in the image' says nothing about houses: the model is asked for the houses."""
+    plan = parse_expression("every house in the image")
+    assert (plan.model_text, plan.alt_text, plan.cardinality) == ("the houses", "the house", ALL)
+    assert parse_expression("the buildings in this scene").model_text == "the buildings"
+    assert parse_expression("all the storage tanks").model_text == "all the storage tanks"  # as typed
+
+
 def test_relations_name_their_anchor():
     plan = parse_expression("the tank right next to the harbour")
     assert (plan.model_text, plan.anchor_text, plan.cardinality) == ("the tanks", "the harbour", ONE)

@@ -173,9 +173,13 @@ def parse_expression(query: str) -> ReferringPlan:
     relation = None
     anchor = None
 
+    # words about the whole picture ("in the image") or every member ("every house") say nothing about what the
+    # objects look like: the model is asked for the plain noun phrase ("the houses") instead
+    scope_words = r"\b(?:in|on|of|across|throughout|within)\s+(?:the|this)\s+(?:whole\s+|entire\s+)?(?:image|" \
+                  r"scene|map|raster|picture|photo|mosaic|extent|area)\b"
+    reworded = bool(re.search(scope_words, text) or re.match(r"\s*(?:every|each|any)\b", text))
+    text = re.sub(scope_words, " ", text)
     # relation: "X next to the lake" -> anchor "the lake" (the rest of the sentence after the relation word)
-    text = re.sub(r"\b(?:in|on|of|across|throughout|within)\s+(?:the|this)\s+(?:whole\s+|entire\s+)?(?:image|scene|"
-                  r"map|raster|picture|photo|mosaic|extent)\b", " ", text)
     if re.search(r"\b(?:only|single|sole)\b", text):
         cardinality = ONE
         text = re.sub(r"\b(?:only|single|sole)\b", " ", text)
@@ -261,7 +265,7 @@ def parse_expression(query: str) -> ReferringPlan:
         # "the building" / "a car" name one object; a bare noun ("building", "red") is a class search
         singular_det = tokens[0] in ("the", "a", "an", "this", "that")
         cardinality = ONE if singular_det and not plural and noun not in _MASS_NOUNS else ALL
-    if not (size or extreme or region or anchor or cardinality not in (ONE, ALL)):
+    if not (size or extreme or region or anchor or cardinality not in (ONE, ALL) or reworded):
         # nothing to choose over the extent: the model gets the sentence as typed
         return ReferringPlan(original, original, None, cardinality, size, extreme, region, relation, anchor,
                              tuple(understood))

@@ -75,6 +75,8 @@ class SegmentOptions:
     #: extent scope: a coarse window whose presence is below this is not looked into (recall first: lower than
     #: presence_threshold)
     search_threshold: float = 0.2
+    #: extent scope: coarse windows looked into per level for a singular referent (the best by presence)
+    search_beam: int = 4
 
     def replace(self, **changes) -> "SegmentOptions":
         return replace(self, **changes)
@@ -117,6 +119,8 @@ class SegmentOptions:
         for name in ("presence_threshold", "search_threshold"):
             if getattr(self, name) is not None and not (0.0 <= float(getattr(self, name)) < 1.0):
                 raise InputError(f"{name.replace('_', ' ')} {getattr(self, name)} is out of range; use [0, 1)")
+        if int(self.search_beam) < 1:
+            raise InputError(f"search beam {self.search_beam} must be >= 1 (windows looked into per level)")
         if not (0 <= int(self.search_levels) <= 8):
             raise InputError(f"search levels {self.search_levels} out of range; use 0..8 (0 = run every tile)")
         return self

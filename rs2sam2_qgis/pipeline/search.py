@@ -96,9 +96,11 @@ def _windows(aoi: Window2D, side: int, overlap: float) -> list[tuple[int, int]]:
 
 
 def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence[int], tile: int, predictor,
-           texts: dict, *, levels: int, threshold: float, overlap: float, batch_size: int,
+           texts: dict, *, levels: int, threshold: float, overlap: float, batch_size: int, beam: int = 4,
            cancelled: Callable[[], bool] = lambda: False, predict_windows: Optional[Callable] = None) -> SearchResult:
     """Decide which fine tiles each model text needs. ``texts``: model text -> (searched: bool, region or None).
+    A singular referent is one object: at each level only the ``beam`` windows with the highest presence (at least
+    ``threshold``) are looked into, best first, so a look-alike here and there cannot open the whole raster.
     ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of windows is predicted (the
     engine's feature cache); default: the predictor directly."""
     res = SearchResult()
@@ -134,7 +136,8 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
                 for j, t in enumerate(level_texts):
                     pres[(w, t)] = float(p[k, j])
         for t in level_texts:
-            held[t] = [Window2D(r, c, side, side) for r, c in need[t] if pres[((r, c), t)] >= threshold]
+            best = sorted((w for w in need[t] if pres[(w, t)] >= threshold), key=lambda w: -pres[(w, t)])[:beam]
+            held[t] = [Window2D(r, c, side, side) for r, c in best]
     for t, (_, region) in texts.items():
         area = areas[t]
         windows = held.get(t)

@@ -95,6 +95,9 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
     if plan.size is not None:
         areas = _areas(cands)
         order_key = -areas if plan.size == "max" else areas
+        if plan.size == "min" and len(idx) > 2:
+            # the smallest *object*: fragments and specks (under a quarter of the typical candidate) are not one
+            idx = idx[areas[idx] >= 0.25 * float(np.median(areas[idx]))]
     elif plan.extreme is not None:
         dx, dy = plan.extreme
         order_key = -(pos[:, 0] * dx + pos[:, 1] * dy)
