@@ -66,7 +66,7 @@ def test_merged_output_has_source_column_in_one_crs(tmp_path, scenes):
     assert set(layers) == {"the_red_roofs", "white_tanks"}
     total = 0
     for name, (rows, crs, fields) in layers.items():
-        assert fields == ["query", "score", "area_m2", "model", "device", "precision", "source"]
+        assert fields == ["query", "score", "area_m2", "model", "device", "precision", "presence", "rank", "source"]
         assert crs == "EPSG:32633"  # the first raster's; the Web Mercator ones are reprojected
         assert {r[-1] for r in rows} == set(scenes["ref"])
         total += len(rows)
