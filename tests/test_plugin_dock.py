@@ -214,14 +214,21 @@ def test_export_appends_to_a_geopackage_with_write_vector(clean_state, iface, sc
     plugin.unload()
 
 
-def test_cancel_mid_run_adds_nothing(clean_state, iface, tmp_path):
+def _start_slow_run(iface, tmp_path):
+    """(plugin, dock, task, finished tasks) of a run long enough to be interrupted."""
     big = make_geotiff(tmp_path / "big.tif", size=512)
     plugin = _plugin(iface)
     dock, _ = _dock_ready(plugin, big, ["the white tank"], spec=SLOW_MODEL)
     dock.advanced_widgets["overlap"].setValue(0.0)
+    # every tile runs: the whole-area search could skip most tiles of a singular query and end before the test acts
+    dock.scope_combo.setCurrentIndex(dock.scope_combo.findData("tile"))
     finished = []
     dock.run_finished.connect(finished.append)
-    task = dock.start_run()
+    return plugin, dock, dock.start_run(), finished
+
+
+def test_cancel_mid_run_adds_nothing(clean_state, iface, tmp_path):
+    plugin, dock, task, finished = _start_slow_run(iface, tmp_path)
     assert wait_until(lambda: task.progress() > 0, 30), "no progress reported"
     dock.cancel_button.click()
     assert wait_until(lambda: bool(finished), 30)
@@ -386,13 +393,7 @@ def test_killed_engine_is_one_line_adds_nothing_and_the_next_run_works(clean_sta
     import os
     import signal
 
-    big = make_geotiff(tmp_path / "big.tif", size=512)
-    plugin = _plugin(iface)
-    dock, _ = _dock_ready(plugin, big, ["the white tank"], spec=SLOW_MODEL)
-    dock.advanced_widgets["overlap"].setValue(0.0)
-    finished = []
-    dock.run_finished.connect(finished.append)
-    task = dock.start_run()
+    plugin, dock, task, finished = _start_slow_run(iface, tmp_path)
     assert wait_until(lambda: task.progress() > 0, 60), "no progress"
     pid = busy_engine_pid()
     os.kill(pid, signal.SIGKILL)
