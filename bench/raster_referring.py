@@ -225,6 +225,7 @@ def main(argv=None) -> int:
 
     from rs2sam2_qgis.pipeline import SegmentOptions
 
+    commit = _git_commit()  # the code that runs, taken before the (long) run
     predictor = Predictor(load_model(a.model), device="cpu")
     options = SegmentOptions(batch_size=a.batch_size)
     if a.presence_threshold is not None:
@@ -265,7 +266,7 @@ def main(argv=None) -> int:
     summary = summarise(rows)
     meta = dict(command=" ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/raster_referring.py",
                                                           *(argv if argv is not None else sys.argv[1:])]),
-                commit=_git_commit(), split=a.split, model=a.model, mosaics=a.mosaics, sizes=sizes,
+                commit=commit, split=a.split, model=a.model, mosaics=a.mosaics, sizes=sizes,
                 queries=n_queries,
                 machine=f"{platform.machine()}, {os.cpu_count()} CPU(s), torch threads "
                         f"{__import__('torch').get_num_threads()}",
