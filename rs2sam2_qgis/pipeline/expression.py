@@ -18,23 +18,27 @@ from typing import Optional
 #: cardinality of a plan: one object, all objects, or an exact count (int)
 ONE, ALL = "one", "all"
 
+def _alternation(words) -> str:
+    """A regex group matching any of ``words`` (longest first, so "a pair of" wins over "pair of")."""
+    return "(?:" + "|".join(sorted(words, key=len, reverse=True)) + ")"
+
+
 _NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
             "ten": 10, "eleven": 11, "twelve": 12, "both": 2, "pair of": 2, "couple of": 2, "a pair of": 2,
             "a couple of": 2}
-_NUMBER_RE = r"(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|both|(?:a )?pair of|" \
-             r"(?:a )?couple of)"
+_NUMBER_RE = r"(?:\d+|" + _alternation(_NUMBERS) + ")"
 
-# size superlatives (and their comparative-of-all forms) -> which end of the area ranking
-_SIZE = {"largest": "max", "biggest": "max", "widest": "max", "longest": "max", "greatest": "max", "huge": None,
-         "smallest": "min", "tiniest": "min", "shortest": "min", "narrowest": "min", "littlest": "min"}
-_SIZE_RE = r"(?:largest|biggest|widest|longest|greatest|smallest|tiniest|shortest|narrowest|littlest|" \
-           r"most (?:large|big|small|tiny))"
+# size superlatives (and their "most ..." forms) -> which end of the area ranking
+_SIZE = {"largest": "max", "biggest": "max", "widest": "max", "longest": "max", "greatest": "max",
+         "most large": "max", "most big": "max", "smallest": "min", "tiniest": "min", "shortest": "min",
+         "narrowest": "min", "littlest": "min", "most small": "min", "most tiny": "min"}
+_SIZE_RE = _alternation(_SIZE)
 
 # directions: image/compass word -> unit vector (x to the east/right, y to the north/top)
 _DIRS = {"north": (0, 1), "south": (0, -1), "east": (1, 0), "west": (-1, 0),
-         "top": (0, 1), "upper": (0, 1), "up": (0, 1), "bottom": (0, -1), "lower": (0, -1),
+         "top": (0, 1), "upper": (0, 1), "bottom": (0, -1), "lower": (0, -1),
          "left": (-1, 0), "right": (1, 0)}
-_DIR_WORD = r"(?:north|south|east|west|top|upper|bottom|lower|left|right)"
+_DIR_WORD = "(?:" + "|".join(_DIRS) + ")"
 _COMPASS_ADJ = {"northern": "north", "southern": "south", "eastern": "east", "western": "west"}
 _ABBREV = {"nw": "north west", "ne": "north east", "sw": "south west", "se": "south east"}
 
@@ -131,18 +135,9 @@ def pluralize(noun: str) -> str:
     return n + "s"
 
 
-def _head_span(tokens: list[str]) -> tuple[int, int]:
-    """(start, end) of the head noun phrase: from after a leading determiner to the first preposition."""
-    end = len(tokens)
-    for i, t in enumerate(tokens):
-        if i > 0 and t in _PREPOSITIONS:
-            end = i
-            break
-    return 0, end
-
-
 def _head_noun_index(tokens: list[str]) -> Optional[int]:
-    _, end = _head_span(tokens)
+    """The head noun: the last word before the first preposition (after the first word), determiners skipped."""
+    end = next((i for i, t in enumerate(tokens) if i > 0 and t in _PREPOSITIONS), len(tokens))
     for i in range(end - 1, -1, -1):
         if re.fullmatch(r"[a-z][a-z\-']*", tokens[i]) and tokens[i] not in ("the", "a", "an", "all", "every", "each",
                                                                            "any", "some"):
@@ -230,7 +225,7 @@ def parse_expression(query: str) -> ReferringPlan:
     m = re.search(rf"\b{_SIZE_RE}\b", text)
     if m:
         word = m.group(0)
-        size = "max" if any(k in word for k in ("larg", "big", "wid", "long", "great")) else "min"
+        size = _SIZE[word]
         understood.append(f"size {word}")
         text = text[: m.start()] + " " + text[m.end():]
 

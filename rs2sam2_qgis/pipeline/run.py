@@ -11,7 +11,6 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import rasterio
-import shapely
 from affine import Affine
 
 from .batching import Prefetcher, batched
@@ -22,7 +21,7 @@ from .oom import BatchBackoff
 from .options import SegmentOptions
 from .polygonize import Polygonizer, disk_reader, memory_reader, polygonize_canvas
 from .search import predict_presence, prunable, search
-from .selection import deduplicate, select
+from .selection import deduplicate, pixel_points, select
 from .source import open_source
 from .stitching import GeoTiffSink, MemorySink, Stitcher
 from .text_window import check_text_window
@@ -140,10 +139,7 @@ def _with_presence(polys: list, presence_tq: np.ndarray, grid: TileGrid, transfo
     """Each polygon's presence: the highest of the tiles that contain its representative point."""
     if not polys:
         return polys
-    pts = shapely.point_on_surface(np.asarray([p.geometry for p in polys], dtype=object))
-    inv = ~transform
-    xs, ys = shapely.get_x(pts), shapely.get_y(pts)
-    cols, rows = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
+    cols, rows = pixel_points(polys, transform)
     rs, cs = np.asarray(grid.rows), np.asarray(grid.cols)
     out = []
     for p, r, c in zip(polys, rows, cols):

@@ -44,13 +44,17 @@ def deduplicate(cands: Sequence[DetectedPolygon], overlap: float = 0.5) -> list[
     return [c for c, d in zip(order, dropped) if not d]
 
 
+def pixel_points(cands: Sequence[DetectedPolygon], transform: Affine) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, rows) of each candidate's representative point (inside it) in the pixels of ``transform``."""
+    pts = shapely.point_on_surface(np.asarray([c.geometry for c in cands], dtype=object))
+    inv = ~transform
+    xs, ys = shapely.get_x(pts), shapely.get_y(pts)
+    return inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
+
+
 def _positions(cands: Sequence[DetectedPolygon], extent_transform: Affine, height: int, width: int) -> np.ndarray:
     """Each candidate's representative point as (u, v) in [-0.5, 0.5]: u to the right, v to the top of the extent."""
-    pts = shapely.point_on_surface(np.asarray([c.geometry for c in cands], dtype=object))
-    inv = ~extent_transform
-    xs, ys = shapely.get_x(pts), shapely.get_y(pts)
-    cols = inv.a * xs + inv.b * ys + inv.c
-    rows = inv.d * xs + inv.e * ys + inv.f
+    cols, rows = pixel_points(cands, extent_transform)
     return np.stack([cols / max(width, 1) - 0.5, 0.5 - rows / max(height, 1)], axis=1)
 
 
