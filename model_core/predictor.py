@@ -250,8 +250,8 @@ class Predictor:
         mask, see model_core/authors_mode.py).
 
         ``presence=True`` returns ``(probabilities, presence)``: presence ``[B, T]`` in [0, 1] says how strongly the
-        model holds that the tile contains the referent at all (the family's own signal, e.g. RS2-SAM2's pseudo-mask
-        peak; else the mask's highest probability). Whole-raster referring gates and ranks tiles by it."""
+        model holds that the tile contains the referent at all (the family's own signal, e.g. RS2-SAM2's presence head
+        or pseudo-mask peak; else the mask's highest probability). Whole-raster referring gates and ranks tiles by it."""
         if self.mode == "authors":
             from .authors_mode import predict_authors
 

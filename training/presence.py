@@ -106,9 +106,8 @@ def make_pairs(split: str, n_mosaics: int, size: int, seed: int, cells: int = 4)
         m = build_mosaic(seed, split, 500 + i, cells, exclude=excludes[i % len(excludes)])
         H = m.labels.shape[0]
         for side in (size, 2 * size, 4 * size):
-            stride = side if side > size else size
-            for r in range(0, H - side + 1, stride):
-                for c in range(0, H - side + 1, stride):
+            for r in range(0, H - side + 1, side):  # windows of each size tile the mosaic without overlap
+                for c in range(0, H - side + 1, side):
                     pairs += window_pairs(m.image, m.labels, m.objects, r, c, side, size, rng)
     return pairs
 
