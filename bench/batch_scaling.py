@@ -247,6 +247,7 @@ def main():
         return transport(args) if args.config == "transport" else child(args)
 
     work = args.workdir or tempfile.mkdtemp(prefix="rs2sam2-batchbench-")
+    os.makedirs(work, exist_ok=True)
     rows = []
     try:
         t0 = time.perf_counter()
