@@ -141,7 +141,7 @@ class Predictor:
     def model_digest(self) -> str:
         """Identifies what encode() computes (model class, config, weights, precision, device type); cached."""
         if getattr(self, "_digest", None) is None:
-            from .feature_cache import model_digest
+            from .tile_features import model_digest
 
             self._digest = model_digest(self.model, f"{self.precision}|{self.device.type}|{self.input_size}")
         return self._digest
@@ -160,9 +160,9 @@ class Predictor:
         return px.contiguous()
 
     def encode(self, images, batch_size: int | None = None):
-        """Images (uint8 [B,H,W,3]) -> TileFeatures (model_core.feature_cache): a reusable model's text-independent
+        """Images (uint8 [B,H,W,3]) -> TileFeatures (model_core.tile_features): a reusable model's text-independent
         features, or the resized pixels for a model whose image side depends on the text."""
-        from .feature_cache import TileFeatures
+        from .tile_features import TileFeatures
 
         arr = self._as_batch(images)
         n_img, h, w, _ = arr.shape
@@ -180,7 +180,7 @@ class Predictor:
         return TileFeatures.cat(parts)
 
     def features_from_bytes(self, data: bytes):
-        from .feature_cache import TileFeatures
+        from .tile_features import TileFeatures
 
         return TileFeatures.from_bytes(data, self.device)
 
@@ -188,7 +188,7 @@ class Predictor:
                presence: bool = False):
         """TileFeatures (or a list of them, one size) + texts -> probabilities [B, T, H, W] like predict (with
         ``presence``: and the presence [B, T], as predict)."""
-        from .feature_cache import TileFeatures
+        from .tile_features import TileFeatures
 
         feats = TileFeatures.cat(features) if isinstance(features, (list, tuple)) else features
         texts = self._as_texts(texts)

@@ -16,7 +16,7 @@ from affine import Affine
 from .batching import Prefetcher, batched
 from .errors import Cancelled, InputError
 from .expression import parse_expression
-from .feature_cache import FeatureCache, cache_usable, predict_cached, source_fingerprint, tile_key
+from .tile_feature_cache import FeatureCache, cache_usable, predict_cached, source_fingerprint, tile_key
 from .oom import BatchBackoff
 from .options import SegmentOptions
 from .polygonize import Polygonizer, disk_reader, memory_reader, polygonize_canvas
