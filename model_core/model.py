@@ -221,12 +221,3 @@ class RS2SAM2(nn.Module):
     def logits_to_prob(self, logits: torch.Tensor, rule: Optional[str] = None) -> torch.Tensor:
         """The trained probability sigmoid(2x - 1): > 0.5 exactly where logit > 0.5 (``rule`` measures another)."""
         return prob_from_logits(logits, rule or self.prob_rule)
-
-    @staticmethod
-    def authors_decision(logits: torch.Tensor) -> torch.Tensor:
-        """The authors' binary mask: argmax over [1 - x, x], i.e. logit > 0.5 (strict)."""
-        return logits > 0.5
-
-
-def build_from_config(cfg: ModelConfig) -> RS2SAM2:
-    return RS2SAM2(cfg)

@@ -37,7 +37,6 @@ from .decision import prob_from_logits
 from .lora import apply_lora, is_lora_name
 from .rsrefseg_config import RSRefSegConfig, TowersConfig
 
-FEATURE_KEYS = ("visual", "image_embed", "high_res_0", "high_res_1")
 SPM_NAMES = ("spiece.model", "sentencepiece.model", "tokenizer.model")
 
 
