@@ -3,6 +3,8 @@
 Implements the segmentation-model protocol of docs/ARCHITECTURE.md:
   input_size, name, predict_masks(pixels01, texts) -> logits, forward(pixels01, texts) -> dict, loss(out, target),
   trainable_parameters(), param_groups(base_lr), logits_to_prob(logits).
+The end of the module registers the RS2-SAM2 family (model_core/families.py): its config, presets, the foreign
+checkpoint kinds it reads and the authors' release.
 """
 from __future__ import annotations
 

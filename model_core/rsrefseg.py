@@ -16,6 +16,8 @@ on the attention of both towers, the prompter, the prompt encoder's mask path an
 The image features (V and SAM2's image embeddings) do not depend on the text, so the model splits:
 `encode_images(pixels) -> dict of tensors` and `decode_features(features, texts) -> logits`; `features_reusable`
 is True and `predict_masks(p, t) == decode_features(encode_images(p), t)` exactly.
+
+The end of the module registers the RSRefSeg family (model_core/families.py).
 """
 from __future__ import annotations
 
