@@ -11,7 +11,7 @@ probability is taken, so the caller gets probabilities at the pixels it gave.
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from .precision import resolve_precision
 __all__ = ["Predictor", "resolve_device"]
 
 
-def resolve_device(device: Union[str, torch.device, None] = "auto") -> tuple[torch.device, str]:
+def resolve_device(device: str | torch.device | None = "auto") -> tuple[torch.device, str]:
     """The device to run on and a one-line reason (shown to the analyst: "is my GPU used?")."""
     if isinstance(device, torch.device):
         device = str(device)
@@ -184,7 +184,7 @@ class Predictor:
 
         return TileFeatures.from_bytes(data, self.device)
 
-    def decode(self, features, texts: Union[str, Sequence[str]], batch_size: int | None = None,
+    def decode(self, features, texts: str | Sequence[str], batch_size: int | None = None,
                presence: bool = False):
         """TileFeatures (or a list of them, one size) + texts -> probabilities [B, T, H, W] like predict (with
         ``presence``: and the presence [B, T], as predict)."""
@@ -244,7 +244,7 @@ class Predictor:
             pres[i, j] = presence[k]
 
     # ------------------------------------------------------------------ API
-    def predict(self, images, texts: Union[str, Sequence[str]], batch_size: int | None = None,
+    def predict(self, images, texts: str | Sequence[str], batch_size: int | None = None,
                 presence: bool = False):
         """Probabilities ``[B, T, H, W]`` (float32, [0, 1]) for every (image, text) pair (mode "authors": their 0/1
         mask, see model_core/authors_mode.py).
