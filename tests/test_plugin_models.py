@@ -19,7 +19,7 @@ def test_specs_resolve_or_explain():
 
 
 def test_preset_takes_the_sam2_weights_from_settings(tmp_path):
-    from model_core.checkpoints import sam2_key_map
+    from model_core.sam2_weights import sam2_key_map
 
     torch.manual_seed(0)
     donor = models.build("nano")
