@@ -17,7 +17,7 @@ collate does), which is what model_core.fidelity compares with the golden fixtur
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ def no_tf32():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = m, c
 
 
-def _forward(pred, big, small, ids, pad) -> Dict[str, torch.Tensor]:
+def _forward(pred, big, small, ids, pad) -> dict[str, torch.Tensor]:
     with torch.inference_mode(), no_tf32(), pred._autocast():
         return pred.model(big, input_ids=ids.to(pred.device), text_pad=pad.to(pred.device), union_pixels=small)
 
@@ -93,8 +93,8 @@ def predict_authors(pred, images, texts) -> np.ndarray:
     return out
 
 
-def authors_outputs(pred, images, texts: Optional[Sequence[str]] = None, *, input_ids=None,
-                    attention_mask=None) -> Dict[str, np.ndarray]:
+def authors_outputs(pred, images, texts: Sequence[str] | None = None, *, input_ids=None,
+                    attention_mask=None) -> dict[str, np.ndarray]:
     """Their outputs for n images and n captions in ONE batch (captions right-padded with 3, mask = id != 3, as
     their collate), at the model's size: final_logits (n,1,S,S), final_mask (n,S,S) 0/1, low_res_logits,
     pseudo_mask, pseudo_mask_logit, text2one_w, iou_pred, object_score_logits (float32 numpy)."""

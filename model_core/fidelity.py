@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -68,7 +67,7 @@ def write_release(golden: Path, out_dir: Path, use_bin: bool = False) -> float:
     return time.perf_counter() - t0
 
 
-def golden_input(golden: Path) -> Tuple[np.ndarray, dict]:
+def golden_input(golden: Path) -> tuple[np.ndarray, dict]:
     from PIL import Image
 
     img = np.asarray(Image.open(Path(golden) / "input.png").convert("RGB"))
@@ -76,7 +75,7 @@ def golden_input(golden: Path) -> Tuple[np.ndarray, dict]:
     return img, spec
 
 
-def tolerances(golden: Path) -> Dict[str, Dict[str, float]]:
+def tolerances(golden: Path) -> dict[str, dict[str, float]]:
     t = json.loads((Path(golden) / "tolerances.json").read_text())
     return {k: {"max_abs": float(v["max_abs"]), "mean_abs": float(v["mean_abs"])}
             for k, v in t["proposed"]["per_output"].items() if "max_abs" in v}
@@ -86,7 +85,7 @@ def tolerances(golden: Path) -> Dict[str, Dict[str, float]]:
 @contextlib.contextmanager
 def record_stages(model):
     """Forward hooks that record the intermediates of outputs.npz under its key names."""
-    rec: Dict[str, torch.Tensor] = {}
+    rec: dict[str, torch.Tensor] = {}
     c = lambda t: t.detach().float().cpu().clone()  # noqa: E731
     hooks = []
 
@@ -119,7 +118,7 @@ def record_stages(model):
             h.remove()
 
 
-def run_case(predictor, image: np.ndarray, input_ids, attention_mask) -> Dict[str, np.ndarray]:
+def run_case(predictor, image: np.ndarray, input_ids, attention_mask) -> dict[str, np.ndarray]:
     """The authors' contract on n copies of `image` (one per caption row of input_ids): outputs + stages."""
     n = len(input_ids)
     images = np.stack([image] * n)
@@ -130,7 +129,7 @@ def run_case(predictor, image: np.ndarray, input_ids, attention_mask) -> Dict[st
 
 
 # ------------------------------------------------------------------------------------------------ comparison
-def compare(got: Dict[str, np.ndarray], ref, tol: Dict[str, Dict[str, float]]) -> Tuple[List[dict], bool]:
+def compare(got: dict[str, np.ndarray], ref, tol: dict[str, dict[str, float]]) -> tuple[list[dict], bool]:
     """One row per key of ref: max/mean abs difference and whether it is within tolerance."""
     rows, ok_all = [], True
     ref_logits = ref["final_logits"] if "final_logits" in ref else F.interpolate(
@@ -163,7 +162,7 @@ def compare(got: Dict[str, np.ndarray], ref, tol: Dict[str, Dict[str, float]]) -
     return rows, ok_all
 
 
-def format_rows(title: str, rows: List[dict]) -> str:
+def format_rows(title: str, rows: list[dict]) -> str:
     lines = [title, f"  {'key':<22}{'max abs':>12}{'mean abs':>12}{'tol max':>10}{'tol mean':>10}  ok"]
     for r in rows:
         if "max_abs" in r:
@@ -177,7 +176,7 @@ def format_rows(title: str, rows: List[dict]) -> str:
     return "\n".join(lines)
 
 
-def check_golden(golden: Path, predictor) -> Dict[str, dict]:
+def check_golden(golden: Path, predictor) -> dict[str, dict]:
     """Both golden cases on a loaded predictor: {case: {"got": arrays, "rows": rows, "ok": bool, "seconds": s}}."""
     golden = Path(golden)
     image, spec = golden_input(golden)
@@ -196,7 +195,7 @@ def check_golden(golden: Path, predictor) -> Dict[str, dict]:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m model_core.fidelity", description=__doc__.split("\n")[0])
     ap.add_argument("--golden", required=True, help="the golden fixture folder (shared/reference/golden)")
     ap.add_argument("--out", required=True, help="OUT.npz: our outputs under the keys of outputs.npz")

@@ -17,8 +17,6 @@ Per block with output width D (authors' Space_Adapter / MLP_Adapter, official_co
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 import torch
 import torch.nn as nn
 from sam2.modeling.backbones.hieradet import Hiera, MultiScaleBlock, do_pool
@@ -59,7 +57,7 @@ class CrossAdapter(nn.Module):
             self.text_out = nn.Linear(hidden, text_dim)
         self.text_mix = cfg.text_mix
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, text_pad: Optional[torch.Tensor]):
+    def forward(self, x: torch.Tensor, text: torch.Tensor, text_pad: torch.Tensor | None):
         # x: (B, H, W, D) attention output; text: (B, L, text_dim)
         B, H, W, _ = x.shape
         h = self.act(self.fc1(x)).reshape(B, H * W, -1)
@@ -83,7 +81,7 @@ class FusionBlock(MultiScaleBlock):
         self.mlp_adapter = MLPAdapter(dim_out, int(dim_out * fusion.adapter_ratio))
         self.mlp_adapter_scale = fusion.mlp_adapter_scale
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, text_pad: Optional[torch.Tensor] = None):
+    def forward(self, x: torch.Tensor, text: torch.Tensor, text_pad: torch.Tensor | None = None):
         # Same steps as MultiScaleBlock.forward, with the adapters inserted.
         shortcut = x  # B, H, W, C
         x = self.norm1(x)
@@ -129,8 +127,8 @@ class FusionHiera(Hiera):
             ))
         self.blocks = nn.ModuleList(blocks)
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, text_pad: Optional[torch.Tensor] = None
-                ) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor, text: torch.Tensor, text_pad: torch.Tensor | None = None
+                ) -> list[torch.Tensor]:
         x = self.patch_embed(x)
         x = x + self._get_pos_embed(x.shape[1:3])
         outputs = []
@@ -148,7 +146,7 @@ class FusionHiera(Hiera):
 class FusionImageEncoder(ImageEncoder):
     """sam2's ImageEncoder (trunk + FPN neck) whose trunk also takes the text."""
 
-    def forward(self, sample: torch.Tensor, text: torch.Tensor, text_pad: Optional[torch.Tensor] = None):
+    def forward(self, sample: torch.Tensor, text: torch.Tensor, text_pad: torch.Tensor | None = None):
         features, pos = self.neck(self.trunk(sample, text, text_pad))
         if self.scalp > 0:
             features, pos = features[: -self.scalp], pos[: -self.scalp]

@@ -13,7 +13,7 @@ returns their names; `lora_parameter_names(model)` lists the LoRA tensors.
 from __future__ import annotations
 
 import math
-from typing import Callable, List
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -43,7 +43,7 @@ class LoRALinear(nn.Linear):
     lora_scale: float
 
     @classmethod
-    def convert(cls, lin: nn.Linear, r: int, alpha: float, dropout: float = 0.0) -> "LoRALinear":
+    def convert(cls, lin: nn.Linear, r: int, alpha: float, dropout: float = 0.0) -> LoRALinear:
         if not isinstance(lin, nn.Linear):
             raise TypeError(f"LoRALinear needs an nn.Linear, got {type(lin).__name__}")
         if isinstance(lin, LoRALinear):
@@ -106,13 +106,13 @@ class LoRAMultiheadAttention(nn.MultiheadAttention):
 
 
 def apply_lora(root: nn.Module, include: Callable[[str, nn.Module], bool], r: int = 16, alpha: float = 16.0,
-               dropout: float = 0.0) -> List[str]:
+               dropout: float = 0.0) -> list[str]:
     """Convert every nn.Linear / nn.MultiheadAttention submodule of `root` for which include(name, module) is true.
     The Linear inside a converted MultiheadAttention (out_proj) is covered by the attention's own update."""
     if r <= 0:
         return []
-    done: List[str] = []
-    skip_prefixes: List[str] = []
+    done: list[str] = []
+    skip_prefixes: list[str] = []
     for name, mod in list(root.named_modules()):
         if any(name.startswith(p) for p in skip_prefixes):
             continue
@@ -126,5 +126,5 @@ def apply_lora(root: nn.Module, include: Callable[[str, nn.Module], bool], r: in
     return done
 
 
-def lora_parameter_names(model: nn.Module) -> List[str]:
+def lora_parameter_names(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_parameters() if is_lora_name(n)]

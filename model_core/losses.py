@@ -17,8 +17,6 @@ grid: BCE (logits vs the share of each patch the target covers) + soft Dice, per
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -88,7 +86,7 @@ class RS2SAM2Loss(nn.Module):
         super().__init__()
         self.cfg = cfg
 
-    def forward(self, output: Dict[str, torch.Tensor], target: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def forward(self, output: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         x = output["logits"]
         if target.ndim == 4:
             target = target[:, 0]

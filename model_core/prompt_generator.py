@@ -11,8 +11,6 @@
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -26,7 +24,7 @@ class MaskPromptGenerator(nn.Module):
         self.proj = nn.Linear(width, width)
         self.score = nn.Linear(width, 1)
 
-    def forward(self, cls: torch.Tensor, visual: torch.Tensor, grid: Tuple[int, int]):
+    def forward(self, cls: torch.Tensor, visual: torch.Tensor, grid: tuple[int, int]):
         """cls (B,1,W), visual (B,N,W) -> (probability, logit), each (B,1,gh,gw)."""
         g = cls * self.attn(cls, visual, visual, need_weights=False)[0]
         m = self.proj(g)  # (B,1,W)
@@ -36,7 +34,7 @@ class MaskPromptGenerator(nn.Module):
         return torch.sigmoid(logit), logit
 
     @staticmethod
-    def to_mask_input(prob: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    def to_mask_input(prob: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Resize the pseudo-mask probability to SAM2's mask-input size (bilinear, antialias, as the authors)."""
         if tuple(prob.shape[-2:]) == tuple(size):
             return prob
@@ -58,7 +56,7 @@ class TextMaskDecoder(MaskDecoder):
 
     def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
                 multimask_output: bool = False, repeat_image: bool = False, high_res_features=None,
-                text: Optional[torch.Tensor] = None, text_pad: Optional[torch.Tensor] = None):
+                text: torch.Tensor | None = None, text_pad: torch.Tensor | None = None):
         """MaskDecoder.forward with the text (B,L,C) (+ optional padding mask) for the gating."""
         masks, iou_pred, mask_tokens_out, object_score_logits = self.predict_masks(
             image_embeddings=image_embeddings, image_pe=image_pe, sparse_prompt_embeddings=sparse_prompt_embeddings,
@@ -77,7 +75,7 @@ class TextMaskDecoder(MaskDecoder):
         return masks, iou_pred, sam_tokens_out, object_score_logits
 
     def gate_with_text(self, src: torch.Tensor, pos: torch.Tensor, text: torch.Tensor,
-                       text_pad: Optional[torch.Tensor]) -> torch.Tensor:
+                       text_pad: torch.Tensor | None) -> torch.Tensor:
         b, c, h, w = src.shape
         q = src.flatten(2).transpose(1, 2)  # (B, HW, C)
         qp = pos.flatten(2).transpose(1, 2)
@@ -122,7 +120,7 @@ class TextMaskDecoder(MaskDecoder):
             upscaled_embedding = act1(ln1(dc1(src) + feat_s1))
             upscaled_embedding = act2(dc2(upscaled_embedding) + feat_s0)
 
-        hyper_in_list: List[torch.Tensor] = []
+        hyper_in_list: list[torch.Tensor] = []
         for i in range(self.num_mask_tokens):
             hyper_in_list.append(self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]))
         hyper_in = torch.stack(hyper_in_list, dim=1)

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 from .config import ConfigBase, HieraConfig, SamConfig
 
@@ -22,14 +22,14 @@ class TowersConfig:
     the last position), eos = pad = 1 (open_clip's SigLipTokenizer). "clip-bpe": open_clip's bundled CLIP BPE."""
 
     clip_model: str = "ViT-SO400M-14-SigLIP-384"
-    clip_overrides: Dict[str, Any] = field(default_factory=dict)
+    clip_overrides: dict[str, Any] = field(default_factory=dict)
     image_size: int = 384
     patch_size: int = 14
-    mean: Tuple[float, float, float] = SIGLIP_MEAN
-    std: Tuple[float, float, float] = SIGLIP_STD
+    mean: tuple[float, float, float] = SIGLIP_MEAN
+    std: tuple[float, float, float] = SIGLIP_STD
     tokenizer: str = "siglip-spm"
-    tokenizer_dir: Optional[str] = None
-    context_length: Optional[int] = None  # None: the text tower's own
+    tokenizer_dir: str | None = None
+    context_length: int | None = None  # None: the text tower's own
 
 
 @dataclass

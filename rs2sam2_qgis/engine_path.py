@@ -8,8 +8,8 @@ and PROJ still come from QGIS there: the installer prunes every package QGIS has
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 def is_ours(path: str, user_libs: str | None = None) -> bool:

@@ -15,9 +15,9 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 CHUNK = 1 << 20
 TIMEOUT_S = 20
@@ -29,8 +29,8 @@ class WeightFile:
     label: str
     url: str
     filename: str
-    size: Optional[int] = None    # bytes, when known in advance
-    sha256: Optional[str] = None  # only when verified / reported by the server, never guessed
+    size: int | None = None    # bytes, when known in advance
+    sha256: str | None = None  # only when verified / reported by the server, never guessed
     note: str = ""
 
     def verification_text(self) -> str:
@@ -101,9 +101,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, dest: Path, sha256: Optional[str] = None, size: Optional[int] = None,
-             progress: Optional[Callable[[int, Optional[int]], None]] = None,
-             is_cancelled: Optional[Callable[[], bool]] = None) -> Path:
+def download(url: str, dest: Path, sha256: str | None = None, size: int | None = None,
+             progress: Callable[[int, int | None], None] | None = None,
+             is_cancelled: Callable[[], bool] | None = None) -> Path:
     """Downloads `url` to `dest`, resuming `dest.part`; verifies sha256 (given or HF-reported) or the size."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,7 @@ from rasterio.windows import Window
 
 import model_core
 from model_core.predictor import Predictor
-from rs2sam2_qgis.pipeline import SegmentOptions, segment_raster
-from rs2sam2_qgis.pipeline import cli
+from rs2sam2_qgis.pipeline import SegmentOptions, cli, segment_raster
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")]

@@ -9,11 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from training.datasets import RISBench, RRSISD, RefSegRS, build_dataset, swap_left_right
-from training.datasets.coco_mask import (annotation_mask, polygon_decode, rle_decode, rle_encode,
-                                         rle_from_string, rle_to_string)
+from training.datasets import RRSISD, RefSegRS, RISBench, build_dataset, swap_left_right
+from training.datasets.coco_mask import (
+    annotation_mask,
+    polygon_decode,
+    rle_decode,
+    rle_encode,
+    rle_from_string,
+    rle_to_string,
+)
 from training.datasets.common import HFlipSwap
-
 
 # ---------------------------------------------------------------------------------------------------- COCO masks
 

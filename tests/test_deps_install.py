@@ -71,8 +71,8 @@ def test_offline_install_into_own_folder(wheels, tmp_path):
     assert not list(active.glob("numpy*"))
     assert progress[-1] == 1.0 and result.verify["modules"]["iniconfig"]["file"].startswith(str(active))
     # a fresh QGIS-Python process with our folder on sys.path: ours from our folder, QGIS's own from QGIS's
-    code = ("import sys, json; sys.path.append(%r); import iniconfig, six, numpy; "
-            "print(json.dumps([iniconfig.__file__, six.__file__, numpy.__file__]))" % str(active))
+    code = (f"import sys, json; sys.path.append({str(active)!r}); import iniconfig, six, numpy; "
+            "print(json.dumps([iniconfig.__file__, six.__file__, numpy.__file__]))")
     out = subprocess.run([SYS_PY, "-c", code], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     ini, six_file, np_file = json.loads(out.stdout)

@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_deps_package_imports_without_torch_or_qt():
-    code = ("import sys; sys.path.insert(0, %r); import rs2sam2_qgis.deps, rs2sam2_qgis.deps.diagnostics; "
-            "bad = [m for m in ('torch', 'qgis', 'PyQt5') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
-            % str(REPO))
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); import rs2sam2_qgis.deps, "
+            "rs2sam2_qgis.deps.diagnostics; bad = [m for m in ('torch', 'qgis', 'PyQt5') if m in sys.modules]; "
+            "print(bad); sys.exit(bool(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

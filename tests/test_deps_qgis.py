@@ -3,7 +3,6 @@ QgsTask wiring (through the session's one QgsApplication)."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 

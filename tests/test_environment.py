@@ -17,8 +17,8 @@ def test_qgis_starts_headless(qgis_app):
 
 def test_rasterio_geotiff_opens_in_qgis_with_its_crs(qgis_app, tmp_path):
     import rasterio
-    from rasterio.transform import from_origin
     from qgis.core import QgsCoordinateReferenceSystem, QgsRasterLayer
+    from rasterio.transform import from_origin
 
     path = tmp_path / "utm.tif"
     data = np.random.default_rng(0).integers(0, 255, size=(3, 64, 48), dtype=np.uint8)

@@ -4,7 +4,6 @@ import torch
 
 from model_core import PRESETS, build_model
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

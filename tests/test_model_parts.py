@@ -5,7 +5,6 @@ import torch
 from model_core import PRESETS, build_model
 from model_core.losses import boundary_loss, dice_loss_sum, edge_map, weighted_ce
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -96,7 +95,6 @@ def test_authors_freezing_tiny():
 def test_pseudo_mask_drives_decoder(model, monkeypatch):
     m = model.eval()
     x, texts = _inputs(m, 1)
-    g = m.union_encoder.grid
     outs = []
     for value in (0.0, 1.0):
         def fake(cls, visual, grid, v=value):

@@ -5,7 +5,6 @@ import time
 import numpy as np
 import pytest
 import shapely
-from affine import Affine
 
 from rs2sam2_qgis.pipeline import InputError, SegmentOptions
 from rs2sam2_qgis.pipeline.areas import AreaCalculator

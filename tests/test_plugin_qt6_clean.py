@@ -5,7 +5,6 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
-import pytest
 import qgis.core  # noqa: F401 - required: the lint asks PyQt5 and QGIS which names are enum members
 import qt6_lint  # tests/ helper
 

@@ -9,7 +9,6 @@ from model_core.lora import LoRALinear, LoRAMultiheadAttention, apply_lora, is_l
 from model_core.rsrefseg import RSRefSeg, SiglipSpmTokenizer, text_filters
 from model_core.rsrefseg_config import RSRefSegConfig
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -9,7 +9,6 @@ import io
 
 import pytest
 import torch
-
 import transformers  # test extra, installed by scripts/setup_env.sh: missing fails, never skips
 
 CORPUS = [

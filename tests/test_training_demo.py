@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch
 
 import model_core
-
 from training import evaluate  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

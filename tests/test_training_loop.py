@@ -11,10 +11,8 @@ import pytest
 import torch
 
 import model_core
-
 from training.datasets import build_dataset  # noqa: E402
-from training.train import (Trainer, build_optimizer, collate, epoch_order, load_config, main,  # noqa: E402
-                            set_trainable)
+from training.train import Trainer, build_optimizer, collate, epoch_order, load_config, main, set_trainable  # noqa: E402
 
 SMALL = {"sam": {"image_size": 64}}
 

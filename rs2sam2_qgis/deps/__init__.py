@@ -5,8 +5,7 @@ torch_variant, runner, state, diagnostics are pure Python; task.py (QgsTask), di
 import qgis only when used.
 """
 from .layout import DepsLayout, platform_key
-from .manager import (InstallOptions, InstallResult, Installer, check_missing, missing_message, restart_reasons,
-                      startup)
+from .manager import Installer, InstallOptions, InstallResult, check_missing, missing_message, restart_reasons, startup
 
 __all__ = ["DepsLayout", "platform_key", "InstallOptions", "InstallResult", "Installer", "check_missing",
            "missing_message", "restart_reasons", "startup"]

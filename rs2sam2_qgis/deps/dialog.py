@@ -3,8 +3,19 @@ from __future__ import annotations
 
 from qgis.core import QgsApplication, QgsTask
 from qgis.PyQt.QtGui import QGuiApplication
-from qgis.PyQt.QtWidgets import (QComboBox, QDialog, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QMessageBox,
-                                 QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout)
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+)
 
 from . import diagnostics, qgis_glue
 from .manager import InstallOptions, InstallResult, check_missing, missing_message

@@ -75,7 +75,7 @@ class DepsLayout:
             self.key = platform_key()
 
     @classmethod
-    def for_profile(cls, profile_dir=None, key: str = "") -> "DepsLayout":
+    def for_profile(cls, profile_dir=None, key: str = "") -> DepsLayout:
         return cls(default_root(profile_dir), key)
 
     @property

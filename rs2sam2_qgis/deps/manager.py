@@ -25,14 +25,22 @@ import re
 import shutil
 import sys
 import urllib.parse
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from .constraints import QgisPins, pip_requirements, qgis_pins
 from .layout import DepsLayout
-from .requirements import (HEAVY_BINARY, NO_DEPS, PROTECTED, REQUIREMENTS, TORCH_DISTS, Requirement, canonical,
-                           requirement_name)
+from .requirements import (
+    HEAVY_BINARY,
+    NO_DEPS,
+    PROTECTED,
+    REQUIREMENTS,
+    TORCH_DISTS,
+    Requirement,
+    canonical,
+    requirement_name,
+)
 from .runner import Cancelled, run_streamed
 from .torch_variant import GpuInfo, TorchVariant, choose_variant, cpu_variant, detect_gpu
 

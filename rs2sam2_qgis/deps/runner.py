@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 class Cancelled(Exception):

@@ -2,13 +2,13 @@
 callback, progress, and a cancel that kills pip (the previous dependency set stays live)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from qgis.core import QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .layout import DepsLayout
-from .manager import InstallOptions, InstallResult, Installer
+from .manager import Installer, InstallOptions, InstallResult
 
 
 class InstallDepsTask(QgsTask):

@@ -10,7 +10,6 @@ the unit's size in metres; no CRS: None.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import shapely
@@ -20,11 +19,11 @@ EXACT_ABOVE_M = 2000.0  # polygons wider/taller than this (ground metres) get th
 
 
 class AreaCalculator:
-    def __init__(self, crs_wkt: Optional[str]):
+    def __init__(self, crs_wkt: str | None):
         self.crs = CRS.from_user_input(crs_wkt) if crs_wkt else None
-        self.geod: Optional[Geod] = None
-        self.transformer: Optional[Transformer] = None
-        self.planar_factor: Optional[float] = None
+        self.geod: Geod | None = None
+        self.transformer: Transformer | None = None
+        self.planar_factor: float | None = None
         if self.crs is None:
             return
         geodetic = self.crs if self.crs.is_geographic else self.crs.geodetic_crs
@@ -52,7 +51,7 @@ class AreaCalculator:
             return lon[:1], lat[:1]
         return self.transformer.transform(x, y)
 
-    def exact_area_m2(self, geom) -> Optional[float]:
+    def exact_area_m2(self, geom) -> float | None:
         """Geodesic area of a (Multi)Polygon: shells minus holes, each ring measured on the ellipsoid."""
         if self.crs is None or geom.is_empty:
             return None

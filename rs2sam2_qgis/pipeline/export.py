@@ -12,7 +12,6 @@ import re
 import shutil
 import tempfile
 import warnings
-from typing import Optional
 
 import numpy as np
 import pyogrio
@@ -101,7 +100,7 @@ def _check_schema(path, layer, crs_wkt):
                          f"write a new layer instead of appending")
 
 
-def plan_layers(result, driver: str, layer: Optional[str], existing: list[str], append: bool) -> list:
+def plan_layers(result, driver: str, layer: str | None, existing: list[str], append: bool) -> list:
     """[(layer_name, polygons, append_to_existing)] for this result."""
     single = driver != "GPKG" or layer is not None or getattr(result, "single_layer", False) or \
         len(result.queries) == 1
@@ -125,7 +124,7 @@ def plan_layers(result, driver: str, layer: Optional[str], existing: list[str], 
     return plan
 
 
-def write_vector(result, out_path, layer: Optional[str] = None, append: bool = False) -> list[str]:
+def write_vector(result, out_path, layer: str | None = None, append: bool = False) -> list[str]:
     """Write ``result`` to ``out_path`` (.gpkg/.geojson/.shp); returns the layer names written.
 
     GeoPackage: without ``layer``, one new layer per query named from it (``_2``... when taken) or, with

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import Optional
 
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
@@ -24,7 +23,7 @@ MIN_GCPS = 3
 @dataclass(frozen=True)
 class Placement:
     kind: str                  # "affine" | "gcps" | "pixel"
-    crs_wkt: Optional[str]     # None for "pixel"
+    crs_wkt: str | None     # None for "pixel"
     gcp_count: int = 0
 
 

@@ -3,7 +3,8 @@ finishes (more slowly) instead of failing; the halvings are reported in RunStats
 from __future__ import annotations
 
 import sys
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -8,17 +8,17 @@ hole filling runs vectorised over chunks of polygons, so noisy masks with 1e5 sp
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
 
 import numpy as np
 import shapely
 from affine import Affine
 from rasterio.windows import Window
 
+from . import strips
 from .areas import AreaCalculator
 from .errors import Cancelled
-from . import strips
 from .strips import MAX_BOUNDARY_EDGES, RegionTooComplex, coarse_factor, coarse_reader, regions, strip_rows
 
 CHUNK = 20000  # polygons processed together (bounds Python-side memory)
@@ -30,13 +30,13 @@ class DetectedPolygon:
     geometry: object  # shapely Polygon or MultiPolygon, in the raster's CRS (pixel coordinates without one)
     query: str
     score: float      # mean probability inside
-    area_m2: Optional[float]
+    area_m2: float | None
     model: str
     created_at: str
     device: str = ""     # where the model ran (cpu, cuda) and in which precision (fp32, bf16, fp16): the same
     precision: str = ""  # weights can draw slightly different outlines on another device or precision
-    presence: Optional[float] = None  # the model's belief that its tile(s) hold the referent (whole-extent scope)
-    rank: Optional[int] = None        # 1 = the best answer to the query over the extent (whole-extent scope)
+    presence: float | None = None  # the model's belief that its tile(s) hold the referent (whole-extent scope)
+    rank: int | None = None        # 1 = the best answer to the query over the extent (whole-extent scope)
 
     def attributes(self) -> dict:
         return {"query": self.query, "score": self.score, "area_m2": self.area_m2, "model": self.model,
@@ -60,7 +60,7 @@ def _polygonal(geom):
 
 
 class Polygonizer:
-    def __init__(self, transform: Affine, crs_wkt: Optional[str], threshold: float, simplify: float,
+    def __init__(self, transform: Affine, crs_wkt: str | None, threshold: float, simplify: float,
                  min_area_m2: float, min_pixels: int, fill_holes_m2: float, model: str, created_at: str,
                  connectivity: int = 4, device: str = "", precision: str = ""):
         self.transform = transform
@@ -93,7 +93,7 @@ class Polygonizer:
         return shapely.transform(geoms, lambda xy: np.column_stack([t.a * xy[:, 0] + t.b * xy[:, 1] + t.c,
                                                                     t.d * xy[:, 0] + t.e * xy[:, 1] + t.f]))
 
-    def polygons(self, query: str, found: Iterable[tuple], is_cancelled: Optional[Callable] = None,
+    def polygons(self, query: str, found: Iterable[tuple], is_cancelled: Callable | None = None,
                  cell: int = 1, height: int = 0, width: int = 0) -> list[DetectedPolygon]:
         """Cleaned polygons from (region in pixel coordinates, score) pairs (strips.regions), in chunks. ``cell`` >
         1: the regions are in k x k cells of a height x width canvas (scaled back and clipped to it here)."""
@@ -169,8 +169,8 @@ def simplify_rings(polys: np.ndarray, tolerance: float) -> np.ndarray:
 
 
 def polygonize_canvas(poly: Polygonizer, query: str, read_mask, read_prob, height: int, width: int,
-                      connectivity: int = 4, is_cancelled: Optional[Callable] = None,
-                      max_edges: int = MAX_BOUNDARY_EDGES) -> tuple[list[DetectedPolygon], Optional[str]]:
+                      connectivity: int = 4, is_cancelled: Callable | None = None,
+                      max_edges: int = MAX_BOUNDARY_EDGES) -> tuple[list[DetectedPolygon], str | None]:
     """One query's canvas -> (polygons, a warning or None). ``read_mask(top, bottom)`` / ``read_prob(top,
     bottom)``: rows of the thresholded mask / probabilities. Past ``max_edges`` boundary edges, or with a region
     too complex to merge across strips, the mask is polygonized on coarser cells (strips.py) and the warning says

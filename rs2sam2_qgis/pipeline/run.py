@@ -6,8 +6,8 @@ import dataclasses
 import datetime as _dt
 import time
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import rasterio
@@ -69,7 +69,7 @@ class RunStats:
 class SegmentResult:
     queries: list
     polygons: dict                   # query -> list[DetectedPolygon]
-    crs_wkt: Optional[str]           # None: pixel coordinates
+    crs_wkt: str | None           # None: pixel coordinates
     raster_path: str
     model: str
     created_at: str
@@ -164,9 +164,9 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
     return out
 
 
-def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options: Optional[SegmentOptions] = None,
-                   progress: Optional[ProgressFn] = None, is_cancelled: Optional[CancelFn] = None,
-                   feature_cache: Optional[FeatureCache] = None) -> SegmentResult:
+def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options: SegmentOptions | None = None,
+                   progress: ProgressFn | None = None, is_cancelled: CancelFn | None = None,
+                   feature_cache: FeatureCache | None = None) -> SegmentResult:
     """Find the queried objects in a raster; returns polygons per query in the raster's CRS.
 
     ``progress(fraction, message)`` is called as tiles finish; ``is_cancelled()`` is polled between batches and

@@ -14,8 +14,8 @@ answers them.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -32,8 +32,8 @@ def supports_presence(predictor) -> bool:
         return False
 
 
-def predict_presence(predictor, tiles: np.ndarray, texts: Sequence[str], predict: Optional[Callable] = None,
-                     batch_size: Optional[int] = None):
+def predict_presence(predictor, tiles: np.ndarray, texts: Sequence[str], predict: Callable | None = None,
+                     batch_size: int | None = None):
     """(probabilities [B,T,H,W], presence [B,T]) from any predictor: its own presence when it has one, else each
     tile's highest probability. ``predict``: the call to use instead of ``predictor.predict`` (the feature cache's)."""
     fn = predict or predictor.predict
@@ -43,7 +43,7 @@ def predict_presence(predictor, tiles: np.ndarray, texts: Sequence[str], predict
     return prob, prob.reshape(*prob.shape[:2], -1).max(-1)
 
 
-def region_window(aoi: Window2D, region: Optional[tuple], margin: int) -> Window2D:
+def region_window(aoi: Window2D, region: tuple | None, margin: int) -> Window2D:
     """The part of the extent a region ((dx, dy) with components in {-1, 0, 1}) names, widened by ``margin`` px."""
     if region is None:
         return aoi
@@ -97,7 +97,7 @@ def _windows(aoi: Window2D, side: int, overlap: float) -> list[tuple[int, int]]:
 
 def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence[int], tile: int, predictor,
            texts: dict, *, levels: int, threshold: float, overlap: float, batch_size: int, beam: int = 4,
-           cancelled: Callable[[], bool] = lambda: False, predict_windows: Optional[Callable] = None) -> SearchResult:
+           cancelled: Callable[[], bool] = lambda: False, predict_windows: Callable | None = None) -> SearchResult:
     """Decide which fine tiles each model text needs. ``texts``: model text -> (searched: bool, region or None).
     A singular referent is one object: at each level only the ``beam`` windows with the highest presence (at least
     ``threshold``) are looked into, best first, so a look-alike here and there cannot open the whole raster.

@@ -9,7 +9,7 @@ are those of the image as displayed (row 0 at the top), which on a north-up rast
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import shapely
@@ -63,7 +63,7 @@ def _areas(cands: Sequence[DetectedPolygon]) -> np.ndarray:
 
 
 def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_transform: Affine, height: int,
-           width: int, anchors: Optional[Sequence[DetectedPolygon]] = None) -> list[DetectedPolygon]:
+           width: int, anchors: Sequence[DetectedPolygon] | None = None) -> list[DetectedPolygon]:
     """The candidates the expression asks for, best first, each a copy with ``query`` = the analyst's sentence and
     ``rank`` = 1, 2, ... . ``extent_transform``/``height``/``width`` describe the analysis extent in grid pixels;
     ``anchors`` are the polygons found for ``plan.anchor_text`` (ignored when there are none: the relation then

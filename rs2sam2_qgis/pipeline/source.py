@@ -8,13 +8,12 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp, Resampling
 from rasterio._err import CPLE_BaseError
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
 
@@ -35,15 +34,15 @@ class RasterSource:
     height: int
     count: int
     dtype: str
-    crs_wkt: Optional[str]
+    crs_wkt: str | None
     transform: Affine   # raster pixel -> map (identity with pixel coordinates)
     pixel_coords: bool
     bands: tuple        # 1-based indices for R, G, B
-    alpha: Optional[int]
-    palette: Optional[np.ndarray]  # 256x3 LUT for a paletted band
-    stretch: Optional[list]        # [(lo, hi)] per output channel, None for uint8
+    alpha: int | None
+    palette: np.ndarray | None  # 256x3 LUT for a paletted band
+    stretch: list | None        # [(lo, hi)] per output channel, None for uint8
     scale: float = 1.0
-    nodata: Optional[float] = None
+    nodata: float | None = None
     placed_by: str = "affine"      # georef.Placement.kind: "affine", "gcps" (read through a warp) or "pixel"
 
     @property
@@ -71,7 +70,7 @@ class RasterSource:
         return _open_placed(self.path, self.placed_by, self.crs_wkt)
 
     # ------------------------------------------------------------------ reading
-    def read(self, ds, row: int, col: int, height: int, width: int, out_size: Optional[int] = None):
+    def read(self, ds, row: int, col: int, height: int, width: int, out_size: int | None = None):
         """Grid window (may extend past the raster: padded, invalid there) -> (rgb uint8 [h,w,3], valid bool [h,w]).
         ``out_size``: return the window shrunk to out_size x out_size pixels instead (area-averaged, read through
         GDAL's overviews when the file has them): the coarse levels of whole-extent search."""
@@ -154,12 +153,12 @@ def unreadable(path: str, exc: BaseException, where: str) -> InputError:
                       f"copy or export it again (gdal_translate), nothing was written")
 
 
-def _open_placed(path: str, placed_by: str, crs_wkt: Optional[str]):
+def _open_placed(path: str, placed_by: str, crs_wkt: str | None):
     ds = _open(path)
     return warped(ds, crs_wkt, path) if placed_by == "gcps" else ds
 
 
-def _choose_bands(ds, requested) -> tuple[tuple, Optional[int]]:
+def _choose_bands(ds, requested) -> tuple[tuple, int | None]:
     ci = list(ds.colorinterp)
     alpha = next((i + 1 for i, c in enumerate(ci) if c == ColorInterp.alpha), None)
     n = ds.count

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Optional
 
 import numpy as np
 import rasterio
@@ -63,8 +62,8 @@ class GeoTiffSink:
     float32; only scores read them) and the thresholded mask (uint8, thresholded before quantisation)."""
     kind = "disk"
 
-    def __init__(self, n_queries: int, aoi: Window2D, threshold: float, transform: Affine, crs_wkt: Optional[str],
-                 temp_dir: Optional[str] = None):
+    def __init__(self, n_queries: int, aoi: Window2D, threshold: float, transform: Affine, crs_wkt: str | None,
+                 temp_dir: str | None = None):
         self.dir = tempfile.mkdtemp(prefix="rs2sam2-", dir=temp_dir)
         self.threshold = threshold
         self.prob_path = os.path.join(self.dir, "probability.tif")

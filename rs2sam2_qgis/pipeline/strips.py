@@ -20,8 +20,8 @@ cells twice as large.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
 
 import numpy as np
 import shapely
@@ -68,7 +68,7 @@ def coarse_factor(read_mask: ReadRows, read_prob: ReadRows, threshold: float, he
     while e > cap:
         k = max(k + 1, int(math.ceil(k * math.sqrt(e / cap))))
         cells = coarse_reader(read_prob, height, width, k)
-        e = boundary_edges(lambda t, b: cells(t, b) >= threshold, -(-height // k), -(-width // k),
+        e = boundary_edges(lambda t, b, cells=cells: cells(t, b) >= threshold, -(-height // k), -(-width // k),
                            strip_rows(width, k))
     return k, edges
 
@@ -165,8 +165,8 @@ class _UnionFind:
 
 
 def regions(read_mask: ReadRows, read_prob: ReadRows, height: int, width: int, connectivity: int = 4,
-            is_cancelled: Optional[Callable[[], bool]] = None, rows: Optional[int] = None,
-            max_region_coords: Optional[int] = None) -> Iterator[tuple]:
+            is_cancelled: Callable[[], bool] | None = None, rows: int | None = None,
+            max_region_coords: int | None = None) -> Iterator[tuple]:
     """Connected regions of the mask as (Polygon or MultiPolygon in pixel coordinates, mean probability inside),
     strip by strip (``rows`` per strip; default strip_rows); memory: one strip plus the regions still open at its
     lower seam. RegionTooComplex when a region crossing seams passes ``max_region_coords`` vertices."""

@@ -5,12 +5,12 @@ dropped without a word and the user would get an answer to a question they did n
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from .errors import InputError
 
 
-def model_tokenizer(model) -> Optional[object]:
+def model_tokenizer(model) -> object | None:
     """The tokenizer of a model_core model (RS2-SAM2: its union encoder's; RSRefSeg: its own), if it has one that
     can count tokens; None for models without one (e.g. test models, py: factories)."""
     for owner in (getattr(model, "union_encoder", None), model):

@@ -21,9 +21,9 @@ import os
 import struct
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -50,9 +50,9 @@ class FeatureCache:
         self.memory_max = int(max(0.0, float(memory_mb)) * 2**20)
         self.disk_dir = Path(disk_dir).expanduser() if disk_dir else None
         self.disk_max = int(max(0.0, float(disk_max_mb)) * 2**20)
-        self._mem: "OrderedDict[str, tuple]" = OrderedDict()
+        self._mem: OrderedDict[str, tuple] = OrderedDict()
         self._mem_bytes = 0
-        self._disk_bytes: Optional[int] = None  # this process's running estimate; rescanned before evicting
+        self._disk_bytes: int | None = None  # this process's running estimate; rescanned before evicting
         self.stats = CacheStats()
         if self.disk_dir is not None:
             self.disk_dir.mkdir(parents=True, exist_ok=True)

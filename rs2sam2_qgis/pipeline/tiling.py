@@ -6,8 +6,8 @@ tiles the whole raster would at every pixel it covers, so it gives the same prob
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 from affine import Affine
