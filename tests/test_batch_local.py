@@ -10,7 +10,7 @@ import numpy as np
 import pyogrio
 import pytest
 
-from rs2sam2_qgis.pipeline import cli
+from rs2sam2_qgis.pipeline import cli, model_spec
 from rs2sam2_qgis.pipeline.batch import expand_inputs, output_names, run_batch
 from tests.colour_model import ColourModel
 from tests.test_batch_common import (MODEL, OPTIONS, QUERIES, assert_same_vectors, make_rasters, read_layers,
@@ -125,7 +125,7 @@ def test_resume_after_interrupt_redoes_only_what_is_missing(tmp_path, scenes):
 
 
 def test_cli_batch(tmp_path, scenes, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(32))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(32))
     out = tmp_path / "merged.gpkg"
     rc = cli.main(["batch", os.path.join(scenes["dir"], "*.tif"), "-q", QUERIES[0], "-q", QUERIES[1], "-o", str(out),
                    "--tile", "32", "--overlap", "0.25", "--device", "cpu", "--quiet"])
@@ -140,13 +140,15 @@ def test_cli_batch(tmp_path, scenes, monkeypatch, capsys):
 def test_batch_mode_authors_runs_the_authors_contract_and_is_its_own_run(tmp_path, scenes, monkeypatch, capsys):
     """--mode reaches the Predictor (local path) and is part of the resume signature: an analyst run does not
     count as done for an authors run. A model without the authors' contract is refused before any raster."""
-    made, make_predictor = [], cli.make_predictor
+    from rs2sam2_qgis.pipeline import batch
+
+    made, make_predictor = [], batch.make_predictor
 
     def spy(model, device, precision, mode="analyst"):
         made.append(mode)
         return make_predictor(model, device, precision, mode)
 
-    monkeypatch.setattr(cli, "make_predictor", spy)
+    monkeypatch.setattr(batch, "make_predictor", spy)
     one = scenes["rasters"][:1]
     out = tmp_path / "out"
     s = run_batch(one, ["the buildings"], out, model="demo", options=OPTIONS, device="cpu", mode="authors")
@@ -156,7 +158,7 @@ def test_batch_mode_authors_runs_the_authors_contract_and_is_its_own_run(tmp_pat
     assert (s.skipped, s.done) == (1, 0)
     s = run_batch(one, ["the buildings"], out, model="demo", options=OPTIONS, device="cpu", resume=True)
     assert (s.skipped, s.done) == (0, 1) and made[-1] == "analyst"  # another mode is another run
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(32))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(32))
     rc = cli.main(["batch", scenes["dir"], "-q", "red", "-o", str(tmp_path / "c"), "--mode", "authors", "--quiet"])
     assert rc == 2 and "authors" in capsys.readouterr().err
     assert outputs_in(tmp_path / "c") == []
@@ -166,6 +168,6 @@ def test_ray_actor_takes_the_mode():
     """The Ray path builds its Predictor in InferenceActor; checked here without a cluster (plain construction)."""
     from rs2sam2_qgis.pipeline.batch_ray import InferenceActor
 
-    actor = InferenceActor(lambda: cli.load_model("demo"), "cpu", "auto", None, "authors")
+    actor = InferenceActor(lambda: model_spec.resolve_model("demo"), "cpu", "auto", None, "authors")
     info = actor.ready()
     assert info["mode"] == "authors" and info["precision"] == "fp32"

@@ -92,9 +92,9 @@ def test_killed_actor_is_replaced_and_its_rasters_redone_once(cluster, scenes, t
 
 def test_resume_on_ray_after_an_interrupted_run_redoes_only_the_missing(cluster, scenes, tmp_path, capsys,
                                                                         monkeypatch):
-    from rs2sam2_qgis.pipeline import cli
+    from rs2sam2_qgis.pipeline import cli, model_spec
 
-    monkeypatch.setattr(cli, "load_model", lambda spec: MODEL())  # --model demo -> the colour model
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: MODEL())  # --model demo -> the colour model
     out = tmp_path / "out"
 
     def interrupt_after_two(run, job):

@@ -26,10 +26,11 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Callable, Optional
+from collections.abc import Callable
 
-from .batch import BatchRun, peak_rss_mb
+from .batch_state import BatchRun, peak_rss_mb
 from .errors import Cancelled, InputError
+from .predictors import make_predictor
 from .run import segment_raster
 
 MAX_LOST_PER_RASTER = 3
@@ -58,16 +59,13 @@ class SerialPredictor:
 class InferenceActor:
     """One model, whole rasters through ``segment_raster``. Made a Ray actor by ``ray.remote`` in ``_pool``."""
 
-    def __init__(self, factory, device: str, precision: str, threads: Optional[int], mode: str = "analyst"):
+    def __init__(self, factory, device: str, precision: str, threads: int | None, mode: str = "analyst"):
         t0 = time.perf_counter()
         import torch
 
         if threads:
             torch.set_num_threads(int(threads))
-        from model_core.predictor import Predictor
-
-        self.predictor = SerialPredictor(Predictor(factory(), device=device, precision=precision,
-                                                    mode=mode))
+        self.predictor = SerialPredictor(make_predictor(factory(), device, precision, mode))
         self.load_seconds = time.perf_counter() - t0
         self.threads = torch.get_num_threads()
 
@@ -134,7 +132,7 @@ class ActorPool:
 
     def wait_ready(self):
         infos = self.ray.get([a.ready.remote() for a in self.actors])
-        for a, info in zip(self.actors, infos):
+        for a, info in zip(self.actors, infos, strict=True):
             self.info[a._actor_id.hex()] = info
         return infos
 
@@ -163,10 +161,10 @@ class ActorPool:
 
 
 def run_ray(run: BatchRun, jobs: list, factory, *, device: str = "auto", precision: str = "auto",
-            mode: str = "analyst", workers: Optional[int] = None, address: Optional[str] = None,
-            backoff: float = 1.0, quiet: bool = True, max_in_flight: Optional[int] = None,
-            threads: Optional[int] = None, on_start: Optional[Callable] = None,
-            is_cancelled: Optional[Callable[[], bool]] = None):
+            mode: str = "analyst", workers: int | None = None, address: str | None = None,
+            backoff: float = 1.0, quiet: bool = True, max_in_flight: int | None = None,
+            threads: int | None = None, on_start: Callable | None = None,
+            is_cancelled: Callable[[], bool] | None = None):
     try:
         import ray
     except ImportError:
