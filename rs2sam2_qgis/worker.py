@@ -74,8 +74,7 @@ def _segment(job: dict) -> dict:
         emit({"type": "progress", "fraction": float(fraction), "message": str(message)})
 
     progress(0.0, "loading model")
-    predictor = _predictor_cache().get(request.model, device=request.device, precision=request.precision,
-                                       mode=request.mode, weights=request.weights, allow_code=request.allow_code)
+    predictor = _predictor_cache().get(request.model)
     progress(0.0, f"model loaded on {predictor.device}")
     result, layers = run_request(request, predictor, progress=progress, is_cancelled=is_cancelled,
                                  feature_cache=_feature_cache())

@@ -12,7 +12,7 @@ from affine import Affine
 from rs2sam2_qgis import worker
 from rs2sam2_qgis.pipeline import cli, options
 from rs2sam2_qgis.pipeline.options import SegmentOptions
-from rs2sam2_qgis.pipeline.request import SegmentRequest
+from rs2sam2_qgis.pipeline.request import ModelChoice, SegmentRequest
 from rs2sam2_qgis.worker_client import segment_job
 from tests.colour_model import rgb_scene, write_raster
 
@@ -26,9 +26,9 @@ def raster(tmp_path_factory):
 
 
 def test_request_round_trips_through_json_unchanged():
+    model = ModelChoice("nano", weights={"sam2": "/w/sam2.pt"}, device="cpu", precision="fp32", mode="authors")
     request = SegmentRequest(raster="/data/scene.tif", queries=["the red roofs", "white tanks"], output="/o/x.gpkg",
-                             model="nano", weights={"sam2": "/w/sam2.pt"}, device="cpu", precision="fp32",
-                             mode="authors", layer="roofs", append=True, result_file="/tmp/r.pkl",
+                             model=model, layer="roofs", append=True, result_file="/tmp/r.pkl",
                              mask_wkt="POLYGON ((0 0, 1 0, 1 1, 0 0))",
                              options=SegmentOptions(tile=128, overlap=0.1, extent=(1.0, 2.0, 3.0, 4.0), bands=(3, 2, 1),
                                                     scope="tile", presence_threshold=0.4))
@@ -38,6 +38,9 @@ def test_request_round_trips_through_json_unchanged():
     assert SegmentRequest.from_dict(SegmentRequest(raster="r", queries=["q"], output="o").to_dict()).options == \
         SegmentOptions()
     assert request.segment_options().mask_geometry.area == pytest.approx(0.5)
+    in_process = SegmentRequest(raster="r", queries=["q"], output="o", model=ModelChoice(lambda: None))
+    with pytest.raises(TypeError, match="callable"):  # a callable cannot travel to the worker
+        in_process.to_dict()
 
 
 def test_request_takes_its_mask_as_text_only():
@@ -61,8 +64,8 @@ def test_worker_refuses_a_py_spec_it_was_not_allowed_and_imports_nothing(raster,
     mark = tmp_path / "imported"
     monkeypatch.setenv("RS2SAM2_IMPORT_MARK", str(mark))
     monkeypatch.delitem(sys.modules, "tests.records_its_import", raising=False)
-    request = SegmentRequest(raster=raster, queries=["red"], output=str(tmp_path / "o.gpkg"), device="cpu",
-                             model="py:tests.records_its_import:model")
+    request = SegmentRequest(raster=raster, queries=["red"], output=str(tmp_path / "o.gpkg"),
+                             model=ModelChoice("py:tests.records_its_import:model", device="cpu"))
     capsys.readouterr()
     rc = worker.handle(json.dumps(segment_job(request)))
     reply = json.loads(capsys.readouterr().out.splitlines()[-1])

@@ -256,7 +256,7 @@ def test_authors_mode_reaches_the_predictor(clean_state, iface, scene):
     dock, _ = _dock_ready(plugin, scene, ["the white tank"])
     dock.mode_combo.setCurrentIndex(dock.mode_combo.findData("authors"))
     task = _run(dock)
-    assert task.request.mode == "authors"
+    assert task.request.model.mode == "authors"
     assert task.error and "needs an RS2-SAM2 model" in task.error and _result_layers() == []
     dock.mode_combo.setCurrentIndex(dock.mode_combo.findData("analyst"))
     task = _run(dock)

@@ -9,7 +9,7 @@ from rasterio.transform import from_origin
 
 from rs2sam2_qgis import worker
 from rs2sam2_qgis.pipeline.options import SegmentOptions
-from rs2sam2_qgis.pipeline.request import SegmentRequest
+from rs2sam2_qgis.pipeline.request import ModelChoice, SegmentRequest
 from rs2sam2_qgis.worker_client import segment_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -26,7 +26,7 @@ def raster(tmp_path):
 
 
 def _run(raster, tmp_path, model: str, query: str) -> dict:
-    request = SegmentRequest(raster=str(raster), queries=[query], model=model, device="cpu",
+    request = SegmentRequest(raster=str(raster), queries=[query], model=ModelChoice(model, device="cpu"),
                              output=str(tmp_path / f"{query.replace(' ', '_')}.gpkg"),
                              options=SegmentOptions(tile=128, overlap=0.25))
     return worker._segment(segment_job(request))["stats"]

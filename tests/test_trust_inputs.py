@@ -20,7 +20,7 @@ from rasterio.control import GroundControlPoint
 from rs2sam2_qgis import worker
 from rs2sam2_qgis.pipeline import cli, model_spec
 from rs2sam2_qgis.pipeline.options import SegmentOptions
-from rs2sam2_qgis.pipeline.request import SegmentRequest
+from rs2sam2_qgis.pipeline.request import ModelChoice, SegmentRequest
 from rs2sam2_qgis.worker_client import segment_job
 from tests.colour_model import ColourModel, rgb_scene, write_raster
 
@@ -171,8 +171,9 @@ def test_bad_model_file_worker(case, files, out, capsys):
     """The worker's reply is what the dock's message bar and the Processing algorithm's exception show."""
     name, needle = MODEL_FILES[case]
     before = digest(out)
-    rc, reply = _worker_reply(segment_job(SegmentRequest(raster=files["ok"], queries=["red"], device="cpu",
-                                                         model=str(files["dir"] / name), output=str(out))), capsys)
+    model = ModelChoice(str(files["dir"] / name), device="cpu")
+    rc, reply = _worker_reply(segment_job(SegmentRequest(raster=files["ok"], queries=["red"], model=model,
+                                                         output=str(out))), capsys)
     assert rc == 2 and reply["type"] == "error" and reply["kind"] == "input", reply
     assert needle in reply["message"] and "\n" not in reply["message"] and not reply["trace"]
     assert digest(out) == before and sorted(os.listdir(out.parent)) == ["out.gpkg"]
@@ -196,8 +197,8 @@ def test_bad_raster_segment_and_worker(case, files, out, capsys, monkeypatch):
     rc = cli.main(["segment", files[key], "red", "-o", str(out), "--quiet", "--tile", "64"])
     line = _one_line_exit_2(capsys, rc, needle, out, before)
     assert files[key] in line
-    rc, reply = _worker_reply(segment_job(SegmentRequest(raster=files[key], queries=["red"], device="cpu",
-                                                         model="colour", output=str(out),
+    rc, reply = _worker_reply(segment_job(SegmentRequest(raster=files[key], queries=["red"], output=str(out),
+                                                         model=ModelChoice("colour", device="cpu"),
                                                          options=SegmentOptions(tile=64))), capsys)
     assert rc == 2 and reply["kind"] == "input" and needle in reply["message"], reply
     assert digest(out) == before and sorted(os.listdir(out.parent)) == ["out.gpkg"]

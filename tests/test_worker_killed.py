@@ -17,7 +17,7 @@ from rasterio.transform import from_origin
 
 from rs2sam2_qgis import worker_client
 from rs2sam2_qgis.pipeline.options import SegmentOptions
-from rs2sam2_qgis.pipeline.request import SegmentRequest
+from rs2sam2_qgis.pipeline.request import ModelChoice, SegmentRequest
 from rs2sam2_qgis.worker_client import segment_job
 
 SLOW = "py:tests.test_worker_killed:slow_model"
@@ -62,7 +62,7 @@ def kill_worker_after_progress(progressed: threading.Event, killed: list) -> thr
 def test_sigkill_mid_run_is_one_line_and_the_next_run_gets_a_fresh_worker(raster, tmp_path):
     worker_client.shutdown()
     out = tmp_path / "out.gpkg"
-    request = SegmentRequest(raster=raster, queries=["red"], model=SLOW, allow_code=True, device="cpu",
+    request = SegmentRequest(raster=raster, queries=["red"], model=ModelChoice(SLOW, allow_code=True, device="cpu"),
                              output=str(out), options=SegmentOptions(tile=32, overlap=0.0))
     progressed = threading.Event()
 
@@ -79,7 +79,8 @@ def test_sigkill_mid_run_is_one_line_and_the_next_run_gets_a_fresh_worker(raster
     assert "\n" not in reply["message"] and not reply["trace"]
     assert not out.exists() and sorted(os.listdir(tmp_path)) == ["scene.tif"]  # nothing written, no stray file
     assert worker_client._server is None  # the dead worker was dropped
-    reply = worker_client.run_job(segment_job(dataclasses.replace(request, model=COLOUR,
+    colour = ModelChoice(COLOUR, allow_code=True, device="cpu")
+    reply = worker_client.run_job(segment_job(dataclasses.replace(request, model=colour,
                                                                   options=SegmentOptions(tile=64))))
     assert reply["type"] == "done" and reply["count"] == 1, reply
     assert worker_client._server.alive() and worker_client._server.proc.pid != killed[0]
@@ -95,7 +96,7 @@ def test_other_signals_are_named(raster, tmp_path):
         os.kill(worker_client._server.proc.pid, signal.SIGTERM)
     t = threading.Thread(target=stop, daemon=True)
     t.start()
-    request = SegmentRequest(raster=raster, queries=["red"], model=SLOW, allow_code=True, device="cpu",
+    request = SegmentRequest(raster=raster, queries=["red"], model=ModelChoice(SLOW, allow_code=True, device="cpu"),
                              output=str(tmp_path / "o.gpkg"), options=SegmentOptions(tile=32, overlap=0.0))
     reply = worker_client.run_job(segment_job(request),
                                   on_progress=lambda f, m: m.startswith("tile ") and progressed.set())

@@ -1,6 +1,7 @@
 """rs2sam2 batch: many rasters through the one engine (``segment_raster`` + ``write_vector``), locally or on Ray.
 
-    run_batch(inputs, queries, out, model="demo", options=SegmentOptions(...), workers=1, ray=False, resume=False)
+    run_batch(inputs, queries, out, model=ModelChoice("demo"), options=SegmentOptions(...), workers=1, ray=False,
+              resume=False)
 
 Inputs are files, folders (searched recursively for rasters), globs, or text files (.txt/.lst/.list) with one
 path or URL per line; ``http(s)://``, ``s3://`` and ``gs://`` become GDAL's ``/vsicurl/``, ``/vsis3/`` and
@@ -26,7 +27,6 @@ over rasters and tiles. Ray: see ``batch_ray.py``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import glob
 import hashlib
 import json
@@ -37,12 +37,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from . import model_spec
 from .batch_ray import run_ray
-from .batch_state import BatchRun, BatchSummary, _write_failures, peak_rss_mb
+from .batch_state import BatchRun, BatchSummary, peak_rss_mb, write_failures
 from .errors import Cancelled, InputError
 from .options import SegmentOptions
-from .predictors import make_predictor
+from .predictors import make_predictor, model_factory
+from .request import ModelChoice
 from .run import clean_queries, segment_raster
 
 RASTER_EXTS = {".tif", ".tiff", ".gtiff", ".jp2", ".img", ".vrt", ".png", ".jpg", ".jpeg", ".ecw", ".sid",
@@ -307,6 +307,7 @@ def merge_parts(run: BatchRun, out_path: str, crs=None) -> dict:
 
 # ----------------------------------------------------------------------------------------------- entry point
 def model_id_of(model) -> str:
+    """What names a model in the resume signature: a spec (a file with its size and time), or a callable's name."""
     if isinstance(model, str):
         if model == "demo" or not os.path.exists(model):
             return model
@@ -317,15 +318,7 @@ def model_id_of(model) -> str:
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}{args!r}{sorted(kw.items())!r}"
 
 
-def model_factory(model, allow_code: bool = False) -> Callable:
-    """``model``: a model spec (model_spec.resolve_model) or a picklable zero-argument callable -> a factory."""
-    if callable(model):
-        return model
-    return functools.partial(model_spec.resolve_model, str(model), allow_code=allow_code)
-
-
-def run_batch(inputs, queries, out, model="demo", options: SegmentOptions | None = None, *,
-              allow_code: bool = False, device: str = "auto", precision: str = "auto", mode: str = "analyst",
+def run_batch(inputs, queries, out, model: ModelChoice | None = None, options: SegmentOptions | None = None, *,
               workers: int | None = None, ray: bool = False, ray_address: str | None = None,
               resume: bool = False, retries: int = 2, backoff: float = 1.0,
               layer: str | None = None, merged_crs=None, max_in_flight: int | None = None,
@@ -334,15 +327,16 @@ def run_batch(inputs, queries, out, model="demo", options: SegmentOptions | None
               is_cancelled: Callable[[], bool] | None = None, predictor=None) -> BatchSummary:
     """Segment every raster of ``inputs`` by ``queries``; see the module docstring. Returns a BatchSummary.
 
-    ``model``: a model spec (demo, a preset, a checkpoint file, a release folder, py:module:callable; see
-    model_spec.resolve_model, ``allow_code`` for py:) or a picklable zero-argument callable returning a model.
-    ``mode``: the Predictor mode, "analyst" (default) or "authors" (the authors' inference contract).
+    ``model``: the ModelChoice (default: the demo model): its spec (demo, a preset, a checkpoint file, a release
+    folder, py:module:callable with allow_code; or a picklable zero-argument callable returning a model), device,
+    precision and Predictor mode ("analyst", or "authors": the authors' inference contract).
     ``on_result(run, job)`` is called after each commit, ``on_start(run, pool)`` once workers are up (tests use
     them to interrupt a run or kill a worker). ``threads``: torch threads per inference process (default: local,
     torch's own; Ray, the CPUs given to each actor). KeyboardInterrupt/Cancelled propagate after the bookkeeping is
     flushed; only complete outputs remain.
     """
     t_start = time.perf_counter()
+    model = model or ModelChoice()
     options = (options or SegmentOptions()).validate()
     queries = clean_queries(queries)
     sources = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
@@ -361,8 +355,8 @@ def run_batch(inputs, queries, out, model="demo", options: SegmentOptions | None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"output folder {folder} is not writable; choose another output")
     clean_stale_partials(folder)
-    factory = model_factory(model, allow_code)
-    signature = run_signature(queries, options, model_id_of(model), layer, mode)
+    factory = model_factory(model)
+    signature = run_signature(queries, options, model_id_of(model.spec), layer, model.mode)
     run = BatchRun(sources, names, queries, options, folder, signature, layer, retries, on_result=on_result)
     s = run.summary
     s.executor = "ray" if ray else "local"
@@ -374,7 +368,7 @@ def run_batch(inputs, queries, out, model="demo", options: SegmentOptions | None
                 import torch
                 torch.set_num_threads(int(threads))
             if predictor is None:
-                predictor = make_predictor(factory(), device, precision, mode)
+                predictor = make_predictor(factory(), model.device, model.precision, model.mode)
             s.seconds_model_load = time.perf_counter() - t0
             s.device = str(predictor.device)
             s.workers = 1
@@ -382,14 +376,13 @@ def run_batch(inputs, queries, out, model="demo", options: SegmentOptions | None
                 on_start(run, None)
             run_local(run, todo, predictor, backoff=backoff, quiet=quiet, is_cancelled=is_cancelled)
         elif todo:
-            run_ray(run, todo, factory, device=device, precision=precision, mode=mode, workers=workers, address=ray_address,
-                    backoff=backoff, quiet=quiet, max_in_flight=max_in_flight, threads=threads, on_start=on_start,
-                    is_cancelled=is_cancelled)
+            run_ray(run, todo, model, factory, workers=workers, address=ray_address, backoff=backoff, quiet=quiet,
+                    max_in_flight=max_in_flight, threads=threads, on_start=on_start, is_cancelled=is_cancelled)
     except (KeyboardInterrupt, Cancelled):
         s.interrupted = True
         raise
     finally:
-        s.failures_csv = _write_failures(folder, run.failures)
+        s.failures_csv = write_failures(folder, run.failures)
         s.seconds_total = time.perf_counter() - t_start
         s.extra["driver_peak_rss_mb"] = peak_rss_mb()
     if merged:

@@ -13,7 +13,7 @@ import argparse
 import re
 import sys
 
-from .cli_options import add_engine_arguments, options_from_args
+from .cli_options import add_engine_arguments, model_choice_from_args, options_from_args
 from .errors import InputError
 
 
@@ -53,10 +53,10 @@ def cmd_batch(a: argparse.Namespace) -> int:
     if not a.inputs:
         raise InputError("no inputs given; name rasters, folders, globs or a .txt list of paths before -q/-o")
     try:
-        s = run_batch(a.inputs, a.queries, a.output, model=a.model, allow_code=True, options=options, device=a.device,
-                      precision=a.precision, mode=a.mode, workers=a.workers, ray=a.ray is not None, ray_address=address,
-                      resume=a.resume, retries=a.retries, layer=a.layer, merged_crs=a.crs,
-                      max_in_flight=a.in_flight, threads=a.threads, quiet=a.quiet)
+        s = run_batch(a.inputs, a.queries, a.output, model=model_choice_from_args(a), options=options,
+                      workers=a.workers, ray=a.ray is not None, ray_address=address, resume=a.resume,
+                      retries=a.retries, layer=a.layer, merged_crs=a.crs, max_in_flight=a.in_flight,
+                      threads=a.threads, quiet=a.quiet)
     except KeyboardInterrupt:
         print("rs2sam2: interrupted; only complete outputs were kept (see manifest.jsonl); rerun with --resume to "
               "finish", file=sys.stderr)

@@ -73,7 +73,8 @@ class Manifest:
         self.entries[entry["source"]] = entry
 
 
-def _write_failures(folder: str, rows: list):
+def write_failures(folder: str, rows: list) -> str:
+    """failures.csv in `folder` (written to a temporary name, then renamed); returns its path."""
     path = os.path.join(folder, FAILURES)
     tmp = os.path.join(folder, f".{FAILURES}.{os.getpid()}.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -226,4 +227,4 @@ class BatchRun:
                               "error": msg, "failed_at": _utcnow()})
         self.summary.failed += 1
         self.summary.records.append(RasterRecord(job.source, job.output, "failed", error=msg))
-        self.summary.failures_csv = _write_failures(self.folder, self.failures)
+        self.summary.failures_csv = write_failures(self.folder, self.failures)

@@ -20,7 +20,7 @@ import time
 from importlib.metadata import EntryPoint, entry_points
 
 from .batch_cli import add_batch_parser, cmd_batch
-from .cli_options import add_engine_arguments, options_from_args
+from .cli_options import add_engine_arguments, model_choice_from_args, options_from_args
 from .errors import Cancelled, InputError
 
 #: entry-point group of the commands other packages add to `rs2sam2` (name -> "module:main", main(argv) -> int)
@@ -78,15 +78,12 @@ def cmd_segment(a) -> int:
 
     # everything checkable is checked before the (slow) model load
     options = options_from_args(a)
-    request = SegmentRequest(raster=a.raster, queries=clean_queries(a.queries), output=a.output, model=a.model,
-                             allow_code=True,  # typed by the person running the command
-                             device=a.device, precision=a.precision, mode=a.mode, options=options,
-                             layer=a.layer, append=a.append)
+    request = SegmentRequest(raster=a.raster, queries=clean_queries(a.queries), output=a.output,
+                             model=model_choice_from_args(a), options=options, layer=a.layer, append=a.append)
     check_output_path(request.output)
     area_of_interest(open_source(request.raster, request.options), request.options.extent)
     t0 = time.perf_counter()
-    predictor = load_predictor(request.model, device=request.device, precision=request.precision,
-                               mode=request.mode, allow_code=request.allow_code)
+    predictor = load_predictor(request.model)
     t_load = time.perf_counter() - t0
     print(f"model {predictor.model_name} on {predictor.device} ({predictor.device_reason}), {predictor.precision} "
           f"({predictor.precision_reason}), loaded in {t_load:.1f} s", file=sys.stderr)

@@ -6,6 +6,7 @@ import argparse
 
 from .errors import InputError
 from .options import MODES, SCOPES, SegmentOptions
+from .request import ModelChoice
 
 _D = SegmentOptions()
 
@@ -72,6 +73,11 @@ def _ints(text: str, what: str, example: str) -> list[int]:
         return [int(v) for v in text.replace(" ", "").split(",")]
     except ValueError:
         raise InputError(f"{what} '{text}' is not comma-separated band numbers; e.g. {example}") from None
+
+
+def model_choice_from_args(a: argparse.Namespace) -> ModelChoice:
+    """The model of parsed engine arguments; a py: spec is accepted: the person running the command typed it."""
+    return ModelChoice(spec=a.model, allow_code=True, device=a.device, precision=a.precision, mode=a.mode)
 
 
 def options_from_args(a: argparse.Namespace) -> SegmentOptions:

@@ -1,15 +1,21 @@
-"""A model_core.Predictor for a model spec: the one way every front end (CLI, batch, the plugin's worker) gets one.
+"""A model_core.Predictor for a ModelChoice: the one way every front end (CLI, batch local and Ray, the plugin's
+worker) gets one.
 
-`load_predictor` resolves the spec (model_spec.resolve_model) and wraps the model; `PredictorCache` keeps the last
-one for a long-lived process (the plugin's worker), so a second run with the same choice loads nothing.
+`model_factory` resolves the choice's spec (model_spec.resolve_model) when called (a Ray actor calls it on its own
+machine); `load_predictor` wraps the model; `PredictorCache` keeps the last one for a long-lived process (the
+plugin's worker), so a second run with the same choice loads nothing.
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from . import model_spec
 from .errors import InputError
+from .request import ModelChoice
 
 
 def make_predictor(model, device: str = "auto", precision: str = "auto", mode: str = "analyst"):
@@ -22,12 +28,19 @@ def make_predictor(model, device: str = "auto", precision: str = "auto", mode: s
         raise InputError(str(exc)) from None
 
 
-def load_predictor(spec: str, *, device: str = "auto", precision: str = "auto", mode: str = "analyst",
-                   weights: dict | None = None, allow_code: bool = False):
-    """The Predictor for a model spec (see model_spec.resolve_model for the spec kinds and `allow_code`)."""
-    model = model_spec.resolve_model(spec, weights=weights, allow_code=allow_code)
+def model_factory(choice: ModelChoice) -> Callable[[], Any]:
+    """A picklable zero-argument callable that builds the chosen model."""
+    if callable(choice.spec):
+        return choice.spec
+    return functools.partial(model_spec.resolve_model, choice.spec, weights=dict(choice.weights),
+                             allow_code=choice.allow_code)
+
+
+def load_predictor(choice: ModelChoice):
+    """The Predictor for `choice`."""
+    model = model_factory(choice)()
     model.eval()
-    return make_predictor(model, device, precision, mode)
+    return make_predictor(model, choice.device, choice.precision, choice.mode)
 
 
 class PredictorCache:
@@ -38,16 +51,14 @@ class PredictorCache:
         self._predictor = None
         self._lock = threading.Lock()
 
-    def get(self, spec: str, *, device: str = "auto", precision: str = "auto", mode: str = "analyst",
-            weights: dict | None = None, allow_code: bool = False):
-        spec = (spec or "").strip()
+    def get(self, choice: ModelChoice):
+        spec = choice.spec.strip()
         stamp = os.path.getmtime(spec) if spec and os.path.exists(spec) else None  # a replaced file: a new model
-        key = (spec, (device or "auto").strip().lower(), precision, mode, stamp, tuple(sorted((weights or {}).items())),
-               allow_code)
+        key = (spec, choice.device.strip().lower(), choice.precision, choice.mode, stamp,
+               tuple(sorted(choice.weights.items())), choice.allow_code)
         with self._lock:
             if key != self._key:
                 self._key, self._predictor = None, None  # free the old model before loading the new one
-                self._predictor = load_predictor(spec, device=key[1], precision=precision, mode=mode,
-                                                 weights=weights, allow_code=allow_code)
+                self._predictor = load_predictor(choice)
                 self._key = key
             return self._predictor

@@ -39,7 +39,7 @@ from ..masks import polygon_union_wkt
 from ..model_choice import plugin_model
 from ..pipeline.model_spec import ModelSpecError
 from ..pipeline.options import SegmentOptions
-from ..pipeline.request import SegmentRequest
+from ..pipeline.request import ModelChoice, SegmentRequest
 
 DEVICES = [value for value, _ in choices.devices()]
 MODES = [value for value, _ in choices.modes()]
@@ -225,8 +225,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             weights = weight_paths()
         except Exception:  # noqa: BLE001 - no settings: presets keep random parts
             weights = {}
-        request = SegmentRequest(raster=raster_path, queries=queries, output=target, model=model,
-                                 allow_code=allow_code, weights=weights, device=device, mode=mode,
+        choice = ModelChoice(spec=model, allow_code=allow_code, weights=weights, device=device, mode=mode)
+        request = SegmentRequest(raster=raster_path, queries=queries, output=target, model=choice,
                                  options=SegmentOptions(**values), mask_wkt=mask_wkt, layer=layer_name)
         reply = run_job(segment_job(request), on_progress=progress, is_cancelled=feedback.isCanceled)
         if reply.get("type") != "done":

@@ -37,7 +37,7 @@ from ..compat import FILTER_POLYGON, FILTER_RASTER
 from ..masks import polygon_union_wkt
 from ..model_choice import CUSTOM, plugin_model
 from ..pipeline.options import SegmentOptions
-from ..pipeline.request import SegmentRequest
+from ..pipeline.request import ModelChoice, SegmentRequest
 from ..tasks import SegmentTask, log
 from .query_edit import QueryEdit
 
@@ -451,9 +451,9 @@ class Rs2Sam2Dock(QgsDockWidget):
         from ..results import run_paths
 
         output, result_file = run_paths(layer.name())
-        request = SegmentRequest(raster=raster_path, queries=queries, output=output, model=model,
-                                 allow_code=allow_code, weights=settings.weight_paths(),
-                                 device=self.device_combo.currentData(), mode=self.mode_combo.currentData(),
+        choice = ModelChoice(spec=model, allow_code=allow_code, weights=settings.weight_paths(),
+                             device=self.device_combo.currentData(), mode=self.mode_combo.currentData())
+        request = SegmentRequest(raster=raster_path, queries=queries, output=output, model=choice,
                                  options=SegmentOptions(**options), mask_wkt=mask_wkt, result_file=result_file)
         task = SegmentTask(request, on_finished=self._on_task_finished)
         task.raster_name = layer.name()
