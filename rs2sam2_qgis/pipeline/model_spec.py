@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import TYPE_CHECKING
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # torch is imported only when a model is resolved
+    from torch import nn
 
 DEMO = "demo"
 CODE_PREFIX = "py:"
@@ -93,7 +97,7 @@ def _with_part_weights(model, preset: str, weights: dict):
     return model
 
 
-def resolve_model(spec: str, *, weights: dict | None = None, allow_code: bool = False):
+def resolve_model(spec: str, *, weights: dict | None = None, allow_code: bool = False) -> nn.Module:
     """The model (an nn.Module following the model protocol) for `spec`; see the module docstring.
 
     `weights`: part weight paths for a preset ({"sam2": path, "clip": ..., "beit3": ..., "beit3_spm": ...}).

@@ -11,14 +11,17 @@ import functools
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import model_spec
 from .errors import InputError
 from .request import ModelChoice
 
+if TYPE_CHECKING:  # the engine imports torch only when a model is loaded
+    from model_core import Predictor
 
-def make_predictor(model, device: str = "auto", precision: str = "auto", mode: str = "analyst"):
+
+def make_predictor(model, device: str = "auto", precision: str = "auto", mode: str = "analyst") -> Predictor:
     """model_core.Predictor(model, ...); a device, precision or mode it cannot honour is one InputError line."""
     from model_core import Predictor
 
@@ -36,7 +39,7 @@ def model_factory(choice: ModelChoice) -> Callable[[], Any]:
                              allow_code=choice.allow_code)
 
 
-def load_predictor(choice: ModelChoice):
+def load_predictor(choice: ModelChoice) -> Predictor:
     """The Predictor for `choice`."""
     model = model_factory(choice)()
     model.eval()
@@ -51,7 +54,7 @@ class PredictorCache:
         self._predictor = None
         self._lock = threading.Lock()
 
-    def get(self, choice: ModelChoice):
+    def get(self, choice: ModelChoice) -> Predictor:
         spec = choice.spec.strip()
         stamp = os.path.getmtime(spec) if spec and os.path.exists(spec) else None  # a replaced file: a new model
         key = (spec, choice.device.strip().lower(), choice.precision, choice.mode, stamp,
