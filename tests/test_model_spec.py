@@ -55,6 +55,7 @@ def test_py_spec_is_refused_without_allow_code_and_imports_nothing(tmp_path, mon
     # typed by a person (allow_code): the same spec runs, and its import is seen
     assert resolve_model("py:tests.records_its_import:model", allow_code=True).name == "colour-test"
     assert mark.read_text() == "tests.records_its_import"
+    del sys.modules["tests.records_its_import"]  # later tests check that refusals import it nowhere
 
 
 def test_describe_names_each_kind():

@@ -427,6 +427,7 @@ def test_py_spec_typed_as_a_preset_or_saved_in_settings_is_refused(clean_state, 
 
     mark = tmp_path / "imported"
     monkeypatch.setenv("RS2SAM2_IMPORT_MARK", str(mark))
+    monkeypatch.delitem(sys.modules, "tests.records_its_import", raising=False)
     QgsSettings().setValue("rs2sam2/model_kind", "preset")
     QgsSettings().setValue("rs2sam2/preset", "py:tests.records_its_import:model")
     plugin = _plugin(iface)

@@ -141,6 +141,7 @@ def test_py_model_parameter_is_refused_and_imports_nothing(processing_ready, cle
 
     mark = tmp_path / "imported"
     monkeypatch.setenv("RS2SAM2_IMPORT_MARK", str(mark))
+    monkeypatch.delitem(sys.modules, "tests.records_its_import", raising=False)
     with pytest.raises(QgsProcessingException, match="names Python code to run") as err:
         processing.run(ALG, {"INPUT": str(scene), "QUERIES": "white", "MODEL": "py:tests.records_its_import:model",
                              "DEVICE": 2, "OUTPUT": str(tmp_path / "x.gpkg")})
