@@ -130,7 +130,7 @@ def child(args):
     query = args.query
     pred.predict(np.zeros((1, args.tile, args.tile, 3), np.uint8), [query])  # warm-up
     rss_base = rss_mb()
-    opts = SegmentOptions(tile=args.tile, batch_size=args.batch)
+    opts = SegmentOptions(tile=args.tile, batch_size=args.batch, scope=args.scope)
     t0 = time.perf_counter()
     res = segment_raster(args.raster, [query], pred, opts)
     t1 = time.perf_counter()
@@ -161,6 +161,8 @@ def main():
                     help="tile for the colour model (small enough that even 2k has several batches)")
     ap.add_argument("--demo-tile", type=int, default=128, help="tile for the trained demo model (its input size)")
     ap.add_argument("--query", default="red roofs", help="the query every model is asked")
+    ap.add_argument("--scope", default="tile", choices=["tile", "extent"],
+                    help="tile (default): every tile runs, the engine's full cost; extent: the search decides")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
@@ -180,6 +182,7 @@ def main():
         models = [m for m in models if m != "nano"] or ["colour"]
         notes.append("model_core.build_model('nano') missing: fell back to the colour model")
     work = args.workdir or tempfile.mkdtemp(prefix="rs2sam2-bench-")
+    os.makedirs(work, exist_ok=True)
     rows = []
     try:
         for size in [int(s) for s in args.sizes.split(",")]:
@@ -191,7 +194,8 @@ def main():
             for m in models:
                 tile = {"colour": args.colour_tile, "demo": args.demo_tile}.get(m, args.tile)  # noise: as nano
                 cmd = [sys.executable, __file__, "--child", "--raster", path, "--size", str(size), "--model", m,
-                       "--tile", str(tile), "--batch", str(args.batch), "--workdir", work, "--query", args.query]
+                       "--tile", str(tile), "--batch", str(args.batch), "--workdir", work, "--query", args.query,
+                       "--scope", args.scope]
                 p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                 if p.returncode != 0:
                     print(p.stderr[-3000:], file=sys.stderr)
@@ -227,9 +231,11 @@ def main():
     cmdline = "cd " + ROOT + " && " + shlex.join([".venv/bin/python", "bench/engine_scaling.py"] + sys.argv[1:])
     doc = {"command": cmdline, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (shared with other "
-                      f"jobs while measured), CPU only", "notes": notes, "rows": rows, "summary": summary}
+                      f"jobs while measured), CPU only", "scope": args.scope, "notes": notes, "rows": rows,
+           "summary": summary}
     lines = ["# Engine scaling (CPU)", "", f"Command: `{cmdline}`", "", f"Date: {doc['date_utc']}; {doc['machine']}.",
-             ""]
+             "", f"Query {args.query!r}, scope {args.scope!r}"
+             + (" (every tile runs: the engine's full cost)." if args.scope == "tile" else "."), ""]
     lines += [f"- {n}" for n in notes]
     lines += ["| model | size (px) | tile | tiles | polygons | canvas | wall (s) | s/Mpx | inference (s) | polygonize (s) | "
               "export (s) | poly+export % | RSS after model (MB) | peak RSS (MB) |",

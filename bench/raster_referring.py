@@ -15,7 +15,7 @@ Metrics per kind and scope (generalised referring segmentation, taken to raster 
 N-acc (absent referents answered with nothing), T-acc (present ones not emptied), gIoU (mean IoU per sentence, a
 correct empty answer counting 1), raster IoU (summed intersection over summed union of the present sentences), false
 positive area outside the ground truth (m2 and share of the answer), model forwards (one per tile or window and text)
-and seconds. Writes NAME.json and NAME.md into --out.
+and seconds; for class-level plurals, the share of referent objects found, small ones apart. Writes NAME.json and NAME.md into --out.
 """
 from __future__ import annotations
 
@@ -67,6 +67,18 @@ def score(pred: np.ndarray, truth: np.ndarray) -> dict:
             "iou": 1.0 if union == 0 else inter / union, "empty": not pred.any()}
 
 
+#: objects under this many pixels (25 m2 at 0.5 m: cars, small tanks) are "small" in the plural recall
+SMALL_PX = 100
+
+
+def object_hits(pred: np.ndarray, labels: np.ndarray, target: list[int]) -> list[tuple[int, bool]]:
+    """(pixels, found) per referent object; found = at least half its pixels answered. Class-level plurals must
+    not lose small objects, which the raster IoU (dominated by large ones) would hide."""
+    sizes = np.bincount(labels.ravel(), minlength=max(target) + 1)
+    covered = np.bincount(labels[pred].ravel(), minlength=max(target) + 1)
+    return [(int(sizes[t]), bool(covered[t] * 2 >= sizes[t])) for t in target if sizes[t]]
+
+
 def pick(queries, per_kind: int, rng) -> list:
     """At most ``per_kind`` sentences of each kind, paraphrases and templates alike."""
     by = defaultdict(list)
@@ -92,9 +104,12 @@ def run_scopes(path, mosaic, queries, predictor, transform, scopes, options) -> 
         st = res.stats
         for q in queries:
             polys = res.polygons[" ".join(q.text.split())]
-            s = score(rasterize(polys, shape, transform), mosaic.mask(q.target))
+            pred = rasterize(polys, shape, transform)
+            s = score(pred, mosaic.mask(q.target))
+            hits = object_hits(pred, mosaic.labels, q.target) if q.kind == "class" else []
             rows.append(dict(scope=scope, text=q.text, kind=q.kind, template=q.template, present=bool(q.target),
-                             polygons=len(polys), plan=st.plans.get(" ".join(q.text.split()), ""), **s))
+                             polygons=len(polys), plan=st.plans.get(" ".join(q.text.split()), ""), objects=hits,
+                             **s))
         rows.append(dict(scope=scope, run=True, seconds=secs, forwards=st.forwards, tiles_total=st.tiles_total,
                          tiles_run=st.tiles_run, tiles_skipped=st.tiles_skipped, coarse_windows=st.coarse_windows,
                          queries=len(queries), size=shape[0]))
@@ -141,6 +156,10 @@ def summarise(rows: list[dict]) -> dict:
                           miou_present=float(np.mean([r["iou"] for r in pres])) if pres else None,
                           fp_m2=fp * px_m2, fp_share=fp / pred if pred else 0.0,
                           polygons=int(sum(r["polygons"] for r in rs)))
+        objects = [o for r in qs for o in r.get("objects", [])]
+        small = [found for px, found in objects if px < SMALL_PX]
+        res["class_objects"] = dict(n=len(objects), recall=float(np.mean([f for _, f in objects])) if objects else None,
+                                    n_small=len(small), recall_small=float(np.mean(small)) if small else None)
         runs = [r for r in rows if r["scope"] == scope and r.get("run")]
         res["runs"] = dict(seconds=sum(r["seconds"] for r in runs), forwards=sum(r["forwards"] for r in runs),
                            tiles_total=sum(r["tiles_total"] for r in runs), tiles_run=sum(r["tiles_run"] for r in runs))
@@ -173,6 +192,13 @@ def markdown(meta: dict, summary: dict, big: dict | None) -> str:
             lines.append(f"| {kind} | {scope} | {r['n']} ({r['n_present']}/{r['n_absent']}) | {fmt(r['n_acc'])} | "
                          f"{fmt(r['t_acc'])} | {fmt(r['giou'])} | {fmt(r['raster_iou'])} | {r['fp_m2']:,.0f} | "
                          f"{r['fp_share']:.3f} | {r['polygons']} |")
+    lines += ["", f"Class-level plurals, object recall (an object is found when half its pixels are answered; small: "
+              f"under {SMALL_PX} px):", "", "| scope | objects | recall | small objects | recall of small |",
+              "|---|---|---|---|---|"]
+    for scope in ("tile", "extent"):
+        r = summary.get(scope, {}).get("class_objects")
+        if r:
+            lines.append(f"| {scope} | {r['n']} | {fmt(r['recall'])} | {r['n_small']} | {fmt(r['recall_small'])} |")
     lines += ["", "| scope | seconds | model forwards | fine tiles run / grid |", "|---|---|---|---|"]
     for scope in ("tile", "extent"):
         r = summary.get(scope, {}).get("runs")

@@ -1,31 +1,28 @@
-"""model_core: RS2-SAM2 in pure PyTorch (no QGIS, no GIS).
+"""model_core: referring segmentation models in pure PyTorch (no QGIS, no GIS): the RS2-SAM2 and RSRefSeg families.
 
 Public API: PRESETS, build_model(preset, **overrides), load_model(path), save_model(model, path), Predictor.
+Importing the package registers both families (model_core/families.py).
 """
 from __future__ import annotations
 
-import importlib.util as _ilu
+import torch.nn as nn
 
-from .config import PRESETS, ModelConfig
-from .model import RS2SAM2
 from .checkpoints import load_model, save_model
+from .config import ModelConfig
+from .families import PRESETS, family_of
+from .model import RS2SAM2
+from .predictor import Predictor
+from .rsrefseg import RSRefSeg
 
 
-def build_model(preset="nano", **overrides) -> RS2SAM2:
+def build_model(preset="nano", **overrides) -> nn.Module:
     """Build a model with random weights from a preset name (or a config), with config overrides:
     build_model("nano", sam={"image_size": 512}) or build_model("nano", **{"hiera.embed_dim": 48}).
-    The config's family picks the class: RS2SAM2, or RSRefSeg for the rsrefseg presets."""
+    The config's family (model_core/families.py) builds it."""
     cfg = preset if hasattr(preset, "to_dict") else PRESETS[preset]
     if overrides:
         cfg = cfg.replace(**overrides)
-    if getattr(cfg, "family", "rs2sam2") == "rsrefseg":
-        from .rsrefseg import RSRefSeg
-
-        return RSRefSeg(cfg)
-    return RS2SAM2(cfg)
+    return family_of(cfg).model_class(cfg)
 
 
-if _ilu.find_spec(__name__ + ".predictor") is not None:
-    from .predictor import Predictor  # noqa: F401  (written by the engine side)
-
-__all__ = ["PRESETS", "ModelConfig", "RS2SAM2", "build_model", "load_model", "save_model", "Predictor"]
+__all__ = ["PRESETS", "ModelConfig", "RS2SAM2", "RSRefSeg", "build_model", "load_model", "save_model", "Predictor"]

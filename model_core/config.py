@@ -4,14 +4,16 @@ Everything that has a size lives here: the SAM2 side image size, the union-encod
 grid), widths, depths. The model code reads them from here and never hard-codes 1024 / 224 / 14 as the authors do.
 
 `ModelConfig.to_dict()` / `ModelConfig.from_dict()` make a config JSON-serialisable, so a checkpoint can carry it.
+`ConfigBase` gives every family's config the same (de)serialisation and overrides.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,10 +27,10 @@ class HieraConfig:
 
     embed_dim: int = 144
     num_heads: int = 2
-    stages: Tuple[int, ...] = (2, 6, 36, 4)
-    global_att_blocks: Tuple[int, ...] = (23, 33, 43)
-    window_pos_embed_bkg_spatial_size: Tuple[int, int] = (7, 7)
-    window_spec: Tuple[int, ...] = (8, 4, 16, 8)
+    stages: tuple[int, ...] = (2, 6, 36, 4)
+    global_att_blocks: tuple[int, ...] = (23, 33, 43)
+    window_pos_embed_bkg_spatial_size: tuple[int, int] = (7, 7)
+    window_spec: tuple[int, ...] = (8, 4, 16, 8)
     q_pool: int = 3
     drop_path_rate: float = 0.0
 
@@ -55,7 +57,7 @@ class SamConfig:
     image_size: int = 1024
     dim: int = 256  # neck d_model = prompt / decoder width = text width t handed to the trunk and decoder
     backbone_stride: int = 16
-    fpn_top_down_levels: Tuple[int, ...] = (2, 3)
+    fpn_top_down_levels: tuple[int, ...] = (2, 3)
     fpn_interp_model: str = "nearest"
     scalp: int = 1
     mask_in_chans: int = 16
@@ -70,8 +72,8 @@ class SamConfig:
     pred_obj_scores_mlp: bool = True
     use_high_res_features: bool = True
     text_attn_heads: int = 8  # the decoder's extra text cross-attention (authors' vlfusion_module)
-    mean: Tuple[float, float, float] = IMAGENET_MEAN
-    std: Tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
     def check(self) -> None:
         """The SAM2 side works on a grid of backbone_stride-pixel cells: its image size must fit that grid."""
@@ -93,19 +95,19 @@ class UnionConfig:
     image_size: int = 224
     patch_size: int = 16
     width: int = 1024  # output width of the union encoder (class/visual/text tokens)
-    mean: Tuple[float, float, float] = IMAGENET_MEAN
-    std: Tuple[float, float, float] = IMAGENET_STD
-    max_text_tokens: Optional[int] = None  # truncate captions (incl. specials); None = positions table limit
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    max_text_tokens: int | None = None  # truncate captions (incl. specials); None = positions table limit
     # beit3
     layers: int = 24
     heads: int = 16
     ffn_dim: int = 4096
     vocab_size: int = 64010
     max_text_positions: int = 1024
-    spm_path: Optional[str] = None  # sentencepiece model; relative paths are resolved against model_core/assets
+    spm_path: str | None = None  # sentencepiece model; relative paths are resolved against model_core/assets
     # clip
     clip_model: str = "ViT-B-16"
-    clip_overrides: Dict[str, Any] = field(default_factory=dict)
+    clip_overrides: dict[str, Any] = field(default_factory=dict)
     joint_layers: int = 2
     joint_heads: int = 8
     joint_mlp_ratio: float = 4.0
@@ -126,7 +128,7 @@ class LossConfig:
     ce_weight: float = 0.9
     dice_weight: float = 0.1
     boundary_weight: float = 0.2
-    class_weights: Tuple[float, float] = (0.9, 1.1)  # [background, foreground]
+    class_weights: tuple[float, float] = (0.9, 1.1)  # [background, foreground]
     boundary_on: str = "soft"  # "soft": edges of the probability map; "hard": authors' thresholded edges
     # Deep supervision of the pseudo-mask (the union encoder's patch-grid prompt) against the target's coverage of
     # each patch: BCE + Dice, times this weight. 0 = the authors (the pseudo-mask learns only through SAM2's decoder).
@@ -143,11 +145,11 @@ class TrainConfig:
 class ConfigBase:
     """(De)serialisation and overrides shared by every model family's top-level config (a dataclass)."""
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]):
+    def from_dict(cls, d: dict[str, Any]):
         # Checkpoints written before issue 18 carry "prob_rule", then a config default (never a trained choice);
         # the probability now follows the family's loss (model_core/decision.py), so the stored value is dropped.
         d = {k: v for k, v in d.items() if k != "prob_rule"}
@@ -209,7 +211,7 @@ def _from_dict(cls, d):
         t = hints[k]
         if dataclasses.is_dataclass(t) and isinstance(v, dict):
             kwargs[k] = _from_dict(t, v)
-        elif isinstance(v, list) and "Tuple" in str(t):
+        elif isinstance(v, list) and typing.get_origin(t) is tuple:  # JSON gives tuples back as lists
             kwargs[k] = tuple(v)
         else:
             kwargs[k] = copy.deepcopy(v)
@@ -277,38 +279,6 @@ def _nano() -> ModelConfig:
     )
 
 
-def _rsrefseg():
-    from .rsrefseg_config import rsrefseg_preset  # the RSRefSeg family (model_core/rsrefseg.py)
-
-    return rsrefseg_preset()
-
-
-def _rsrefseg_tiny():
-    from .rsrefseg_config import rsrefseg_tiny_preset
-
-    return rsrefseg_tiny_preset()
-
-
-_PRESET_FACTORIES = {"paper": _paper, "clip-b": _clip_b, "tiny": _tiny, "nano": _nano,
-                     "rsrefseg": _rsrefseg, "rsrefseg-tiny": _rsrefseg_tiny}
-
-
-class _Presets(dict):
-    """dict of preset name -> ModelConfig; every access returns a fresh copy (presets cannot be mutated)."""
-
-    def __getitem__(self, key):
-        if key not in _PRESET_FACTORIES:
-            raise KeyError(f"unknown preset {key!r}; known: {sorted(_PRESET_FACTORIES)}")
-        return _PRESET_FACTORIES[key]()
-
-    def get(self, key, default=None):
-        return self[key] if key in _PRESET_FACTORIES else default
-
-    def values(self):
-        return [f() for f in _PRESET_FACTORIES.values()]
-
-    def items(self):
-        return [(k, f()) for k, f in _PRESET_FACTORIES.items()]
-
-
-PRESETS: Dict[str, ModelConfig] = _Presets({k: None for k in _PRESET_FACTORIES})
+# The RS2-SAM2 family's presets (registered with the family in model.py; model_core.PRESETS holds every family's).
+RS2SAM2_PRESETS: dict[str, Callable[[], ModelConfig]] = {"paper": _paper, "clip-b": _clip_b, "tiny": _tiny,
+                                                         "nano": _nano}

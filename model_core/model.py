@@ -3,10 +3,12 @@
 Implements the segmentation-model protocol of docs/ARCHITECTURE.md:
   input_size, name, predict_masks(pixels01, texts) -> logits, forward(pixels01, texts) -> dict, loss(out, target),
   trainable_parameters(), param_groups(base_lr), logits_to_prob(logits).
+The end of the module registers the RS2-SAM2 family (model_core/families.py): its config, presets, the foreign
+checkpoint kinds it reads and the authors' release.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -16,12 +18,16 @@ from sam2.modeling.position_encoding import PositionEmbeddingSine
 from sam2.modeling.sam.prompt_encoder import PromptEncoder
 from sam2.modeling.sam.transformer import TwoWayTransformer
 
-from .config import ModelConfig
+from .config import RS2SAM2_PRESETS, ModelConfig
 from .decision import prob_from_logits
+from .families import ModelFamily, Release, register_family
 from .fusion import FusionHiera, FusionImageEncoder
 from .losses import RS2SAM2Loss
 from .presence import PresenceHead, mask_statistics
 from .prompt_generator import MaskPromptGenerator, SparsePromptMLP, TextMaskDecoder
+from .release import RELEASE_LAYOUT, is_release_dir, load_official_weights, load_release
+from .rs2sam2_weights import has_official_keys, load_beit3_weights, load_open_clip_weights
+from .sam2_weights import load_sam2_weights
 from .union_encoder import UnionEncoder
 
 # Name fragments of the authors' fast learning-rate group, in our module names:
@@ -89,7 +95,7 @@ class RS2SAM2(nn.Module):
 
 
     # ------------------------------------------------------------------ freezing
-    def inert_parameter_names(self) -> List[str]:
+    def inert_parameter_names(self) -> list[str]:
         """Parameters kept for checkpoint compatibility that this forward never uses (no gradient can reach them)."""
         names = []
         for n, _ in self.named_parameters():
@@ -105,7 +111,7 @@ class RS2SAM2(nn.Module):
         for p in self.parameters():
             p.requires_grad_(True)
         if self.cfg.train.freeze_trunk:
-            for n, p in self.image_encoder.trunk.stock_parameters():
+            for _, p in self.image_encoder.trunk.stock_parameters():
                 p.requires_grad_(False)
             self.image_encoder.neck.requires_grad_(False)
         inert = set(self.inert_parameter_names())
@@ -124,10 +130,10 @@ class RS2SAM2(nn.Module):
                 elif isinstance(p, nn.Module):
                     p.requires_grad_(False)
 
-    def trainable_parameters(self) -> List[Tuple[str, nn.Parameter]]:
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
-    def param_groups(self, base_lr: float) -> List[dict]:
+    def param_groups(self, base_lr: float) -> list[dict]:
         fast, rest = [], []
         for n, p in self.trainable_parameters():
             (fast if any(k in n for k in FAST_GROUP_KEYS) else rest).append(p)
@@ -139,9 +145,9 @@ class RS2SAM2(nn.Module):
     def tokenize(self, texts: Sequence[str]):
         return self.union_encoder.tokenize(list(texts), device=self.no_mem_embed.device)
 
-    def forward(self, pixels: torch.Tensor, texts: Optional[Sequence[str]] = None, *,
-                input_ids: Optional[torch.Tensor] = None, text_pad: Optional[torch.Tensor] = None,
-                union_pixels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def forward(self, pixels: torch.Tensor, texts: Sequence[str] | None = None, *,
+                input_ids: torch.Tensor | None = None, text_pad: torch.Tensor | None = None,
+                union_pixels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """pixels (B,3,S,S) RGB in [0,1], S = input_size; texts: B captions (or input_ids/text_pad given directly).
         union_pixels: optional (B,3,s,s) in [0,1] at the union encoder's size (default: pixels resized, bilinear
         with antialias; the authors resize the original image to both sizes, which this lets a caller reproduce).
@@ -212,21 +218,32 @@ class RS2SAM2(nn.Module):
         return out["logits"], out["pseudo_mask"].flatten(1).amax(1)
 
     # ------------------------------------------------------------------ loss / decision
-    def loss(self, output: Dict[str, torch.Tensor], target: torch.Tensor):
+    def loss(self, output: dict[str, torch.Tensor], target: torch.Tensor):
         return self.criterion(output, target)
 
     # RS2SAM2Loss trains softmax([1 - x, x]): the probability the model learned is sigmoid(2x - 1) (decision.py)
     prob_rule = "two_class"
 
-    def logits_to_prob(self, logits: torch.Tensor, rule: Optional[str] = None) -> torch.Tensor:
+    def logits_to_prob(self, logits: torch.Tensor, rule: str | None = None) -> torch.Tensor:
         """The trained probability sigmoid(2x - 1): > 0.5 exactly where logit > 0.5 (``rule`` measures another)."""
         return prob_from_logits(logits, rule or self.prob_rule)
 
-    @staticmethod
-    def authors_decision(logits: torch.Tensor) -> torch.Tensor:
-        """The authors' binary mask: argmax over [1 - x, x], i.e. logit > 0.5 (strict)."""
-        return logits > 0.5
+    # ------------------------------------------------------------------ checkpoint hooks (checkpoints.py)
+    def checkpoint_extras(self) -> dict[str, torch.Tensor]:
+        """What our checkpoint format carries besides config + state dict: a beit3 backend's sentencepiece model."""
+        proto = self.union_encoder.spm_proto()
+        return {} if proto is None else {"tokenizer_spm": torch.frombuffer(bytearray(proto), dtype=torch.uint8)}
+
+    def restore_extras(self, obj: dict) -> None:
+        if "tokenizer_spm" in obj:
+            self.union_encoder.set_spm_proto(bytes(obj["tokenizer_spm"].numpy().tobytes()))
 
 
-def build_from_config(cfg: ModelConfig) -> RS2SAM2:
-    return RS2SAM2(cfg)
+register_family(ModelFamily(
+    name="rs2sam2", config_class=ModelConfig, model_class=RS2SAM2, presets=RS2SAM2_PRESETS,
+    weight_loaders={"sam2": load_sam2_weights, "open_clip": load_open_clip_weights, "beit3": load_beit3_weights,
+                    "official": load_official_weights},
+    release=Release(kind="official", description=RELEASE_LAYOUT, matches_dir=is_release_dir,
+                    matches_keys=has_official_keys, load=load_release),
+    default=True,  # its configs predate the "family" key
+))

@@ -11,7 +11,7 @@ probability is taken, so the caller gets probabilities at the pixels it gave.
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from .precision import resolve_precision
 __all__ = ["Predictor", "resolve_device"]
 
 
-def resolve_device(device: Union[str, torch.device, None] = "auto") -> tuple[torch.device, str]:
+def resolve_device(device: str | torch.device | None = "auto") -> tuple[torch.device, str]:
     """The device to run on and a one-line reason (shown to the analyst: "is my GPU used?")."""
     if isinstance(device, torch.device):
         device = str(device)
@@ -141,7 +141,7 @@ class Predictor:
     def model_digest(self) -> str:
         """Identifies what encode() computes (model class, config, weights, precision, device type); cached."""
         if getattr(self, "_digest", None) is None:
-            from .feature_cache import model_digest
+            from .tile_features import model_digest
 
             self._digest = model_digest(self.model, f"{self.precision}|{self.device.type}|{self.input_size}")
         return self._digest
@@ -160,9 +160,9 @@ class Predictor:
         return px.contiguous()
 
     def encode(self, images, batch_size: int | None = None):
-        """Images (uint8 [B,H,W,3]) -> TileFeatures (model_core.feature_cache): a reusable model's text-independent
+        """Images (uint8 [B,H,W,3]) -> TileFeatures (model_core.tile_features): a reusable model's text-independent
         features, or the resized pixels for a model whose image side depends on the text."""
-        from .feature_cache import TileFeatures
+        from .tile_features import TileFeatures
 
         arr = self._as_batch(images)
         n_img, h, w, _ = arr.shape
@@ -180,15 +180,15 @@ class Predictor:
         return TileFeatures.cat(parts)
 
     def features_from_bytes(self, data: bytes):
-        from .feature_cache import TileFeatures
+        from .tile_features import TileFeatures
 
         return TileFeatures.from_bytes(data, self.device)
 
-    def decode(self, features, texts: Union[str, Sequence[str]], batch_size: int | None = None,
+    def decode(self, features, texts: str | Sequence[str], batch_size: int | None = None,
                presence: bool = False):
         """TileFeatures (or a list of them, one size) + texts -> probabilities [B, T, H, W] like predict (with
         ``presence``: and the presence [B, T], as predict)."""
-        from .feature_cache import TileFeatures
+        from .tile_features import TileFeatures
 
         feats = TileFeatures.cat(features) if isinstance(features, (list, tuple)) else features
         texts = self._as_texts(texts)
@@ -244,7 +244,7 @@ class Predictor:
             pres[i, j] = presence[k]
 
     # ------------------------------------------------------------------ API
-    def predict(self, images, texts: Union[str, Sequence[str]], batch_size: int | None = None,
+    def predict(self, images, texts: str | Sequence[str], batch_size: int | None = None,
                 presence: bool = False):
         """Probabilities ``[B, T, H, W]`` (float32, [0, 1]) for every (image, text) pair (mode "authors": their 0/1
         mask, see model_core/authors_mode.py).

@@ -25,19 +25,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from .checkpoints import (
-    CheckpointError, LoadReport, _fmt_list, _need_file, _strip_official, check_complete, init_empty_parameters,
-    official_key_map, official_unused,
+    CheckpointError,
+    LoadReport,
+    check_complete,
+    format_key_list,
+    init_empty_parameters,
+    load_torch_file,
+    need_file,
+    strict_fill,
 )
+from .families import PRESETS, family_of
+from .rs2sam2_weights import official_key_map, official_unused, set_spm, strip_official_prefixes
 from .union_encoder import XLMRTokenizer
 
-__all__ = ["load_release", "read_release_tensors", "assign_strict", "ReleaseTokenizer", "release_tokenizer",
-           "find_release_spm", "WEIGHT_LAYOUTS"]
+__all__ = ["load_release", "load_official_weights", "is_release_dir", "read_release_tensors", "assign_strict",
+           "ReleaseTokenizer", "release_tokenizer", "find_release_spm", "WEIGHT_LAYOUTS", "RELEASE_LAYOUT"]
 
 # In the order transformers' from_pretrained looks for them.
 WEIGHT_LAYOUTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin.index.json",
@@ -46,16 +53,8 @@ SPM_NAMES = ("sentencepiece.bpe.model", "beit3.spm", "tokenizer.model")
 
 
 # ================================================================================================ weights
-def _torch_load_mmap(path: Path) -> Dict[str, torch.Tensor]:
-    import argparse
-
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:  # legacy (non-zip) torch files cannot be memory-mapped: one plain copy
-            if "mmap" not in str(e) and "zip" not in str(e):
-                raise
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+def _torch_load_mmap(path: Path) -> dict[str, torch.Tensor]:
+    obj = load_torch_file(path)  # memory-mapped; legacy (non-zip) torch files cannot be: one plain copy
     if isinstance(obj, dict):
         for key in ("model", "state_dict", "module"):
             if key in obj and isinstance(obj[key], dict):
@@ -63,7 +62,7 @@ def _torch_load_mmap(path: Path) -> Dict[str, torch.Tensor]:
     return obj
 
 
-def _safetensors_mmap(path: Path) -> Dict[str, torch.Tensor]:
+def _safetensors_mmap(path: Path) -> dict[str, torch.Tensor]:
     """Every tensor of a .safetensors file as a view of its memory map (zero copy on CPU)."""
     from safetensors import safe_open
 
@@ -71,7 +70,7 @@ def _safetensors_mmap(path: Path) -> Dict[str, torch.Tensor]:
         return {k: f.get_tensor(k) for k in f.keys()}
 
 
-def read_release_tensors(d) -> Tuple[Dict[str, torch.Tensor], str, str]:
+def read_release_tensors(d) -> tuple[dict[str, torch.Tensor], str, str]:
     """(tensors by the authors' key, memory-mapped; the file read (or index); layout name) of a release directory
     (or of one weight file)."""
     d = Path(d)
@@ -84,15 +83,15 @@ def read_release_tensors(d) -> Tuple[Dict[str, torch.Tensor], str, str]:
             continue
         if name.endswith(".index.json"):
             weight_map = json.loads(p.read_text())["weight_map"]
-            sd: Dict[str, torch.Tensor] = {}
+            sd: dict[str, torch.Tensor] = {}
             for shard in sorted(set(weight_map.values())):
-                f = _need_file(d / shard, f"weight shard named in {name}")
+                f = need_file(d / shard, f"weight shard named in {name}")
                 part = _safetensors_mmap(f) if f.suffix == ".safetensors" else _torch_load_mmap(f)
                 sd.update(part)
             missing = sorted(set(weight_map) - set(sd))
             if missing:
                 raise CheckpointError(f"{p}: {len(missing)} key(s) of the index are in none of its shards:"
-                                      f"{_fmt_list(missing)}")
+                                      f"{format_key_list(missing)}")
             return sd, str(p), name
         sd = _safetensors_mmap(p) if name.endswith(".safetensors") else _torch_load_mmap(p)
         return sd, str(p), name
@@ -101,8 +100,8 @@ def read_release_tensors(d) -> Tuple[Dict[str, torch.Tensor], str, str]:
                             f"(found: {found})")
 
 
-def assign_strict(model: nn.Module, src: Dict[str, torch.Tensor], key_map: Dict[str, str], *, kind: str, path: str,
-                  unused: Optional[Dict[str, str]] = None) -> LoadReport:
+def assign_strict(model: nn.Module, src: dict[str, torch.Tensor], key_map: dict[str, str], *, kind: str, path: str,
+                  unused: dict[str, str] | None = None) -> LoadReport:
     """Strict load by assignment: src[their] becomes model[our] for every pair of key_map (their -> our), without a
     copy (a dtype cast, if the file's dtype differs, makes the one copy). Checks as checkpoints.strict_fill: a key
     of src neither mapped nor under an `unused` prefix, a key of the model not in src, a shape mismatch: all listed
@@ -110,7 +109,7 @@ def assign_strict(model: nn.Module, src: Dict[str, torch.Tensor], key_map: Dict[
     unused = unused or {}
     ours = model.state_dict(keep_vars=True)
     unmapped, misshaped, dropped = [], [], {}
-    new_sd: Dict[str, torch.Tensor] = {}
+    new_sd: dict[str, torch.Tensor] = {}
     for k, v in src.items():
         if k in key_map:
             o = key_map[k]
@@ -138,7 +137,7 @@ def assign_strict(model: nn.Module, src: Dict[str, torch.Tensor], key_map: Dict[
 
 
 def _check_no_meta(model: nn.Module):
-    left: List[str] = []
+    left: list[str] = []
     for n, t in list(model.named_parameters()) + list(model.named_buffers()):
         if t.is_meta:
             left.append(n)
@@ -147,17 +146,14 @@ def _check_no_meta(model: nn.Module):
             if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter) and v.is_meta:
                 left.append(f"{mn}.{an}" if mn else an)
     if left:
-        raise CheckpointError(f"{len(left)} tensor(s) were not materialised after the load:{_fmt_list(left)}")
+        raise CheckpointError(f"{len(left)} tensor(s) were not materialised after the load:{format_key_list(left)}")
 
 
 def build_paper_on_meta(cfg=None):
     """The `paper` preset (or cfg) with its parameters on the meta device; buffers are built for real."""
-    from .config import PRESETS
-    from .model import RS2SAM2
-
     cfg = cfg if cfg is not None else PRESETS["paper"]
     with init_empty_parameters():
-        model = RS2SAM2(cfg)
+        model = family_of(cfg).model_class(cfg)
     return model
 
 
@@ -178,8 +174,6 @@ def load_release(path, cfg=None, tokenizer: bool = True):
     are views of the memory-mapped files; model.load_report says what was loaded and dropped."""
     import time
 
-    from .config import PRESETS
-
     path = Path(path)
     d = path if path.is_dir() else path.parent
     _check_config_json(d)
@@ -189,7 +183,7 @@ def load_release(path, cfg=None, tokenizer: bool = True):
         cfg.name = "rs2sam2-official"
     model = build_paper_on_meta(cfg)
     sd, src, layout = read_release_tensors(path)
-    sd = _strip_official(sd)
+    sd = strip_official_prefixes(sd)
     report = assign_strict(model, sd, official_key_map(model), kind="official", path=src,
                            unused=official_unused(model))
     report.kept = []
@@ -205,8 +199,31 @@ def load_release(path, cfg=None, tokenizer: bool = True):
     return model.eval()
 
 
+def is_release_dir(path: Path) -> bool:
+    """A folder in the release layout: config.json or one of WEIGHT_LAYOUTS."""
+    return any((path / n).is_file() for n in ("config.json", *WEIGHT_LAYOUTS))
+
+
+RELEASE_LAYOUT = "the authors' RS2-SAM2 release (config.json + model.safetensors | index | pytorch_model.bin)"
+
+
+def load_official_weights(model, path) -> LoadReport:
+    """The release directory (or one of its weight files) -> an existing beit3-backend model, strictly, by copy;
+    the directory's tokenizer becomes the model's."""
+    path = Path(path)
+    sd, src, _ = read_release_tensors(path)
+    report = strict_fill(model, strip_official_prefixes(sd), official_key_map(model), kind="official", path=src,
+                         unused=official_unused(model), required=set(model.state_dict().keys()))
+    d = path if path.is_dir() else path.parent
+    tok = release_tokenizer(d, max_tokens=model.union_encoder.cfg.max_text_positions - 2)
+    if tok is not None:  # the slow XLM-R tokenizer's ids, incl. the directory's added tokens
+        set_spm(model, tok.path)
+        model.union_encoder.set_tokenizer(tok)
+    return report
+
+
 # ================================================================================================ tokenizer
-def find_release_spm(d) -> Optional[Path]:
+def find_release_spm(d) -> Path | None:
     d = Path(d)
     for name in SPM_NAMES:
         if (d / name).is_file():
@@ -226,18 +243,18 @@ class ReleaseTokenizer(XLMRTokenizer):
       so a genuine <unk> inside a caption is masked like padding, as theirs.
     """
 
-    def __init__(self, spm_path=None, max_tokens: Optional[int] = None, proto: Optional[bytes] = None,
-                 added: Optional[Dict[str, Tuple[int, bool, bool]]] = None):
+    def __init__(self, spm_path=None, max_tokens: int | None = None, proto: bytes | None = None,
+                 added: dict[str, tuple[int, bool, bool]] | None = None):
         super().__init__(spm_path, max_tokens=max_tokens, proto=proto)
         n = self.sp.get_piece_size()
         specials = {"<s>": (0, False, False), "<pad>": (1, False, False), "</s>": (2, False, False),
                     "<unk>": (3, False, False), "<mask>": (n + self.OFFSET, True, False)}
-        self.added: Dict[str, Tuple[int, bool, bool]] = {**specials, **(added or {})}
+        self.added: dict[str, tuple[int, bool, bool]] = {**specials, **(added or {})}
 
-    def _split(self, text: str) -> List[Tuple[str, bool]]:
+    def _split(self, text: str) -> list[tuple[str, bool]]:
         """[(segment, is_added_token)], leftmost-longest match of the added tokens, then lstrip/rstrip."""
         toks = sorted(self.added, key=len, reverse=True)
-        parts: List[List] = []
+        parts: list[list] = []
         i = start = 0
         while i < len(text):
             hit = next((t for t in toks if text.startswith(t, i)), None)
@@ -260,7 +277,7 @@ class ReleaseTokenizer(XLMRTokenizer):
                 parts[k - 1][0] = parts[k - 1][0].rstrip()
         return [(s, t) for s, t in parts if s]
 
-    def full_ids(self, text: str) -> List[int]:
+    def full_ids(self, text: str) -> list[int]:
         ids = [self.BOS]
         for seg, is_tok in self._split(text):
             if is_tok:
@@ -271,8 +288,8 @@ class ReleaseTokenizer(XLMRTokenizer):
         return ids
 
 
-def _added_tokens(d: Path) -> Dict[str, Tuple[int, bool, bool]]:
-    out: Dict[str, Tuple[int, bool, bool]] = {}
+def _added_tokens(d: Path) -> dict[str, tuple[int, bool, bool]]:
+    out: dict[str, tuple[int, bool, bool]] = {}
     at = d / "added_tokens.json"
     if at.is_file():
         for content, idx in json.loads(at.read_text()).items():
@@ -286,7 +303,7 @@ def _added_tokens(d: Path) -> Dict[str, Tuple[int, bool, bool]]:
     return out
 
 
-def release_tokenizer(d, max_tokens: Optional[int] = None) -> Optional[ReleaseTokenizer]:
+def release_tokenizer(d, max_tokens: int | None = None) -> ReleaseTokenizer | None:
     """The tokenizer of a release directory (None when it ships no sentencepiece file)."""
     d = Path(d)
     spm = find_release_spm(d)

@@ -16,12 +16,14 @@ on the attention of both towers, the prompter, the prompt encoder's mask path an
 The image features (V and SAM2's image embeddings) do not depend on the text, so the model splits:
 `encode_images(pixels) -> dict of tensors` and `decode_features(features, texts) -> logits`; `features_reusable`
 is True and `predict_masks(p, t) == decode_features(encode_images(p), t)` exactly.
+
+The end of the module registers the RSRefSeg family (model_core/families.py).
 """
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -33,11 +35,13 @@ from sam2.modeling.sam.mask_decoder import MaskDecoder
 from sam2.modeling.sam.prompt_encoder import PromptEncoder
 from sam2.modeling.sam.transformer import TwoWayTransformer
 
+from .checkpoints import open_clip_folder, read_state_dict, resolve_open_clip_file, strict_fill
 from .decision import prob_from_logits
+from .families import ModelFamily, register_family
 from .lora import apply_lora, is_lora_name
-from .rsrefseg_config import RSRefSegConfig, TowersConfig
+from .rsrefseg_config import RSRefSegConfig, TowersConfig, rsrefseg_preset, rsrefseg_tiny_preset
+from .sam2_weights import load_sam2_weights
 
-FEATURE_KEYS = ("visual", "image_embed", "high_res_0", "high_res_1")
 SPM_NAMES = ("spiece.model", "sentencepiece.model", "tokenizer.model")
 
 
@@ -49,7 +53,7 @@ class SiglipSpmTokenizer:
 
     EOS, PAD = 1, 1
 
-    def __init__(self, path=None, context_length: int = 64, proto: Optional[bytes] = None):
+    def __init__(self, path=None, context_length: int = 64, proto: bytes | None = None):
         import sentencepiece as spm
 
         if proto is None:
@@ -83,7 +87,7 @@ class SiglipSpmTokenizer:
     def window(self) -> int:
         return self.context_length
 
-    def __call__(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         from open_clip.tokenizer import basic_clean, canonicalize_text
 
         n = self.context_length
@@ -103,12 +107,12 @@ def build_open_clip_towers(tc: TowersConfig) -> nn.Module:
     import open_clip
     from open_clip.model import CLIP, CustomTextCLIP
 
-    from .union_encoder import _deep_merge
+    from .union_encoder import deep_merge
 
     base = open_clip.get_model_config(tc.clip_model)
     if base is None:
         raise ValueError(f"open_clip has no bundled model config {tc.clip_model!r}")
-    cfg = _deep_merge(copy.deepcopy(base), tc.clip_overrides)
+    cfg = deep_merge(copy.deepcopy(base), tc.clip_overrides)
     if "hf_model_name" in cfg.get("text_cfg", {}):
         raise NotImplementedError(f"{tc.clip_model!r} uses a Hugging Face text tower; only open_clip's own text "
                                   "transformer is supported")
@@ -177,7 +181,7 @@ class Towers(nn.Module):
         x = x[:, x.shape[1] - self.grid[0] * self.grid[1]:]
         return x @ v.proj if v.proj is not None else x
 
-    def encode_text(self, ids) -> Tuple[torch.Tensor, torch.Tensor]:
+    def encode_text(self, ids) -> tuple[torch.Tensor, torch.Tensor]:
         """ids (B,L) -> words (B,L,E), sentence (B,E) (open_clip's pooled text embedding)."""
         from open_clip.transformer import text_global_pool
 
@@ -247,7 +251,6 @@ def text_filters(V: torch.Tensor, words: torch.Tensor, word_pad: torch.Tensor, s
 
 # ================================================================================================ model
 class RSRefSeg(nn.Module):
-    family = "rsrefseg"
     features_reusable = True
 
     def __init__(self, cfg: RSRefSegConfig):
@@ -290,7 +293,7 @@ class RSRefSeg(nn.Module):
         self.register_buffer("sam_std", torch.tensor(sc.std).view(1, 3, 1, 1), persistent=False)
 
         lc = cfg.lora
-        self.lora_modules: List[str] = []
+        self.lora_modules: list[str] = []
         if lc.trunk:
             self.lora_modules += ["image_encoder.trunk." + n for n in apply_lora(
                 self.image_encoder.trunk, lambda n, m: n.endswith((".attn.qkv", ".attn.proj")),
@@ -301,7 +304,7 @@ class RSRefSeg(nn.Module):
         self.apply_freezing()
 
     # ------------------------------------------------------------------ training protocol
-    def inert_parameter_names(self) -> List[str]:
+    def inert_parameter_names(self) -> list[str]:
         """Parameters of the trained parts that this forward never reaches (kept for checkpoint compatibility)."""
         out = []
         for n, _ in self.named_parameters():
@@ -321,10 +324,10 @@ class RSRefSeg(nn.Module):
             train = is_lora_name(n) or n.startswith(("prompter.", "prompt_encoder.", "mask_decoder."))
             p.requires_grad_(train and n not in inert)
 
-    def trainable_parameters(self) -> List[Tuple[str, nn.Parameter]]:
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
-    def param_groups(self, base_lr: float) -> List[dict]:
+    def param_groups(self, base_lr: float) -> list[dict]:
         """The authors train everything at one rate (AdamW 1e-4): two groups at base_lr, named for the logs."""
         lora, rest = [], []
         for n, p in self.trainable_parameters():
@@ -368,7 +371,7 @@ class RSRefSeg(nn.Module):
             pixels = F.interpolate(pixels.float(), size=(S, S), mode="bilinear", align_corners=False, antialias=True)
         return pixels
 
-    def encode_images(self, pixels: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def encode_images(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B,3,S,S) in [0,1] -> text-independent features: visual (B,N,E) patch tokens, image_embed (B,C,h,w),
         high_res_0 / high_res_1 (the decoder's projected FPN levels)."""
         pixels = self._fit(pixels)
@@ -383,7 +386,7 @@ class RSRefSeg(nn.Module):
 
     decode_text_cache = True  # decode_features accepts text_cache= (Predictor.decode passes one per call)
 
-    def encode_texts(self, texts: Sequence[str], text_cache: Optional[dict] = None):
+    def encode_texts(self, texts: Sequence[str], text_cache: dict | None = None):
         """texts -> words (B,L,E), padding (B,L), sentence (B,E). With `text_cache` (a dict the caller keeps while the
         weights do not change), each distinct text is encoded once, alone, and reused."""
         if text_cache is None:
@@ -404,8 +407,8 @@ class RSRefSeg(nn.Module):
             pad[i, : p.shape[0]] = p
         return words, pad, torch.stack([it[2] for it in items])
 
-    def decode_features(self, features: Dict[str, torch.Tensor], texts: Optional[Sequence[str]] = None, *,
-                        input_ids=None, text_pad=None, text_cache: Optional[dict] = None) -> Dict[str, torch.Tensor]:
+    def decode_features(self, features: dict[str, torch.Tensor], texts: Sequence[str] | None = None, *,
+                        input_ids=None, text_pad=None, text_cache: dict | None = None) -> dict[str, torch.Tensor]:
         """features of B images (from encode_images) + B texts -> dict(logits (B,1,S,S), low_res_logits,
         sentence_logits (B,1,gh,gw), iou_pred, object_score_logits)."""
         V = features["visual"]
@@ -437,14 +440,14 @@ class RSRefSeg(nn.Module):
         return {"logits": logits, "low_res_logits": low_res, "sentence_logits": G, "iou_pred": iou_pred,
                 "object_score_logits": obj}
 
-    def forward(self, pixels: torch.Tensor, texts: Optional[Sequence[str]] = None, **kw) -> Dict[str, torch.Tensor]:
+    def forward(self, pixels: torch.Tensor, texts: Sequence[str] | None = None, **kw) -> dict[str, torch.Tensor]:
         return self.decode_features(self.encode_images(pixels), texts, **kw)
 
     def predict_masks(self, pixels: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
         return self.decode_features(self.encode_images(pixels), list(texts))["logits"]
 
     # ------------------------------------------------------------------ loss / decision
-    def loss(self, output: Dict[str, torch.Tensor], target: torch.Tensor):
+    def loss(self, output: dict[str, torch.Tensor], target: torch.Tensor):
         logits = output["logits"].float()
         if target.ndim == 3:
             target = target[:, None]
@@ -467,11 +470,11 @@ class RSRefSeg(nn.Module):
     # its loss is BCE (+ Dice) on sigmoid(logits): the probability it learned is sigmoid(x) (decision.py)
     prob_rule = "sigmoid"
 
-    def logits_to_prob(self, logits: torch.Tensor, rule: Optional[str] = None) -> torch.Tensor:
+    def logits_to_prob(self, logits: torch.Tensor, rule: str | None = None) -> torch.Tensor:
         return prob_from_logits(logits, rule or self.prob_rule)
 
     # ------------------------------------------------------------------ checkpoint hooks
-    def checkpoint_extras(self) -> Dict[str, torch.Tensor]:
+    def checkpoint_extras(self) -> dict[str, torch.Tensor]:
         """What our own checkpoint format carries besides config + state dict: the SigLIP sentencepiece model."""
         if self.cfg.towers.tokenizer != "siglip-spm":
             return {}
@@ -501,7 +504,7 @@ def _tower_attention(name: str, mod: nn.Module) -> bool:
 
 
 # ================================================================================================ weights
-def towers_key_map(model) -> Dict[str, str]:
+def towers_key_map(model) -> dict[str, str]:
     pre = "towers.clip."
     return {k[len(pre):]: k for k in model.state_dict() if k.startswith(pre) and not is_lora_name(k)}
 
@@ -509,8 +512,6 @@ def towers_key_map(model) -> Dict[str, str]:
 def load_towers_weights(model: RSRefSeg, path):
     """open_clip weights (file, or a local dir with open_clip_model.safetensors | open_clip_pytorch_model.bin) -> the
     towers, strictly. A dir's sentencepiece file (spiece.model) becomes the tokenizer."""
-    from .checkpoints import open_clip_folder, read_state_dict, resolve_open_clip_file, strict_fill
-
     d = open_clip_folder(path)
     p = resolve_open_clip_file(path)
     sd = read_state_dict(p)
@@ -520,3 +521,10 @@ def load_towers_weights(model: RSRefSeg, path):
         model.towers.cfg.tokenizer_dir = str(d.resolve())
         model.set_tokenizer(None)
     return report
+
+
+register_family(ModelFamily(
+    name="rsrefseg", config_class=RSRefSegConfig, model_class=RSRefSeg,
+    presets={"rsrefseg": rsrefseg_preset, "rsrefseg-tiny": rsrefseg_tiny_preset},
+    weight_loaders={"sam2": load_sam2_weights, "open_clip": load_towers_weights},
+))

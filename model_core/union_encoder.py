@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -36,10 +36,10 @@ class UnionOutput:
     visual: torch.Tensor
     text: torch.Tensor
     text_pad: torch.Tensor
-    grid: Tuple[int, int]
+    grid: tuple[int, int]
 
 
-def resolve_asset(path: Optional[str]) -> Optional[Path]:
+def resolve_asset(path: str | None) -> Path | None:
     if path is None:
         return None
     p = Path(os.path.expanduser(path))
@@ -57,7 +57,7 @@ class XLMRTokenizer:
     BOS, PAD_ORIG, EOS, UNK = 0, 1, 2, 3
     OFFSET = 1
 
-    def __init__(self, spm_path=None, max_tokens: Optional[int] = None, proto: Optional[bytes] = None):
+    def __init__(self, spm_path=None, max_tokens: int | None = None, proto: bytes | None = None):
         import sentencepiece as spm
 
         if proto is None:
@@ -71,12 +71,12 @@ class XLMRTokenizer:
         self.max_tokens = max_tokens
         self.pad_id = self.UNK
 
-    def full_ids(self, text: str) -> List[int]:
+    def full_ids(self, text: str) -> list[int]:
         """The ids before truncation to max_tokens (specials included)."""
         pieces = self.sp.encode(text, out_type=int)
         return [self.BOS] + [p + self.OFFSET if p != 0 else self.UNK for p in pieces] + [self.EOS]
 
-    def encode(self, text: str) -> List[int]:
+    def encode(self, text: str) -> list[int]:
         ids = self.full_ids(text)
         if self.max_tokens is not None and len(ids) > self.max_tokens:
             ids = ids[: self.max_tokens - 1] + [self.EOS]
@@ -87,10 +87,10 @@ class XLMRTokenizer:
         return len(self.full_ids(text))
 
     @property
-    def window(self) -> Optional[int]:
+    def window(self) -> int | None:
         return self.max_tokens
 
-    def __call__(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         seqs = [self.encode(t) for t in texts]
         n = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), n), self.pad_id, dtype=torch.long)
@@ -109,7 +109,7 @@ class ClipTokenizer:
         self.context_length = context_length
         self.pad_id = 0
 
-    def __call__(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.tok(list(texts), context_length=self.context_length)
         eot = getattr(self.tok, "eot_token_id", None)
         if eot is not None and bool((ids == eot).any(1).all()):
@@ -131,7 +131,7 @@ class ClipTokenizer:
         return int((ids != self.pad_id).sum().item())
 
     @property
-    def window(self) -> Optional[int]:
+    def window(self) -> int | None:
         return self.context_length
 
 
@@ -168,7 +168,7 @@ def build_open_clip(cfg: UnionConfig) -> nn.Module:
     base = open_clip.get_model_config(cfg.clip_model)
     if base is None:
         raise ValueError(f"open_clip has no bundled model config {cfg.clip_model!r}")
-    model_cfg = _deep_merge(copy.deepcopy(base), cfg.clip_overrides)
+    model_cfg = deep_merge(copy.deepcopy(base), cfg.clip_overrides)
     if model_cfg.get("custom_text") or "hf_model_name" in model_cfg.get("text_cfg", {}):
         raise NotImplementedError(f"open_clip config {cfg.clip_model!r} uses a custom/HF text tower; "
                                   "only open_clip's native towers are supported by the clip backend")
@@ -182,10 +182,11 @@ def build_open_clip(cfg: UnionConfig) -> nn.Module:
     return CLIP(**keep)
 
 
-def _deep_merge(a: dict, b: dict) -> dict:
+def deep_merge(a: dict, b: dict) -> dict:
+    """b merged into a, recursively for dicts (a is changed and returned)."""
     for k, v in (b or {}).items():
         if isinstance(v, dict) and isinstance(a.get(k), dict):
-            _deep_merge(a[k], v)
+            deep_merge(a[k], v)
         else:
             a[k] = copy.deepcopy(v)
     return a
@@ -292,9 +293,7 @@ class UnionEncoder(nn.Module):
                     raise FileNotFoundError(
                         "this BEiT-3 model has no sentencepiece tokenizer file: set union.spm_path "
                         "(e.g. beit3.spm) or load a checkpoint directory that ships sentencepiece.bpe.model")
-                limit = cfg.max_text_positions - 2
-                mt = min(cfg.max_text_tokens, limit) if cfg.max_text_tokens else limit
-                self._tokenizer = XLMRTokenizer(path, max_tokens=mt)
+                self._tokenizer = XLMRTokenizer(path, max_tokens=self._xlmr_max_tokens())
             else:
                 ctx = self.backend.clip.context_length
                 if cfg.max_text_tokens:
@@ -302,8 +301,26 @@ class UnionEncoder(nn.Module):
                 self._tokenizer = ClipTokenizer(cfg.clip_model, ctx)
         return self._tokenizer
 
+    def _xlmr_max_tokens(self) -> int:
+        limit = self.cfg.max_text_positions - 2
+        return min(self.cfg.max_text_tokens, limit) if self.cfg.max_text_tokens else limit
+
     def set_tokenizer(self, tokenizer):
         self._tokenizer = tokenizer
+
+    def spm_proto(self) -> bytes | None:
+        """A beit3 backend's sentencepiece model (the tokenizer's in use, else the configured file's), for a
+        checkpoint to carry; None for the clip backend (open_clip bundles its tokenizer) or when there is none."""
+        if self.cfg.backend != "beit3":
+            return None
+        if self._tokenizer is not None and getattr(self._tokenizer, "proto", None) is not None:
+            return self._tokenizer.proto
+        p = resolve_asset(self.cfg.spm_path)
+        return p.read_bytes() if p is not None and p.is_file() else None
+
+    def set_spm_proto(self, proto: bytes) -> None:
+        """Tokenize with this sentencepiece model (a checkpoint's own copy)."""
+        self._tokenizer = XLMRTokenizer(proto=proto, max_tokens=self._xlmr_max_tokens())
 
     def tokenize(self, texts: Sequence[str], device=None):
         ids, pad = self.tokenizer(texts)

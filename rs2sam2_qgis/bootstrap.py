@@ -46,19 +46,15 @@ def user_libs_dir() -> Path:
     return root / "rs2sam2" / f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 
-DEPS_STATUS = None  # rs2sam2_qgis.deps.startup()'s status, when that installer is present
-
-
 def ensure_import_paths() -> list[str]:
     """Append extlibs/ (when model_core is not importable) and the user's libs folder to sys.path; activate the
     dependency installer's live package set (rs2sam2_qgis.deps) when it is part of this plugin."""
-    global DEPS_STATUS
     try:
         from .deps.qgis_glue import startup_status
 
-        DEPS_STATUS = startup_status()
+        startup_status()
     except Exception:  # noqa: BLE001 - installer absent or broken: the folders below still work
-        DEPS_STATUS = None
+        pass
     added = []
     candidates = []
     if importlib.util.find_spec("model_core") is None and EXTLIBS_DIR.is_dir():

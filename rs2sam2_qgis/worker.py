@@ -54,7 +54,7 @@ def _feature_cache():
     global _FEATURES
     if _FEATURES is None:
         from rs2sam2_qgis.pipeline import SegmentOptions
-        from rs2sam2_qgis.pipeline.feature_cache import FeatureCache
+        from rs2sam2_qgis.pipeline.tile_feature_cache import FeatureCache
 
         _FEATURES = FeatureCache(memory_mb=SegmentOptions().feature_cache_memory_mb)
     return _FEATURES

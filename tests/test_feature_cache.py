@@ -8,8 +8,8 @@ import torch
 
 from model_core import Predictor, build_model
 from rs2sam2_qgis.pipeline import SegmentOptions, segment_raster
-from rs2sam2_qgis.pipeline.feature_cache import FeatureCache, predict_cached, source_fingerprint, tile_key
 from rs2sam2_qgis.pipeline.source import open_source
+from rs2sam2_qgis.pipeline.tile_feature_cache import FeatureCache, predict_cached, source_fingerprint, tile_key
 from tests.colour_model import rgb_scene, write_raster
 
 

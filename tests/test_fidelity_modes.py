@@ -8,9 +8,10 @@ import torch
 from safetensors.torch import save_file
 
 from model_core import PRESETS, build_model
-from model_core.checkpoints import CheckpointError, export_official_state_dict
+from model_core.checkpoints import CheckpointError
 from model_core.predictor import Predictor
 from model_core.release import load_release, read_release_tensors
+from model_core.rs2sam2_weights import export_official_state_dict
 from tests.colour_model import ColourModel
 
 

@@ -7,10 +7,9 @@ import torch
 from safetensors.torch import save_file
 
 from model_core import PRESETS, build_model, load_model, save_model
-from model_core.checkpoints import (
-    DEMO_PATH, OFFICIAL_UNUSED, CheckpointError, detect_kind, export_official_state_dict, export_sam2_state_dict,
-    init_empty_parameters, load_weights, official_key_map, official_unused,
-)
+from model_core.checkpoints import DEMO_PATH, CheckpointError, detect_kind, init_empty_parameters, load_weights
+from model_core.rs2sam2_weights import OFFICIAL_UNUSED, export_official_state_dict, official_key_map, official_unused
+from model_core.sam2_weights import export_sam2_state_dict
 from model_core.model import RS2SAM2
 from tests.ci import cannot_run
 

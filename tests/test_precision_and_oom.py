@@ -4,7 +4,7 @@ import pytest
 import torch
 from affine import Affine
 
-from model_core.config import PRESETS
+from model_core import PRESETS
 from model_core.precision import auto_precision, cpu_bf16_flags, resolve_precision
 from model_core.predictor import Predictor
 from rs2sam2_qgis.pipeline import SegmentOptions, segment_raster

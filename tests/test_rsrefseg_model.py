@@ -178,8 +178,9 @@ def test_save_load_roundtrip(tiny, tmp_path):
 
 
 def test_sam2_and_open_clip_part_checkpoints(tiny, tmp_path):
-    from model_core.checkpoints import detect_kind, export_sam2_state_dict
+    from model_core.checkpoints import detect_kind
     from model_core.rsrefseg import towers_key_map
+    from model_core.sam2_weights import export_sam2_state_dict
 
     torch.manual_seed(3)
     src = build_model("rsrefseg-tiny")

@@ -103,8 +103,8 @@ def test_load_model_picks_the_directory_tokenizer(release_dir, tmp_path):
     from safetensors.torch import save_file
 
     from model_core import build_model, load_model
-    from model_core.checkpoints import export_official_state_dict
     from model_core.release import ReleaseTokenizer
+    from model_core.rs2sam2_weights import export_official_state_dict
 
     d, hf = release_dir
     torch.manual_seed(1)

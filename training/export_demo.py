@@ -1,12 +1,13 @@
 """Package a run's best checkpoint as the bundled demo model and record its metrics.
 
-    python -m training.export_demo runs/demo_nano_stage1 [--out model_core/assets/demo.pt]
+    python -m training.export_demo runs/demo_nano_stage4 [--out model_core/assets/demo.pt]
     python -m training.export_demo --measure-only            # re-score the shipped file (e.g. after a rule change)
 
 Writes the checkpoint with fp16 weights (load_model casts them back to fp32) and its train_meta, then evaluates the
 exported file exactly as users and tests do and writes training/demo_metrics.json: the fixed 50-sample val subset
-(`val50`, what tests/test_training_demo.py checks), the full val and test splits at the training curriculum level,
-and val with every kind of sentence (level 2), which the demo was not trained for.
+(`val50`, what tests/test_training_demo.py checks), the full val (per sentence kind) and test splits with the
+checkpoint's own validation mix, val with every kind of sentence uniformly (level 2) and val with class-level
+sentences only (level 0).
 """
 from __future__ import annotations
 

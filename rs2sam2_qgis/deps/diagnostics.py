@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import configparser
 import importlib.metadata as md
-import json
 import platform
 import sys
 from pathlib import Path
@@ -148,7 +147,3 @@ def format_report(d: dict) -> str:
 
 def report(layout: DepsLayout, qgis_version: str = "", **kwargs) -> str:
     return format_report(collect(layout, qgis_version, **kwargs))
-
-
-def report_json(layout: DepsLayout, qgis_version: str = "", **kwargs) -> str:
-    return json.dumps(collect(layout, qgis_version, **kwargs), indent=1, default=str)

@@ -72,7 +72,3 @@ def requirement_name(spec: str) -> str:
     if not match:
         raise ValueError(f"not a requirement: {spec!r}")
     return match.group(1)
-
-
-def by_role(role: str | None = None) -> list[Requirement]:
-    return [r for r in REQUIREMENTS if role is None or r.needed_for == role]

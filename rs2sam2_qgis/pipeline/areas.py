@@ -52,12 +52,6 @@ class AreaCalculator:
             return lon[:1], lat[:1]
         return self.transformer.transform(x, y)
 
-    def to_lonlat(self, geom):
-        def f(xy):
-            lon, lat = self._lonlat(xy[:, 0], xy[:, 1])
-            return np.column_stack([lon, lat])
-        return shapely.transform(geom, f)
-
     def exact_area_m2(self, geom) -> Optional[float]:
         """Geodesic area of a (Multi)Polygon: shells minus holes, each ring measured on the ellipsoid."""
         if self.crs is None or geom.is_empty:

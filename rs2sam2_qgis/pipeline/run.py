@@ -16,7 +16,6 @@ from affine import Affine
 from .batching import Prefetcher, batched
 from .errors import Cancelled, InputError
 from .expression import parse_expression
-from .feature_cache import FeatureCache, cache_usable, predict_cached, source_fingerprint, tile_key
 from .oom import BatchBackoff
 from .options import SegmentOptions
 from .polygonize import Polygonizer, disk_reader, memory_reader, polygonize_canvas
@@ -25,6 +24,7 @@ from .selection import deduplicate, pixel_points, select
 from .source import open_source
 from .stitching import GeoTiffSink, MemorySink, Stitcher
 from .text_window import check_text_window
+from .tile_feature_cache import FeatureCache, cache_usable, predict_cached, source_fingerprint, tile_key
 from .tiling import TileGrid, aoi_valid, area_of_interest, mask_in_window, no_valid_pixel
 
 ProgressFn = Callable[[float, str], None]

@@ -31,12 +31,6 @@ def weight_profile(tile: int, overlap_px: int, floor: float = 1e-3) -> np.ndarra
     return np.maximum(w, floor)
 
 
-def weight_window(tile: int, overlap_px: int, floor: float = 1e-3) -> np.ndarray:
-    """Separable 2-D weight window (outer product of ``weight_profile``)."""
-    w = weight_profile(tile, overlap_px, floor)
-    return np.outer(w, w).astype(np.float32)
-
-
 def weight_sums(starts, tile: int, profile: np.ndarray, begin: int, end: int) -> np.ndarray:
     """Sum of the 1-D weights of every tile (at ``starts``) over positions [begin, end)."""
     out = np.zeros(end - begin, np.float64)

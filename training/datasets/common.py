@@ -85,16 +85,6 @@ class RandomBoxes:
         return image
 
 
-class Compose:
-    def __init__(self, *ts):
-        self.ts = ts
-
-    def __call__(self, image, mask, text):
-        for t in self.ts:
-            image, mask, text = t(image, mask, text)
-        return image, mask, text
-
-
 class RefDataset(Dataset):
     """Base: subclasses set `name` and implement `__len__` and `raw(i)`."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Dict, List, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 
@@ -20,7 +20,7 @@ __all__ = ["TileFeatures", "model_digest"]
 
 
 class TileFeatures:
-    def __init__(self, tensors: Dict[str, torch.Tensor], size: Tuple[int, int], kind: str = "model"):
+    def __init__(self, tensors: dict[str, torch.Tensor], size: tuple[int, int], kind: str = "model"):
         if not tensors:
             raise ValueError("TileFeatures needs at least one tensor")
         n = {int(t.shape[0]) for t in tensors.values()}
@@ -45,18 +45,18 @@ class TileFeatures:
     def device(self) -> torch.device:
         return next(iter(self.tensors.values())).device
 
-    def split(self) -> List["TileFeatures"]:
+    def split(self) -> list[TileFeatures]:
         return [TileFeatures({k: v[i:i + 1].clone() for k, v in self.tensors.items()}, self.size, self.kind)
                 for i in range(len(self))]
 
-    def select(self, index: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def select(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: v.index_select(0, index.to(v.device)) for k, v in self.tensors.items()}
 
-    def to(self, device) -> "TileFeatures":
+    def to(self, device) -> TileFeatures:
         return TileFeatures({k: v.to(device) for k, v in self.tensors.items()}, self.size, self.kind)
 
     @staticmethod
-    def cat(items: Sequence["TileFeatures"]) -> "TileFeatures":
+    def cat(items: Sequence[TileFeatures]) -> TileFeatures:
         items = list(items)
         if not items:
             raise ValueError("no features given")
@@ -77,7 +77,7 @@ class TileFeatures:
         return buf.getvalue()
 
     @staticmethod
-    def from_bytes(data: bytes, device="cpu") -> "TileFeatures":
+    def from_bytes(data: bytes, device="cpu") -> TileFeatures:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         return TileFeatures({k: v.to(device) for k, v in obj["tensors"].items()}, tuple(obj["size"]), obj["kind"])
 
