@@ -66,7 +66,7 @@ def test_describe_names_each_kind():
 
 
 def test_preset_takes_the_sam2_weights_from_settings(tmp_path):
-    from model_core.checkpoints import sam2_key_map
+    from model_core.sam2_weights import sam2_key_map
 
     torch.manual_seed(0)
     donor = resolve_model("nano")

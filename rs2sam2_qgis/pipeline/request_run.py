@@ -12,7 +12,7 @@ from .request import SegmentRequest
 from .run import SegmentResult, segment_raster
 
 if TYPE_CHECKING:
-    from .feature_cache import FeatureCache
+    from .tile_feature_cache import FeatureCache
 
 
 def run_request(request: SegmentRequest, predictor, *, progress: Callable[[float, str], None] | None = None,
