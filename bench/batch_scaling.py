@@ -123,6 +123,7 @@ def child(args):
 
     from rs2sam2_qgis.pipeline import SegmentOptions
     from rs2sam2_qgis.pipeline.batch import run_batch
+    from rs2sam2_qgis.pipeline.request import ModelChoice
 
     rasters = sorted(os.path.join(args.workdir, f) for f in os.listdir(args.workdir) if f.endswith(".tif"))
     out = os.path.join(args.workdir, f"out_{args.config}")
@@ -140,8 +141,8 @@ def child(args):
         init_local_ray(num_cpus=2, object_store_memory=256 * 2**20)
         t_cluster = time.perf_counter() - t0
     workers = {"local": None, "ray1-serial": 1, "ray1": 1, "ray2": 2}[args.config]
-    s = run_batch(rasters, [QUERY], out, model=factory, options=opts, device="cpu", ray=workers is not None,
-                  workers=workers, threads=args.threads, quiet=True,
+    s = run_batch(rasters, [QUERY], out, model=ModelChoice(factory, device="cpu"), options=opts,
+                  ray=workers is not None, workers=workers, threads=args.threads, quiet=True,
                   max_in_flight=1 if args.config == "ray1-serial" else None)
     load1 = os.getloadavg()
     tree.stop()

@@ -246,13 +246,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from model_core import Predictor
-    from rs2sam2_qgis.pipeline.cli import load_model
+    from rs2sam2_qgis.pipeline import SegmentOptions
+    from rs2sam2_qgis.pipeline.model_spec import resolve_model
     from training.datasets.mosaic import build_mosaic, describe_mosaic
 
-    from rs2sam2_qgis.pipeline import SegmentOptions
-
     commit = _git_commit()  # the code that runs, taken before the (long) run
-    predictor = Predictor(load_model(a.model), device="cpu")
+    predictor = Predictor(resolve_model(a.model, allow_code=True), device="cpu")
     options = SegmentOptions(batch_size=a.batch_size)
     if a.presence_threshold is not None:
         options = options.replace(presence_threshold=a.presence_threshold)

@@ -209,7 +209,7 @@ class RS2SAM2(nn.Module):
 
     def predict_masks_and_presence(self, pixels: torch.Tensor, texts: Sequence[str]):
         """(logits (N,1,S,S), presence (N,) in [0, 1]): the presence head's probability when the model has one
-        (trained from negatives, training/presence.py), else the pseudo-mask's peak, the union encoder's own judgement
+        (trained from negatives: see PresenceHead), else the pseudo-mask's peak, the union encoder's own judgement
         of where the referent is (for the authors' weights, which have no head: it separates tiles with and without
         the referent far better than SAM2's object score, but misses objects smaller than one of its patches)."""
         out = self.forward(pixels, list(texts))

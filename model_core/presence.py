@@ -4,7 +4,7 @@ Referring models trained on closed-world sets (every RRSIS image holds its refer
 a raster most tiles hold nothing the sentence means, so the model must also say *whether* the referent is there,
 as SAM3's presence token does. ``PresenceHead`` reads the union encoder's multimodal class token (image and text
 attended together) and four statistics of the model's own masks (pseudo-mask and mask: peak and mean), and is
-trained from negatives: a tile paired with a sentence about something not in it (training/presence.py).
+trained from negatives: a tile paired with a sentence about something not in it.
 """
 from __future__ import annotations
 

@@ -4,16 +4,14 @@ Nothing heavy at start-up: the dock is built when first opened, torch is importe
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 
 from .compat import QAction
+from .icon import ICON_PATH
 
 MENU = "&rs2sam2"
-ICON_PATH = str(Path(__file__).resolve().parent / "icon.png")
 
 
 class Rs2Sam2Plugin:

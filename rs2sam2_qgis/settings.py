@@ -1,11 +1,9 @@
 """The plugin's persistent settings (QgsSettings, section "rs2sam2/").
 
-Segmentation defaults are *not* stored here: they come from the engine's SegmentOptions (one place for each fact);
+Segmentation defaults are *not* stored here: they come from the engine's SegmentOptions (choices.py shows them);
 only what the analyst changed is remembered.
 """
 from __future__ import annotations
-
-import dataclasses
 
 from qgis.core import QgsSettings
 
@@ -20,6 +18,10 @@ WEIGHT_KEYS = {
     "beit3_spm": "BEiT-3 sentencepiece model (beit3.spm)",
     "rs2sam2": "RS2-SAM2 checkpoint (file or save_pretrained folder)",
 }
+
+
+#: the model code ("py:module:callable") a person typed in Model settings > Your own model (model_choice.py)
+CUSTOM_MODEL_KEY = "custom_model"
 
 
 def _settings() -> QgsSettings:
@@ -79,45 +81,15 @@ def set_weight_path(key: str, path: str) -> None:
     set(f"weights/{key}", path)
 
 
-def _light_options_module():
-    """pipeline/options.py without running pipeline/__init__.py (which imports rasterio/pyogrio: those must not be
-    imported inside the QGIS executables, see worker.py). options.py needs only the standard library."""
-    import importlib
-    import sys
-    import types
-    from pathlib import Path
-
-    name = __package__ + "._pipeline_light"
-    if name not in sys.modules:
-        package = types.ModuleType(name)
-        package.__path__ = [str(Path(__file__).resolve().parent / "pipeline")]
-        sys.modules[name] = package
-    return importlib.import_module(name + ".options")
-
-
 def weight_paths() -> dict:
     """{weight key: path} of the weights chosen in the model settings dialog (only those set)."""
     return {key: path for key in WEIGHT_KEYS if (path := weight_path(key))}
 
 
-def engine_defaults() -> dict:
-    """Field -> default of the engine's SegmentOptions (read without importing the engine's heavy modules)."""
-    SegmentOptions = _light_options_module().SegmentOptions  # noqa: N806
-
-    defaults = {}
-    for field in dataclasses.fields(SegmentOptions):
-        if field.default is not dataclasses.MISSING:
-            defaults[field.name] = field.default
-        elif field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            defaults[field.name] = field.default_factory()  # type: ignore[misc]
-    return defaults
+def custom_model() -> str:
+    """The py: spec typed in Model settings > Your own model ("" when none)."""
+    return str(get(CUSTOM_MODEL_KEY, "", str) or "").strip()
 
 
-#: how each engine scope is shown to the analyst (the values themselves are the engine's: pipeline/options.SCOPES)
-SCOPE_LABELS = {"extent": "The whole area: one answer for the area (default)",
-                "tile": "Each tile on its own (every tile answers)"}
-
-
-def engine_scopes() -> list[tuple[str, str]]:
-    """[(scope, label)] in the engine's order; its first is the engine's default."""
-    return [(s, SCOPE_LABELS.get(s, s)) for s in _light_options_module().SCOPES]
+def set_custom_model(spec: str) -> None:
+    set(CUSTOM_MODEL_KEY, (spec or "").strip())

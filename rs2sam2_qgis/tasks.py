@@ -12,6 +12,9 @@ import time
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
+from .pipeline.request import SegmentRequest
+from .worker_client import run_job, segment_job
+
 LOG_TAG = "rs2sam2"
 
 
@@ -42,8 +45,6 @@ class WorkerTask(QgsTask):
             self.message.emit(message)
 
     def run(self) -> bool:  # worker thread
-        from .worker_client import run_job
-
         start = time.perf_counter()
         try:
             self.reply = run_job(self.job, on_progress=self._progress, is_cancelled=self.isCanceled)
@@ -79,21 +80,21 @@ class WorkerTask(QgsTask):
 
 
 class SegmentTask(WorkerTask):
-    """Segments `raster_path` for `queries` with the model `model_spec` on `device`; writes `output` (GeoPackage,
-    one layer per query) and pickles the engine's result to `result_file` for a later export."""
+    """Runs one SegmentRequest in the worker: writes `request.output` and pickles the engine's result to
+    `request.result_file` for a later export."""
 
-    def __init__(self, raster_path: str, queries: list[str], model_spec: str, device: str, options: dict,
-                 output: str, result_file: str, mask_wkt: str | None = None, on_finished=None,
-                 weights: dict | None = None, mode: str = "analyst"):
-        job = {"action": "segment", "raster": raster_path, "queries": list(queries), "model": model_spec,
-               "device": device, "weights": dict(weights or {}), "options": dict(options), "mask_wkt": mask_wkt,
-               "output": output, "result_file": result_file, "mode": mode}
-        super().__init__(f"rs2sam2: {', '.join(queries)[:60]}", job, on_finished)
-        self.raster_path = raster_path
-        self.queries = list(queries)
-        self.output = output
-        self.result_file = result_file
+    def __init__(self, request: SegmentRequest, on_finished=None):
+        super().__init__(f"rs2sam2: {', '.join(request.queries)[:60]}", segment_job(request), on_finished)
+        self.request = request
         self.raster_name = ""
+
+    @property
+    def output(self) -> str:
+        return self.request.output
+
+    @property
+    def result_file(self) -> str | None:
+        return self.request.result_file
 
     @property
     def stats(self) -> dict:

@@ -9,10 +9,7 @@ global symbol scope. The process also keeps a crash or an out-of-memory in torch
 cleanly through the engine's is_cancelled hook (a flag file), or killed as a last resort (outputs are atomic).
 
 Jobs:
-  {"action": "segment", "raster", "queries", "model", "device", "weights": {part: path} (for presets),
-   "options": {SegmentOptions fields},
-   "mask_wkt": optional, "output": gpkg/geojson/shp path, "layer": optional, "result_file": optional pickle path,
-   "cancel_file": optional path}
+  {"action": "segment", "request": SegmentRequest.to_dict() (pipeline/request.py), "cancel_file": optional path}
       -> {"type": "progress", "fraction", "message"}* then {"type": "done", "layers", "count", "counts", "stats",
          "queries", "output"}
   {"action": "export", "result_file", "output", "layer": optional, "append": bool} -> {"type": "done", "layers"}
@@ -20,7 +17,7 @@ Jobs:
 Failures: {"type": "error", "kind": "input" | "cancelled" | "internal", "message", "trace"}.
 
 `python -m rs2sam2_qgis.worker --serve` keeps running and takes one job per stdin line, so the model stays loaded
-between runs (rs2sam2_qgis.models caches the predictor); it ends when stdin closes (QGIS quits).
+between runs (a PredictorCache); it ends when stdin closes (QGIS quits).
 """
 from __future__ import annotations
 
@@ -38,6 +35,16 @@ def emit(obj: dict) -> None:
 
 
 _FEATURES = None  # this worker's tile-feature cache, kept between jobs (see _feature_cache)
+_PREDICTORS = None  # this worker's last model, kept between jobs (see _predictor_cache)
+
+
+def _predictor_cache():
+    global _PREDICTORS
+    if _PREDICTORS is None:
+        from rs2sam2_qgis.pipeline.predictors import PredictorCache
+
+        _PREDICTORS = PredictorCache()
+    return _PREDICTORS
 
 
 def _feature_cache():
@@ -54,17 +61,10 @@ def _feature_cache():
 
 
 def _segment(job: dict) -> dict:
-    from rs2sam2_qgis.models import get_predictor
-    from rs2sam2_qgis.pipeline import SegmentOptions, segment_raster, write_vector
+    from rs2sam2_qgis.pipeline.request import SegmentRequest
+    from rs2sam2_qgis.pipeline.request_run import run_request
 
-    values = dict(job.get("options") or {})
-    if job.get("mask_wkt"):
-        import shapely.wkt
-
-        values["mask_geometry"] = shapely.wkt.loads(job["mask_wkt"])
-    if values.get("extent") is not None:
-        values["extent"] = tuple(values["extent"])
-    options = SegmentOptions(**values)
+    request = SegmentRequest.from_dict(job["request"])
     cancel_file = job.get("cancel_file")
 
     def is_cancelled() -> bool:
@@ -74,21 +74,12 @@ def _segment(job: dict) -> dict:
         emit({"type": "progress", "fraction": float(fraction), "message": str(message)})
 
     progress(0.0, "loading model")
-    predictor = get_predictor(job.get("model") or "demo", job.get("device") or "auto", job.get("weights") or {},
-                              mode=job.get("mode") or "analyst")
+    predictor = _predictor_cache().get(request.model)
     progress(0.0, f"model loaded on {predictor.device}")
-    result = segment_raster(job["raster"], job["queries"], predictor, options, progress=progress,
-                            is_cancelled=is_cancelled, feature_cache=_feature_cache())
-    if is_cancelled():
-        from rs2sam2_qgis.pipeline import Cancelled
-
-        raise Cancelled("cancelled")
-    layers = write_vector(result, job["output"], layer=job.get("layer"))
-    if job.get("result_file"):
-        with open(job["result_file"], "wb") as fh:
-            pickle.dump(result, fh)
+    result, layers = run_request(request, predictor, progress=progress, is_cancelled=is_cancelled,
+                                 feature_cache=_feature_cache())
     stats = dataclasses.asdict(result.stats) if dataclasses.is_dataclass(result.stats) else {}
-    return {"type": "done", "output": job["output"], "layers": list(layers), "queries": list(result.queries),
+    return {"type": "done", "output": request.output, "layers": layers, "queries": list(result.queries),
             "count": result.count, "counts": {q: len(result.polygons[q]) for q in result.queries}, "stats": stats}
 
 
@@ -103,7 +94,7 @@ def _export(job: dict) -> dict:
 
 def _probe(job: dict) -> dict:
     from rs2sam2_qgis.bootstrap import device_report
-    from rs2sam2_qgis.models import preset_names
+    from rs2sam2_qgis.pipeline.model_spec import preset_names
 
     return {"type": "done", "devices": device_report(), "presets": preset_names()}
 
@@ -127,7 +118,6 @@ def handle(line: str) -> int:
         emit({"type": "error", "kind": "internal", "message": f"unknown action {job.get('action')!r}", "trace": ""})
         return 2
     try:
-        from rs2sam2_qgis.models import ModelSpecError
         from rs2sam2_qgis.pipeline import Cancelled, InputError
     except Exception as exc:  # noqa: BLE001
         emit({"type": "error", "kind": "internal", "trace": traceback.format_exc(),
@@ -140,7 +130,7 @@ def handle(line: str) -> int:
     except Cancelled:
         emit({"type": "error", "kind": "cancelled", "message": "cancelled; nothing was written", "trace": ""})
         return 3
-    except (InputError, ModelSpecError, FileNotFoundError) as exc:
+    except (InputError, FileNotFoundError) as exc:
         emit({"type": "error", "kind": "input", "message": " ".join(str(exc).split()), "trace": ""})
         return 2
     except Exception as exc:  # noqa: BLE001

@@ -1,7 +1,8 @@
 """Runs rs2sam2_qgis.worker jobs in a child Python process (see worker.py for why), from any thread.
 
 `run_job(job, on_progress, is_cancelled)` blocks until the job ends and returns the worker's final message (a dict
-with "type": "done" or "error"); it never raises for engine errors.
+with "type": "done" or "error"); it never raises for engine errors. `segment_job(request)` is the job of a
+SegmentRequest (the dock and the Processing algorithm build one each).
 
 One long-lived worker (`--serve`) takes the jobs one at a time, so the model stays loaded between runs; a job that
 arrives while it is busy (e.g. a Processing run during a dock run) gets a one-shot process of its own. Cancellation:
@@ -19,9 +20,10 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from .bootstrap import python_executable
+from .pipeline.request import SegmentRequest
 
 CANCEL_GRACE_S = 15.0
 
@@ -45,7 +47,7 @@ def child_environment() -> dict:
 class _Worker:
     """One child process; `persistent` ones take many jobs."""
 
-    def __init__(self, persistent: bool, python: Optional[str] = None):
+    def __init__(self, persistent: bool, python: str | None = None):
         self.persistent = persistent
         self.env = child_environment()
         self.stderr = tempfile.TemporaryFile(mode="w+")
@@ -157,7 +159,7 @@ def ended_without_result(proc: subprocess.Popen, stderr_tail: str) -> dict:
 
 
 _lock = threading.Lock()
-_server: Optional[_Worker] = None
+_server: _Worker | None = None
 
 
 def _shutdown() -> None:
@@ -170,8 +172,13 @@ def _shutdown() -> None:
 atexit.register(_shutdown)
 
 
-def run_job(job: dict, on_progress: Optional[Callable[[float, str], None]] = None,
-            is_cancelled: Optional[Callable[[], bool]] = None, persistent: bool = True) -> dict:
+def segment_job(request: SegmentRequest) -> dict:
+    """The worker job that runs `request` (worker.py: action "segment")."""
+    return {"action": "segment", "request": request.to_dict()}
+
+
+def run_job(job: dict, on_progress: Callable[[float, str], None] | None = None,
+            is_cancelled: Callable[[], bool] | None = None, persistent: bool = True) -> dict:
     global _server
     if not persistent or not _lock.acquire(blocking=False):
         return _Worker(persistent=False).run(job, on_progress, is_cancelled)

@@ -10,8 +10,9 @@ import numpy as np
 import pyogrio
 import pytest
 
-from rs2sam2_qgis.pipeline import cli
+from rs2sam2_qgis.pipeline import cli, model_spec
 from rs2sam2_qgis.pipeline.batch import expand_inputs, output_names, run_batch
+from rs2sam2_qgis.pipeline.request import ModelChoice
 from tests.colour_model import ColourModel
 from tests.test_batch_common import (MODEL, OPTIONS, QUERIES, assert_same_vectors, make_rasters, read_layers,
                                      reference_outputs)
@@ -44,7 +45,7 @@ def test_inputs_folders_globs_lists_and_urls(tmp_path, scenes):
 
 def test_local_batch_equals_engine_per_raster(tmp_path, scenes):
     out = tmp_path / "out"
-    s = run_batch(scenes["dir"], QUERIES, out, model=MODEL, options=OPTIONS, device="cpu")
+    s = run_batch(scenes["dir"], QUERIES, out, model=ModelChoice(MODEL, device="cpu"), options=OPTIONS)
     assert (s.rasters, s.done, s.failed, s.skipped) == (6, 6, 0, 0)
     assert outputs_in(out) == [f"scene_{i}.gpkg" for i in range(6)]
     for src, ref in scenes["ref"].items():
@@ -60,7 +61,7 @@ def test_local_batch_equals_engine_per_raster(tmp_path, scenes):
 
 def test_merged_output_has_source_column_in_one_crs(tmp_path, scenes):
     out = tmp_path / "all.gpkg"
-    s = run_batch(scenes["rasters"], QUERIES, out, model=MODEL, options=OPTIONS, device="cpu")
+    s = run_batch(scenes["rasters"], QUERIES, out, model=ModelChoice(MODEL, device="cpu"), options=OPTIONS)
     assert s.merged == str(out) and s.done == 6
     layers = read_layers(out)
     assert set(layers) == {"the_red_roofs", "white_tanks"}
@@ -88,7 +89,7 @@ def test_corrupt_raster_is_retried_then_recorded_and_the_rest_complete(tmp_path,
     shutil.copytree(scenes["dir"], d)
     (d / "scene_2b_corrupt.tif").write_bytes(b"II*\x00" + os.urandom(2000))
     out = tmp_path / "out"
-    s = run_batch(str(d), QUERIES, out, model=MODEL, options=OPTIONS, device="cpu", retries=1, backoff=0)
+    s = run_batch(str(d), QUERIES, out, model=ModelChoice(MODEL, device="cpu"), options=OPTIONS, retries=1, backoff=0)
     assert (s.rasters, s.done, s.failed) == (7, 6, 1)
     rows = list(csv.DictReader(open(out / "failures.csv")))
     assert len(rows) == 1 and rows[0]["source"].endswith("scene_2b_corrupt.tif")
@@ -104,7 +105,7 @@ def test_resume_after_interrupt_redoes_only_what_is_missing(tmp_path, scenes):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_batch(scenes["dir"], QUERIES, out, model=MODEL, options=OPTIONS, device="cpu",
+        run_batch(scenes["dir"], QUERIES, out, model=ModelChoice(MODEL, device="cpu"), options=OPTIONS,
                   on_result=interrupt_after_two)
     assert outputs_in(out) == ["scene_0.gpkg", "scene_1.gpkg"]  # only complete outputs
     assert not [f for f in os.listdir(out) if f.startswith(".")]
@@ -112,7 +113,7 @@ def test_resume_after_interrupt_redoes_only_what_is_missing(tmp_path, scenes):
     with open(out / "scene_1.gpkg", "ab") as f:
         f.write(b"junk")
     before = os.stat(out / "scene_0.gpkg").st_mtime_ns
-    s = run_batch(scenes["dir"], QUERIES, out, model=MODEL, options=OPTIONS, device="cpu", resume=True)
+    s = run_batch(scenes["dir"], QUERIES, out, model=ModelChoice(MODEL, device="cpu"), options=OPTIONS, resume=True)
     assert (s.skipped, s.done, s.failed) == (1, 5, 0)
     assert sorted(os.path.basename(r.source) for r in s.records if r.status == "done") == \
         [f"scene_{i}.tif" for i in range(1, 6)]
@@ -120,12 +121,12 @@ def test_resume_after_interrupt_redoes_only_what_is_missing(tmp_path, scenes):
     for src, ref in scenes["ref"].items():
         assert_same_vectors(out / (os.path.splitext(os.path.basename(src))[0] + ".gpkg"), ref)
     # another query is another run: nothing is skipped
-    s2 = run_batch(scenes["dir"], ["red"], out, model=MODEL, options=OPTIONS, device="cpu", resume=True)
+    s2 = run_batch(scenes["dir"], ["red"], out, model=ModelChoice(MODEL, device="cpu"), options=OPTIONS, resume=True)
     assert (s2.skipped, s2.done) == (0, 6)
 
 
 def test_cli_batch(tmp_path, scenes, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(32))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(32))
     out = tmp_path / "merged.gpkg"
     rc = cli.main(["batch", os.path.join(scenes["dir"], "*.tif"), "-q", QUERIES[0], "-q", QUERIES[1], "-o", str(out),
                    "--tile", "32", "--overlap", "0.25", "--device", "cpu", "--quiet"])
@@ -140,23 +141,25 @@ def test_cli_batch(tmp_path, scenes, monkeypatch, capsys):
 def test_batch_mode_authors_runs_the_authors_contract_and_is_its_own_run(tmp_path, scenes, monkeypatch, capsys):
     """--mode reaches the Predictor (local path) and is part of the resume signature: an analyst run does not
     count as done for an authors run. A model without the authors' contract is refused before any raster."""
-    made, make_predictor = [], cli.make_predictor
+    from rs2sam2_qgis.pipeline import batch
+
+    made, make_predictor = [], batch.make_predictor
 
     def spy(model, device, precision, mode="analyst"):
         made.append(mode)
         return make_predictor(model, device, precision, mode)
 
-    monkeypatch.setattr(cli, "make_predictor", spy)
+    monkeypatch.setattr(batch, "make_predictor", spy)
     one = scenes["rasters"][:1]
     out = tmp_path / "out"
-    s = run_batch(one, ["the buildings"], out, model="demo", options=OPTIONS, device="cpu", mode="authors")
+    s = run_batch(one, ["the buildings"], out, model=ModelChoice("demo", device="cpu", mode="authors"), options=OPTIONS)
     assert (s.done, s.failed) == (1, 0) and made == ["authors"]
-    s = run_batch(one, ["the buildings"], out, model="demo", options=OPTIONS, device="cpu", mode="authors",
+    s = run_batch(one, ["the buildings"], out, model=ModelChoice("demo", device="cpu", mode="authors"), options=OPTIONS,
                   resume=True)
     assert (s.skipped, s.done) == (1, 0)
-    s = run_batch(one, ["the buildings"], out, model="demo", options=OPTIONS, device="cpu", resume=True)
+    s = run_batch(one, ["the buildings"], out, model=ModelChoice("demo", device="cpu"), options=OPTIONS, resume=True)
     assert (s.skipped, s.done) == (0, 1) and made[-1] == "analyst"  # another mode is another run
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(32))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(32))
     rc = cli.main(["batch", scenes["dir"], "-q", "red", "-o", str(tmp_path / "c"), "--mode", "authors", "--quiet"])
     assert rc == 2 and "authors" in capsys.readouterr().err
     assert outputs_in(tmp_path / "c") == []
@@ -166,6 +169,6 @@ def test_ray_actor_takes_the_mode():
     """The Ray path builds its Predictor in InferenceActor; checked here without a cluster (plain construction)."""
     from rs2sam2_qgis.pipeline.batch_ray import InferenceActor
 
-    actor = InferenceActor(lambda: cli.load_model("demo"), "cpu", "auto", None, "authors")
+    actor = InferenceActor(lambda: model_spec.resolve_model("demo"), ModelChoice(device="cpu", mode="authors"), None)
     info = actor.ready()
     assert info["mode"] == "authors" and info["precision"] == "fp32"

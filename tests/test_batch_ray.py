@@ -14,6 +14,7 @@ import ray  # noqa: E402 - a missing ray fails, never skips
 
 from rs2sam2_qgis.pipeline.batch import run_batch  # noqa: E402
 from rs2sam2_qgis.pipeline.batch_ray import init_local_ray  # noqa: E402
+from rs2sam2_qgis.pipeline.request import ModelChoice  # noqa: E402
 from tests.colour_model import ColourModel  # noqa: E402
 from tests.test_batch_common import MODEL, OPTIONS, QUERIES, assert_same_vectors, make_rasters  # noqa: E402
 
@@ -38,7 +39,7 @@ def scenes(tmp_path_factory):
     d = tmp_path_factory.mktemp("batch_ray")
     rasters = make_rasters(d / "in")
     local = d / "local"
-    run_batch(str(d / "in"), QUERIES, local, model=MODEL, options=OPTIONS, device="cpu")
+    run_batch(str(d / "in"), QUERIES, local, model=ModelChoice(MODEL, device="cpu"), options=OPTIONS)
     return {"dir": str(d / "in"), "rasters": rasters, "local": local}
 
 
@@ -50,8 +51,8 @@ def test_ray_equals_local_and_records_a_corrupt_raster(cluster, scenes, tmp_path
     out = tmp_path / "out"
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"II*\x00" + os.urandom(1000))
-    s = run_batch([scenes["dir"], str(bad)], QUERIES, out, model=MODEL, options=OPTIONS, ray=True, workers=2,
-                  retries=1, backoff=0)
+    s = run_batch([scenes["dir"], str(bad)], QUERIES, out, model=ModelChoice(MODEL), options=OPTIONS, ray=True,
+                  workers=2, retries=1, backoff=0)
     assert (s.executor, s.workers, s.done, s.failed) == ("ray", 2, 6, 1)
     rows = list(csv.DictReader(open(out / "failures.csv")))
     assert [(r["source"], r["attempts"], r["error_type"]) for r in rows] == [(str(bad), "2", "InputError")]
@@ -78,8 +79,8 @@ def test_killed_actor_is_replaced_and_its_rasters_redone_once(cluster, scenes, t
         ray.kill(busy[0])
         state["killed"] = busy[0]._actor_id
 
-    s = run_batch(scenes["dir"], QUERIES, out, model=functools.partial(SlowColourModel, 32), options=OPTIONS,
-                  ray=True, workers=2, on_start=on_start, on_result=kill_a_busy_actor)
+    s = run_batch(scenes["dir"], QUERIES, out, model=ModelChoice(functools.partial(SlowColourModel, 32)),
+                  options=OPTIONS, ray=True, workers=2, on_start=on_start, on_result=kill_a_busy_actor)
     assert "killed" in state
     assert (s.done, s.failed, s.actors_replaced) == (6, 0, 1)
     assert s.redone_after_worker_loss >= 1
@@ -92,9 +93,9 @@ def test_killed_actor_is_replaced_and_its_rasters_redone_once(cluster, scenes, t
 
 def test_resume_on_ray_after_an_interrupted_run_redoes_only_the_missing(cluster, scenes, tmp_path, capsys,
                                                                         monkeypatch):
-    from rs2sam2_qgis.pipeline import cli
+    from rs2sam2_qgis.pipeline import cli, model_spec
 
-    monkeypatch.setattr(cli, "load_model", lambda spec: MODEL())  # --model demo -> the colour model
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: MODEL())  # --model demo -> the colour model
     out = tmp_path / "out"
 
     def interrupt_after_two(run, job):
@@ -102,7 +103,7 @@ def test_resume_on_ray_after_an_interrupted_run_redoes_only_the_missing(cluster,
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_batch(scenes["dir"], QUERIES, out, model="demo", options=OPTIONS, ray=True, workers=2,
+        run_batch(scenes["dir"], QUERIES, out, model=ModelChoice("demo"), options=OPTIONS, ray=True, workers=2,
                   on_result=interrupt_after_two)
     first = manifest_sources(out)
     assert len(first) == 2 and sorted(f for f in os.listdir(out) if f.endswith(".gpkg")) == \

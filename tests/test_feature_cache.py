@@ -189,9 +189,10 @@ def test_disk_cache_is_bounded_oldest_evicted(tmp_path):
 
 
 def test_cli_has_feature_cache_option():
-    from rs2sam2_qgis.pipeline.cli import _options, _parser
+    from rs2sam2_qgis.pipeline.cli import _parser
+    from rs2sam2_qgis.pipeline.cli_options import options_from_args
 
     a = _parser().parse_args(["segment", "r.tif", "roof", "-o", "o.gpkg", "--feature-cache", "/tmp/fc",
                                    "--feature-cache-mb", "100"])
-    o = _options(a)
+    o = options_from_args(a)
     assert o.feature_cache == "/tmp/fc" and o.feature_cache_max_mb == 100

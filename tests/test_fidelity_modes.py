@@ -167,7 +167,8 @@ def test_boundary_loss_default_reaches_the_mask_logits():
 
 
 def test_cli_mode_option():
-    from rs2sam2_qgis.pipeline.cli import _parser, make_predictor
+    from rs2sam2_qgis.pipeline.cli import _parser
+    from rs2sam2_qgis.pipeline.predictors import make_predictor
     from rs2sam2_qgis.pipeline.errors import InputError
 
     a = _parser().parse_args(["segment", "r.tif", "roofs", "-o", "o.gpkg", "--mode", "authors"])

@@ -22,7 +22,7 @@ from affine import Affine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rs2sam2_qgis.pipeline import cli
+from rs2sam2_qgis.pipeline import cli, model_spec
 from tests.colour_model import ColourModel, write_raster
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -78,7 +78,7 @@ class Workspace:
 
 @pytest.fixture
 def ws(monkeypatch):
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(64))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(64))
     w = Workspace()
     yield w
     w.close()
@@ -233,7 +233,7 @@ def _demo():
 def test_model_files_exit_2_one_line(ws, capsys, monkeypatch, kind, fraction, seed):
     from model_core.checkpoints import DEMO_PATH
 
-    monkeypatch.setattr(cli, "load_model", REAL_LOAD_MODEL)
+    monkeypatch.setattr(model_spec, "resolve_model", REAL_RESOLVE_MODEL)
     demo = DEMO_PATH.read_bytes()
     rng = np.random.default_rng(seed)
     n = int(len(demo) * fraction)
@@ -254,4 +254,4 @@ def test_model_files_exit_2_one_line(ws, capsys, monkeypatch, kind, fraction, se
         assert rc == 2 and model in err[-1]
 
 
-REAL_LOAD_MODEL = cli.load_model
+REAL_RESOLVE_MODEL = model_spec.resolve_model

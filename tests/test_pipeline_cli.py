@@ -11,16 +11,16 @@ import pyogrio
 import pytest
 from affine import Affine
 
-from rs2sam2_qgis.pipeline import cli
+from rs2sam2_qgis.pipeline import cli, model_spec
 from tests.colour_model import ColourModel, rgb_scene, write_raster
 
 T = Affine(1.0, 0, 500000.0, 0, -1.0, 5000000.0)
-REAL_LOAD_MODEL = cli.load_model
+REAL_RESOLVE_MODEL = model_spec.resolve_model
 
 
 @pytest.fixture(autouse=True)
 def colour_model(monkeypatch):
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(64))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(64))
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_bad_input_one_line_exit_2_output_unchanged(case, rasters, out, capsys, 
     if case == "cuda unavailable" and __import__("torch").cuda.is_available():
         pytest.skip("CUDA is present here")
     if case == "missing checkpoint":
-        monkeypatch.setattr(cli, "load_model", REAL_LOAD_MODEL)
+        monkeypatch.setattr(model_spec, "resolve_model", REAL_RESOLVE_MODEL)
     args, needle = BAD[case]
     before = digest(out)
     capsys.readouterr()

@@ -11,6 +11,7 @@ import qgis.core  # noqa: E402,F401 - QGIS's Python runs the tests: missing QGIS
 from test_plugin_support import (  # noqa: E402,F401 - fixtures
     COLOUR_MODEL,
     SLOW_MODEL,
+    use_custom_model,
     busy_engine_pid,
     clean_state,
     iface,
@@ -41,10 +42,15 @@ def _dock_ready(plugin, raster_path, queries, spec=COLOUR_MODEL):
     dock = plugin.dock
     dock.layer_combo.setLayer(layer)
     dock.query_edit.setPlainText("\n".join(queries))
-    dock.model_kind.setCurrentIndex(dock.model_kind.findData("preset"))
-    dock.preset_combo.setCurrentText(spec)
+    _use_own_model(dock, spec)
     dock.device_combo.setCurrentIndex(dock.device_combo.findData("cpu"))
     return dock, layer
+
+
+def _use_own_model(dock, spec):
+    """`spec` typed in Model settings > Your own model, and that model chosen in the dock."""
+    use_custom_model(spec)
+    dock.model_kind.setCurrentIndex(dock.model_kind.findData("custom"))
 
 
 def _run(dock, timeout=60):
@@ -70,12 +76,15 @@ def test_startup_imports_nothing_heavy_and_loads_via_classfactory(clean_state, i
     assert out.strip() == "[]"
 
     # QGIS start-up (classFactory + initGui + Processing provider + opening the dock) in a fresh process: none of
-    # the engine's compiled dependencies may load inside QGIS (pyproj/rasterio wheels hang there, see worker.py)
+    # the engine's compiled dependencies may load inside QGIS (pyproj/rasterio wheels hang there, see worker.py);
+    # of the engine only its standard-library modules (choices, limits, the request, the model spec rule)
+    light = ("rs2sam2_qgis.pipeline", "rs2sam2_qgis.pipeline.errors", "rs2sam2_qgis.pipeline.options",
+             "rs2sam2_qgis.pipeline.request", "rs2sam2_qgis.pipeline.model_spec")
     code = ("import sys; from qgis.core import QgsApplication; app = QgsApplication([], False); app.initQgis(); "
             "import test_plugin_support as s, rs2sam2_qgis; p = rs2sam2_qgis.classFactory(s.FakeIface()); "
             "p.initGui(); p.set_dock_visible(True); "
-            "print([m for m in ('torch', 'rasterio', 'pyproj', 'pyogrio', 'shapely', 'model_core', "
-            "'rs2sam2_qgis.pipeline') if m in sys.modules])")
+            "print([m for m in sys.modules if m in ('torch', 'rasterio', 'pyproj', 'pyogrio', 'shapely', "
+            f"'model_core') or (m.startswith('rs2sam2_qgis.pipeline') and m not in {light!r})])")
     env = dict(__import__("os").environ, PYTHONPATH=str(Path(__file__).resolve().parent))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
@@ -247,7 +256,7 @@ def test_authors_mode_reaches_the_predictor(clean_state, iface, scene):
     dock, _ = _dock_ready(plugin, scene, ["the white tank"])
     dock.mode_combo.setCurrentIndex(dock.mode_combo.findData("authors"))
     task = _run(dock)
-    assert task.job["mode"] == "authors"
+    assert task.request.model.mode == "authors"
     assert task.error and "needs an RS2-SAM2 model" in task.error and _result_layers() == []
     dock.mode_combo.setCurrentIndex(dock.mode_combo.findData("analyst"))
     task = _run(dock)
@@ -275,7 +284,7 @@ def test_bad_input_shows_the_engine_message_and_adds_nothing(clean_state, iface,
     assert dock.status_label.text().startswith("Error:")
 
     # a broken model factory: the message bar says so, the trace goes to the log
-    dock.preset_combo.setCurrentText("py:colour_model:NoSuchModel")
+    _use_own_model(dock, "py:colour_model:NoSuchModel")
     task = _run(dock)
     assert "NoSuchModel" in task.error and _result_layers() == []
     # an unexpected exception inside the engine process: one line in the bar, the full trace in the log
@@ -283,13 +292,13 @@ def test_bad_input_shows_the_engine_message_and_adds_nothing(clean_state, iface,
 
     logged = []
     QgsApplication.messageLog().messageReceived.connect(lambda msg, tag, level: logged.append((tag, msg)))
-    dock.preset_combo.setCurrentText("py:test_plugin_support:broken_model")
+    _use_own_model(dock, "py:test_plugin_support:broken_model")
     task = _run(dock)
     assert task.error == "RuntimeError: the model exploded" and iface.messages[-1][1] == task.error
     assert any(tag == "rs2sam2" and "Traceback" in msg and "the model exploded" in msg for tag, msg in logged)
     assert _result_layers() == []
     # an invalid tile size is caught by the engine's validation
-    dock.preset_combo.setCurrentText(COLOUR_MODEL)
+    _use_own_model(dock, COLOUR_MODEL)
     dock.advanced_widgets["tile"].setValue(5)
     task = _run(dock)
     assert "tile size" in task.error and _result_layers() == []
@@ -403,8 +412,32 @@ def test_killed_engine_is_one_line_adds_nothing_and_the_next_run_works(clean_sta
     assert iface.messages[-1][1] == task.error
     assert _result_layers() == [] and not Path(task.output).exists()
     assert dock.run_button.isEnabled()
-    dock.preset_combo.setCurrentText(COLOUR_MODEL)
+    _use_own_model(dock, COLOUR_MODEL)
     task = _run(dock)
     assert task.error is None and len(_result_layers()) == 1
     assert busy_engine_pid() != pid
+    plugin.unload()
+
+
+def test_py_spec_typed_as_a_preset_or_saved_in_settings_is_refused(clean_state, iface, scene, tmp_path,
+                                                                   monkeypatch):
+    """Code runs only from Model settings > Your own model: a py: spec in the preset field (or restored from saved
+    settings someone else could have written) is one message, no run, and nothing imported here or in a worker."""
+    from qgis.core import QgsSettings
+
+    mark = tmp_path / "imported"
+    monkeypatch.setenv("RS2SAM2_IMPORT_MARK", str(mark))
+    monkeypatch.delitem(sys.modules, "tests.records_its_import", raising=False)
+    QgsSettings().setValue("rs2sam2/model_kind", "preset")
+    QgsSettings().setValue("rs2sam2/preset", "py:tests.records_its_import:model")
+    plugin = _plugin(iface)
+    dock, _ = _dock_ready(plugin, scene, ["red"])
+    dock.load_settings()
+    dock.query_edit.setPlainText("red")
+    assert dock.model_spec() == "py:tests.records_its_import:model"
+    assert dock.start_run() is None and dock.task is None
+    assert "names Python code to run" in iface.messages[-1][1] and "Model settings" in iface.messages[-1][1]
+    assert "tests.records_its_import" not in sys.modules and not mark.exists()
+    _use_own_model(dock, "")  # "Your own model" chosen but none typed: says where to type it
+    assert dock.start_run() is None and "no model of your own is set" in iface.messages[-1][1]
     plugin.unload()

@@ -1,8 +1,9 @@
 """Shared helpers for the plugin/Processing tests (no tests here): a stub QGIS interface, isolated QgsSettings,
 a small GeoTIFF with coloured squares, and waiting for QgsTasks.
 
-The model in these tests is tests/colour_model.py's ColourModel, reached through the production path:
-model spec "py:colour_model:ColourModel" -> rs2sam2_qgis.models -> model_core.Predictor -> engine.
+The model in these tests is tests/colour_model.py's ColourModel, reached through the production path: the spec
+"py:colour_model:ColourModel" typed in Model settings > Your own model (use_custom_model), chosen as "custom" by the
+dock or a Processing parameter -> model_spec.resolve_model in the worker -> model_core.Predictor -> engine.
 """
 from __future__ import annotations
 
@@ -21,6 +22,16 @@ if str(TESTS_DIR) not in sys.path:
 
 COLOUR_MODEL = "py:colour_model:ColourModel"
 SLOW_MODEL = "py:test_plugin_support:slow_colour_model"
+
+
+def use_custom_model(spec: str) -> str:
+    """Stores `spec` as Model settings > Your own model does when a person types it; returns the model spec that
+    names it in a run ("custom")."""
+    from rs2sam2_qgis import settings
+    from rs2sam2_qgis.model_choice import CUSTOM
+
+    settings.set_custom_model(spec)
+    return CUSTOM
 
 
 def slow_colour_model():

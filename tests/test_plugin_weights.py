@@ -132,6 +132,23 @@ def test_model_settings_dialog_checks_dependencies_and_saves_paths(qgis_env, tmp
     QgsSettings().remove("rs2sam2")
 
 
+def test_model_settings_dialog_is_where_model_code_is_typed(qgis_env):
+    from qgis.core import QgsSettings
+
+    from rs2sam2_qgis import settings
+    from rs2sam2_qgis.ui.model_settings import ModelSettingsDialog
+
+    QgsSettings().remove("rs2sam2")
+    dialog = ModelSettingsDialog()
+    dialog.custom_model_edit.setText("nano")  # not code: refused, nothing stored
+    assert not dialog.save() and "py:module:callable" in dialog.status.text() and settings.custom_model() == ""
+    dialog.custom_model_edit.setText(" py:colour_model:ColourModel ")
+    dialog.accept()
+    assert settings.custom_model() == "py:colour_model:ColourModel"
+    assert ModelSettingsDialog().custom_model_edit.text() == "py:colour_model:ColourModel"
+    QgsSettings().remove("rs2sam2")
+
+
 def test_download_button_fetches_verifies_and_fills_the_path(qgis_env, server, tmp_path, monkeypatch):
     from qgis.core import QgsSettings
 

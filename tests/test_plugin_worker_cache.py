@@ -8,6 +8,9 @@ import rasterio
 from rasterio.transform import from_origin
 
 from rs2sam2_qgis import worker
+from rs2sam2_qgis.pipeline.options import SegmentOptions
+from rs2sam2_qgis.pipeline.request import ModelChoice, SegmentRequest
+from rs2sam2_qgis.worker_client import segment_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -23,9 +26,10 @@ def raster(tmp_path):
 
 
 def _run(raster, tmp_path, model: str, query: str) -> dict:
-    job = {"action": "segment", "raster": str(raster), "queries": [query], "model": model, "device": "cpu",
-           "output": str(tmp_path / f"{query.replace(' ', '_')}.gpkg"), "options": {"tile": 128, "overlap": 0.25}}
-    return worker._segment(job)["stats"]
+    request = SegmentRequest(raster=str(raster), queries=[query], model=ModelChoice(model, device="cpu"),
+                             output=str(tmp_path / f"{query.replace(' ', '_')}.gpkg"),
+                             options=SegmentOptions(tile=128, overlap=0.25))
+    return worker._segment(segment_job(request))["stats"]
 
 
 def test_second_query_on_the_same_layer_reuses_the_tile_features(raster, tmp_path, monkeypatch):

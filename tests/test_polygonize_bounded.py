@@ -7,7 +7,7 @@ import pytest
 import shapely
 from affine import Affine
 
-from rs2sam2_qgis.pipeline import cli
+from rs2sam2_qgis.pipeline import cli, model_spec
 from rs2sam2_qgis.pipeline.polygonize import Polygonizer, memory_reader, polygonize_canvas
 from rs2sam2_qgis.pipeline.strips import boundary_edges
 from tests.colour_model import ColourModel, write_raster
@@ -82,7 +82,7 @@ def test_cli_prints_the_warning_and_still_writes(tmp_path, monkeypatch, capsys):
     img = (np.random.default_rng(0).random((3, 200, 200)) > 0.5).astype(np.uint8) * 255
     img[1:] = 0  # red noise: half the pixels red
     raster = write_raster(tmp_path / "noise.tif", img, transform=T)
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(64))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(64))
     o = tmp_path / "n.gpkg"
     rc = cli.main(["segment", raster, "red", "-o", str(o), "--quiet", "--tile", "64", "--max-edges", "5000",
                    "--min-pixels", "0"])
@@ -94,7 +94,7 @@ def test_cli_prints_the_warning_and_still_writes(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("bad", ["10", "-1"])
 def test_max_edges_below_1000_is_refused(bad, tmp_path, monkeypatch, capsys):
     raster = write_raster(tmp_path / "a.tif", np.zeros((3, 10, 10), np.uint8), transform=T)
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(64))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(64))
     assert cli.main(["segment", raster, "red", "-o", str(tmp_path / "a.gpkg"), "--max-edges", bad]) == 2
     assert "max edges" in capsys.readouterr().err
 

@@ -23,6 +23,7 @@ from test_plugin_support import (  # noqa: E402,F401 - fixtures
     make_geotiff,
     qgis_env,
     scene,
+    use_custom_model,
 )
 
 pytestmark = pytest.mark.qgis
@@ -45,6 +46,11 @@ def processing_ready(qgis_app):
     yield registry
     if provider is not None:
         registry.removeProvider(provider)
+
+
+def _colour() -> str:
+    """The colour test model as a person sets it up: typed in Model settings > Your own model, named "custom"."""
+    return use_custom_model(COLOUR_MODEL)
 
 
 def _read(path):
@@ -79,7 +85,7 @@ def test_processing_run_writes_one_layer_with_every_query(processing_ready, clea
 
     out = tmp_path / "out.gpkg"
     result = processing.run(ALG, {"INPUT": str(scene), "QUERIES": "the white tank\nred roofs",
-                                  "MODEL": COLOUR_MODEL, "DEVICE": 2, "OUTPUT": str(out)})
+                                  "MODEL": _colour(), "DEVICE": 2, "OUTPUT": str(out)})
     assert result["OUTPUT"].split("|")[0] == str(out) and result["DEVICE_USED"] == "cpu"
     assert result["FEATURE_COUNT"] == 2
     assert _queries_and_areas(out) == [("red roofs", 400), ("the white tank", 256)]
@@ -91,7 +97,7 @@ def test_processing_run_writes_one_layer_with_every_query(processing_ready, clea
     import pyogrio
 
     dest = f"ogr:dbname='{out}' table=\"tanks\" (geom)"
-    result = processing.run(ALG, {"INPUT": str(scene), "QUERIES": "the white tank", "MODEL": COLOUR_MODEL,
+    result = processing.run(ALG, {"INPUT": str(scene), "QUERIES": "the white tank", "MODEL": _colour(),
                                   "DEVICE": 2, "OUTPUT": dest})
     assert result["OUTPUT"] == f"{out}|layername=tanks"
     assert sorted(str(n) for n in pyogrio.list_layers(out)[:, 0]) == ["rs2sam2", "tanks"]
@@ -119,12 +125,41 @@ def test_processing_reports_engine_errors_as_processing_exceptions(processing_re
 
     nocrs = _no_crs_raster(tmp_path / "nocrs.tif")
     with pytest.raises(QgsProcessingException, match="(?i)crs"):  # the engine's InputError, one line
-        processing.run(ALG, {"INPUT": str(nocrs), "QUERIES": "white", "MODEL": COLOUR_MODEL, "DEVICE": 2,
+        processing.run(ALG, {"INPUT": str(nocrs), "QUERIES": "white", "MODEL": _colour(), "DEVICE": 2,
                              "OUTPUT": str(tmp_path / "x.gpkg")})
     with pytest.raises(QgsProcessingException, match="neither a preset"):
         processing.run(ALG, {"INPUT": str(scene), "QUERIES": "white", "MODEL": "no-such-model", "DEVICE": 2,
                              "OUTPUT": str(tmp_path / "y.gpkg")})
     assert not (tmp_path / "x.gpkg").exists() and not (tmp_path / "y.gpkg").exists()
+
+
+def test_py_model_parameter_is_refused_and_imports_nothing(processing_ready, clean_state, scene, tmp_path,
+                                                          monkeypatch):
+    """A Processing parameter (a model file, a project, someone's batch) must not name code to run here."""
+    import processing
+    from qgis.core import QgsProcessingException
+
+    mark = tmp_path / "imported"
+    monkeypatch.setenv("RS2SAM2_IMPORT_MARK", str(mark))
+    monkeypatch.delitem(sys.modules, "tests.records_its_import", raising=False)
+    with pytest.raises(QgsProcessingException, match="names Python code to run") as err:
+        processing.run(ALG, {"INPUT": str(scene), "QUERIES": "white", "MODEL": "py:tests.records_its_import:model",
+                             "DEVICE": 2, "OUTPUT": str(tmp_path / "x.gpkg")})
+    assert "Model settings" in str(err.value) and "\n" not in str(err.value)
+    assert "tests.records_its_import" not in sys.modules and not mark.exists()
+    assert not (tmp_path / "x.gpkg").exists()
+
+
+def test_parameter_ranges_are_the_engines(processing_ready):
+    from qgis.core import QgsApplication
+
+    from rs2sam2_qgis.pipeline.options import LIMITS
+
+    alg = QgsApplication.processingRegistry().algorithmById(ALG)
+    for name, field in (("TILE", "tile"), ("OVERLAP", "overlap"), ("THRESHOLD", "threshold"),
+                        ("PRESENCE", "presence_threshold")):
+        param = alg.parameterDefinition(name)
+        assert (param.minimum(), param.maximum()) == LIMITS[field], name
 
 
 def test_mask_polygons_limit_the_run(processing_ready, clean_state, scene, tmp_path):
@@ -139,7 +174,7 @@ def test_mask_polygons_limit_the_run(processing_ready, clean_state, scene, tmp_p
     mask.dataProvider().addFeatures([feature])
     QgsProject.instance().addMapLayer(mask)
     out = tmp_path / "masked.gpkg"
-    processing.run(ALG, {"INPUT": str(scene), "QUERIES": "the white tank;red roofs", "MODEL": COLOUR_MODEL,
+    processing.run(ALG, {"INPUT": str(scene), "QUERIES": "the white tank;red roofs", "MODEL": _colour(),
                          "DEVICE": 2, "MASK": mask, "OUTPUT": str(out)})
     assert [q for q, _ in _queries_and_areas(out)] == ["red roofs"]
 
@@ -161,7 +196,7 @@ def test_algorithm_runs_inside_a_graphical_model(processing_ready, clean_state, 
     child = QgsProcessingModelChildAlgorithm(ALG)
     child.setChildId("segment")
     child.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("raster")])
-    for name, value in (("QUERIES", "red roofs"), ("MODEL", COLOUR_MODEL), ("DEVICE", 2), ("OVERLAP", 0.25),
+    for name, value in (("QUERIES", "red roofs"), ("MODEL", _colour()), ("DEVICE", 2), ("OVERLAP", 0.25),
                         ("THRESHOLD", 0.5), ("MIN_AREA", 0.0)):
         child.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
     output = QgsProcessingModelOutput("segments", "Segments")
@@ -190,7 +225,7 @@ def test_batch_mode_over_two_rasters(processing_ready, clean_state, tmp_path):
     context = QgsProcessingContext()
     outputs = [tmp_path / "a.gpkg", tmp_path / "b.gpkg"]
     for row, (raster, out) in enumerate(zip(rasters, outputs)):
-        values = {"INPUT": str(raster), "QUERIES": "the white tank", "MODEL": COLOUR_MODEL, "DEVICE": 2}
+        values = {"INPUT": str(raster), "QUERIES": "the white tank", "MODEL": _colour(), "DEVICE": 2}
         for name, value in values.items():
             panel.wrappers[row][panel.parameter_to_column[name]].setParameterValue(value, context)
         panel.tblParameters.cellWidget(row + 1, panel.parameter_to_column["OUTPUT"]).setValue(str(out))
@@ -232,10 +267,15 @@ def test_qgis_process_headless_run(tmp_path):
     enable = subprocess.run([exe, "plugins", "enable", "rs2sam2_qgis"], env=env, capture_output=True, text=True,
                             timeout=180)
     assert enable.returncode == 0, enable.stdout + enable.stderr
+    from qgis.PyQt.QtCore import QSettings
+
+    profile_settings = QSettings(str(profile / "profiles" / "default" / "QGIS" / "QGIS3.ini"), QSettings.IniFormat)
+    profile_settings.setValue("rs2sam2/custom_model", COLOUR_MODEL)  # Model settings > Your own model, typed there
+    profile_settings.sync()
     scene_path = make_geotiff(tmp_path / "scene.tif")
     out = tmp_path / "qp_out.gpkg"
     run = subprocess.run([exe, "run", ALG, "--json", f"--INPUT={scene_path}", "--QUERIES=the white tank;red roofs",
-                          f"--MODEL={COLOUR_MODEL}", "--DEVICE=2", f"--OUTPUT={out}"],
+                          "--MODEL=custom", "--DEVICE=2", f"--OUTPUT={out}"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     payload = json.loads(run.stdout[run.stdout.index("{"):])
@@ -243,7 +283,7 @@ def test_qgis_process_headless_run(tmp_path):
     assert _queries_and_areas(out) == [("red roofs", 400), ("the white tank", 256)]
 
     nocrs = _no_crs_raster(tmp_path / "nocrs.tif")
-    bad = subprocess.run([exe, "run", ALG, f"--INPUT={nocrs}", "--QUERIES=white", f"--MODEL={COLOUR_MODEL}",
+    bad = subprocess.run([exe, "run", ALG, f"--INPUT={nocrs}", "--QUERIES=white", "--MODEL=custom",
                           f"--OUTPUT={tmp_path / 'bad.gpkg'}"], env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "crs" in (bad.stdout + bad.stderr).lower()
     assert not (tmp_path / "bad.gpkg").exists()
@@ -276,11 +316,11 @@ def test_killed_engine_is_one_processing_error_and_the_next_run_works(processing
     threading.Thread(target=kill, daemon=True).start()
     out = tmp_path / "k.gpkg"
     with pytest.raises(QgsProcessingException) as err:
-        processing.run(ALG, {"INPUT": str(big), "QUERIES": "white", "MODEL": SLOW_MODEL, "DEVICE": 2, "TILE": 32,
-                             "OVERLAP": 0.0, "OUTPUT": str(out)}, feedback=Feedback())
+        processing.run(ALG, {"INPUT": str(big), "QUERIES": "white", "MODEL": use_custom_model(SLOW_MODEL), "DEVICE": 2,
+                             "TILE": 32, "OVERLAP": 0.0, "OUTPUT": str(out)}, feedback=Feedback())
     assert killed, "the run ended before it could be killed"
     assert str(err.value).startswith("the engine process was killed (out of memory?)") and "\n" not in str(err.value)
     assert not out.exists()
-    result = processing.run(ALG, {"INPUT": str(big), "QUERIES": "white", "MODEL": COLOUR_MODEL, "DEVICE": 2,
+    result = processing.run(ALG, {"INPUT": str(big), "QUERIES": "white", "MODEL": _colour(), "DEVICE": 2,
                                   "OUTPUT": str(tmp_path / "ok.gpkg")})
     assert result["FEATURE_COUNT"] >= 1 and busy_engine_pid() != killed[0]

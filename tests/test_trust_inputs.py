@@ -18,7 +18,10 @@ from affine import Affine
 from rasterio.control import GroundControlPoint
 
 from rs2sam2_qgis import worker
-from rs2sam2_qgis.pipeline import cli
+from rs2sam2_qgis.pipeline import cli, model_spec
+from rs2sam2_qgis.pipeline.options import SegmentOptions
+from rs2sam2_qgis.pipeline.request import ModelChoice, SegmentRequest
+from rs2sam2_qgis.worker_client import segment_job
 from tests.colour_model import ColourModel, rgb_scene, write_raster
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -118,7 +121,7 @@ def digest(path):
 @pytest.fixture
 def out(tmp_path, files, monkeypatch):
     """An existing GeoPackage that a failed run must leave byte-identical."""
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(64))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(64))
     path = tmp_path / "out.gpkg"
     assert cli.main(["segment", files["ok"], "red", "-o", str(path), "--quiet"]) == 0
     monkeypatch.undo()
@@ -168,8 +171,9 @@ def test_bad_model_file_worker(case, files, out, capsys):
     """The worker's reply is what the dock's message bar and the Processing algorithm's exception show."""
     name, needle = MODEL_FILES[case]
     before = digest(out)
-    rc, reply = _worker_reply({"action": "segment", "raster": files["ok"], "queries": ["red"], "device": "cpu",
-                               "model": str(files["dir"] / name), "output": str(out)}, capsys)
+    model = ModelChoice(str(files["dir"] / name), device="cpu")
+    rc, reply = _worker_reply(segment_job(SegmentRequest(raster=files["ok"], queries=["red"], model=model,
+                                                         output=str(out))), capsys)
     assert rc == 2 and reply["type"] == "error" and reply["kind"] == "input", reply
     assert needle in reply["message"] and "\n" not in reply["message"] and not reply["trace"]
     assert digest(out) == before and sorted(os.listdir(out.parent)) == ["out.gpkg"]
@@ -187,21 +191,21 @@ BAD_RASTERS = {
 @pytest.mark.parametrize("case", list(BAD_RASTERS))
 def test_bad_raster_segment_and_worker(case, files, out, capsys, monkeypatch):
     key, needle = BAD_RASTERS[case]
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(64))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(64))
     before = digest(out)
     capsys.readouterr()
     rc = cli.main(["segment", files[key], "red", "-o", str(out), "--quiet", "--tile", "64"])
     line = _one_line_exit_2(capsys, rc, needle, out, before)
     assert files[key] in line
-    monkeypatch.setattr("rs2sam2_qgis.models.build", lambda spec, weights=None: ColourModel(64))
-    rc, reply = _worker_reply({"action": "segment", "raster": files[key], "queries": ["red"], "device": "cpu",
-                               "model": "colour", "output": str(out), "options": {"tile": 64}}, capsys)
+    rc, reply = _worker_reply(segment_job(SegmentRequest(raster=files[key], queries=["red"], output=str(out),
+                                                         model=ModelChoice("colour", device="cpu"),
+                                                         options=SegmentOptions(tile=64))), capsys)
     assert rc == 2 and reply["kind"] == "input" and needle in reply["message"], reply
     assert digest(out) == before and sorted(os.listdir(out.parent)) == ["out.gpkg"]
 
 
 def test_truncated_raster_names_the_window(files, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(64))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(64))
     rc = cli.main(["segment", files["truncated"], "red", "-o", str(tmp_path / "t.gpkg"), "--quiet", "--tile", "128"])
     line = _one_line_exit_2(capsys, rc, "columns")
     assert "truncated or corrupt" in line
@@ -209,7 +213,7 @@ def test_truncated_raster_names_the_window(files, tmp_path, capsys, monkeypatch)
 
 
 def test_extent_over_nodata_only(files, out, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(64))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(64))
     before = digest(out)
     capsys.readouterr()
     rc = cli.main(["segment", files["half_nodata"], "red", "-o", str(out), "--quiet", "--tile", "64",
@@ -239,7 +243,7 @@ def _bounds(path):
 
 @pytest.mark.parametrize("key", ["gcp_tif", "gcp_vrt"])
 def test_gcp_only_rasters_are_placed_through_their_gcps(key, files, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(64))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(64))
     o = tmp_path / "g.gpkg"
     assert cli.main(["segment", files[key], "red", "-o", str(o), "--quiet", "--tile", "64", "--simplify", "0"]) == 0
     bounds, crs = _bounds(o)
@@ -248,7 +252,7 @@ def test_gcp_only_rasters_are_placed_through_their_gcps(key, files, tmp_path, mo
 
 
 def test_rotated_gcps_land_where_the_rotated_transform_puts_the_box(files, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(64))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(64))
     o = tmp_path / "gr.gpkg"
     assert cli.main(["segment", files["gcp_rotated"], "red", "-o", str(o), "--quiet", "--tile", "64",
                      "--simplify", "0"]) == 0
@@ -263,7 +267,7 @@ def test_rotated_gcps_land_where_the_rotated_transform_puts_the_box(files, tmp_p
 
 
 def test_rotated_affine_rasters_still_land_exactly(files, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "load_model", lambda spec: ColourModel(64))
+    monkeypatch.setattr(model_spec, "resolve_model", lambda spec, **kw: ColourModel(64))
     o = tmp_path / "r.gpkg"
     assert cli.main(["segment", files["rotated"], "red", "-o", str(o), "--quiet", "--tile", "64",
                      "--simplify", "0"]) == 0

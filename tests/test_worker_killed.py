@@ -4,6 +4,7 @@ worker and succeeds. The dock and the Processing algorithm show this reply: test
 tests/test_processing_segment_by_text.py run the same kill through them."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -15,6 +16,9 @@ import rasterio
 from rasterio.transform import from_origin
 
 from rs2sam2_qgis import worker_client
+from rs2sam2_qgis.pipeline.options import SegmentOptions
+from rs2sam2_qgis.pipeline.request import ModelChoice, SegmentRequest
+from rs2sam2_qgis.worker_client import segment_job
 
 SLOW = "py:tests.test_worker_killed:slow_model"
 COLOUR = "py:tests.colour_model:ColourModel"
@@ -58,8 +62,8 @@ def kill_worker_after_progress(progressed: threading.Event, killed: list) -> thr
 def test_sigkill_mid_run_is_one_line_and_the_next_run_gets_a_fresh_worker(raster, tmp_path):
     worker_client.shutdown()
     out = tmp_path / "out.gpkg"
-    job = {"action": "segment", "raster": raster, "queries": ["red"], "model": SLOW, "device": "cpu",
-           "output": str(out), "options": {"tile": 32, "overlap": 0.0}}
+    request = SegmentRequest(raster=raster, queries=["red"], model=ModelChoice(SLOW, allow_code=True, device="cpu"),
+                             output=str(out), options=SegmentOptions(tile=32, overlap=0.0))
     progressed = threading.Event()
 
     def on_progress(fraction, message):
@@ -68,14 +72,16 @@ def test_sigkill_mid_run_is_one_line_and_the_next_run_gets_a_fresh_worker(raster
 
     killed: list = []
     killer = kill_worker_after_progress(progressed, killed)
-    reply = worker_client.run_job(job, on_progress=on_progress)
+    reply = worker_client.run_job(segment_job(request), on_progress=on_progress)
     killer.join(5)
     assert reply["type"] == "error" and reply["kind"] == "killed", reply
     assert reply["message"].startswith("the engine process was killed (out of memory?)")
     assert "\n" not in reply["message"] and not reply["trace"]
     assert not out.exists() and sorted(os.listdir(tmp_path)) == ["scene.tif"]  # nothing written, no stray file
     assert worker_client._server is None  # the dead worker was dropped
-    reply = worker_client.run_job(dict(job, model=COLOUR, options={"tile": 64}))
+    colour = ModelChoice(COLOUR, allow_code=True, device="cpu")
+    reply = worker_client.run_job(segment_job(dataclasses.replace(request, model=colour,
+                                                                  options=SegmentOptions(tile=64))))
     assert reply["type"] == "done" and reply["count"] == 1, reply
     assert worker_client._server.alive() and worker_client._server.proc.pid != killed[0]
     worker_client.shutdown()
@@ -90,9 +96,9 @@ def test_other_signals_are_named(raster, tmp_path):
         os.kill(worker_client._server.proc.pid, signal.SIGTERM)
     t = threading.Thread(target=stop, daemon=True)
     t.start()
-    reply = worker_client.run_job({"action": "segment", "raster": raster, "queries": ["red"], "model": SLOW,
-                                   "device": "cpu", "output": str(tmp_path / "o.gpkg"),
-                                   "options": {"tile": 32, "overlap": 0.0}},
+    request = SegmentRequest(raster=raster, queries=["red"], model=ModelChoice(SLOW, allow_code=True, device="cpu"),
+                             output=str(tmp_path / "o.gpkg"), options=SegmentOptions(tile=32, overlap=0.0))
+    reply = worker_client.run_job(segment_job(request),
                                   on_progress=lambda f, m: m.startswith("tile ") and progressed.set())
     t.join(5)
     assert reply["kind"] == "killed" and "stopped by SIGTERM" in reply["message"], reply

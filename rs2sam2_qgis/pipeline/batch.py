@@ -1,6 +1,7 @@
 """rs2sam2 batch: many rasters through the one engine (``segment_raster`` + ``write_vector``), locally or on Ray.
 
-    run_batch(inputs, queries, out, model="demo", options=SegmentOptions(...), workers=1, ray=False, resume=False)
+    run_batch(inputs, queries, out, model=ModelChoice("demo"), options=SegmentOptions(...), workers=1, ray=False,
+              resume=False)
 
 Inputs are files, folders (searched recursively for rasters), globs, or text files (.txt/.lst/.list) with one
 path or URL per line; ``http(s)://``, ``s3://`` and ``gs://`` become GDAL's ``/vsicurl/``, ``/vsis3/`` and
@@ -25,32 +26,28 @@ over rasters and tiles. Ray: see ``batch_ray.py``.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import datetime as _dt
 import glob
 import hashlib
 import json
 import os
 import re
-import resource
 import sys
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
 
+from .batch_ray import run_ray
+from .batch_state import BatchRun, BatchSummary, peak_rss_mb, write_failures
 from .errors import Cancelled, InputError
-from .export import write_vector
 from .options import SegmentOptions
-from .run import SegmentResult, clean_queries, segment_raster
+from .predictors import make_predictor, model_factory
+from .request import ModelChoice
+from .run import clean_queries, segment_raster
 
 RASTER_EXTS = {".tif", ".tiff", ".gtiff", ".jp2", ".img", ".vrt", ".png", ".jpg", ".jpeg", ".ecw", ".sid",
                ".ntf", ".nitf", ".hdf", ".nc", ".dem", ".bil", ".kea", ".webp"}
 LIST_EXTS = {".txt", ".lst", ".list"}
-MANIFEST = "manifest.jsonl"
-FAILURES = "failures.csv"
-FAILURE_FIELDS = ["source", "attempts", "error_type", "error", "failed_at"]
 _SCHEMES = {"http://": "/vsicurl/", "https://": "/vsicurl/", "s3://": "/vsis3/", "gs://": "/vsigs/",
             "az://": "/vsiaz/"}
 
@@ -138,29 +135,15 @@ def output_names(sources: Sequence[str]) -> list[str]:
     for s in stems:
         count[s] = count.get(s, 0) + 1
     names = []
-    for src, st in zip(sources, stems):
+    for src, st in zip(sources, stems, strict=True):
         if count[st] > 1:
             st = f"{st}-{hashlib.sha1(src.encode()).hexdigest()[:8]}"
         names.append(st + ".gpkg")
     return names
 
 
-# ----------------------------------------------------------------------------------------------- bookkeeping
-def sha256_of(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
-
-
-def _utcnow() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def run_signature(queries, options: SegmentOptions, model_id: str, layer: Optional[str],
+# ----------------------------------------------------------------------------------------------- identity
+def run_signature(queries, options: SegmentOptions, model_id: str, layer: str | None,
                   mode: str = "analyst") -> str:
     """What makes two runs' outputs interchangeable: queries, every engine option, model, Predictor mode and
     layer."""
@@ -177,53 +160,6 @@ def run_signature(queries, options: SegmentOptions, model_id: str, layer: Option
         what["mode"] = mode
     blob = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-class Manifest:
-    """``manifest.jsonl``: one line per committed output, appended (and fsync'ed) after its atomic rename."""
-
-    def __init__(self, folder: str):
-        self.path = os.path.join(folder, MANIFEST)
-        self.entries: dict = {}
-        if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        e = json.loads(line)
-                        self.entries[e["source"]] = e
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a line cut by a kill: ignored, that raster is redone
-
-    def verified(self, source: str, output: str, signature: str) -> Optional[dict]:
-        e = self.entries.get(source)
-        if not e or e.get("output") != output or e.get("signature") != signature:
-            return None
-        path = os.path.join(os.path.dirname(self.path), output)
-        try:
-            if os.path.getsize(path) != e.get("bytes") or sha256_of(path) != e.get("sha256"):
-                return None
-        except OSError:
-            return None
-        return e
-
-    def append(self, entry: dict):
-        line = json.dumps(entry, sort_keys=True) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        self.entries[entry["source"]] = entry
-
-
-def _write_failures(folder: str, rows: list):
-    path = os.path.join(folder, FAILURES)
-    tmp = os.path.join(folder, f".{FAILURES}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=FAILURE_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
-    return path
 
 
 def _pid_alive(pid: int) -> bool:
@@ -247,152 +183,6 @@ def clean_stale_partials(folder: str):
                 pass
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-# ------------------------------------------------------------------------------------------------ the driver
-@dataclass
-class Job:
-    index: int
-    source: str
-    output: str               # file name in the parts/output folder
-    attempts: int = 0         # attempts that raised
-    lost: int = 0             # times its worker died under it
-    last_error: Optional[BaseException] = None
-
-
-@dataclass
-class RasterRecord:
-    source: str
-    output: str
-    status: str               # "done", "skipped" (resume), "failed"
-    polygons: int = 0
-    megapixels: float = 0.0
-    seconds: float = 0.0      # engine time (segment_raster) for this raster
-    worker: str = ""
-    error: str = ""
-
-
-@dataclass
-class BatchSummary:
-    rasters: int = 0
-    done: int = 0
-    skipped: int = 0
-    failed: int = 0
-    polygons: int = 0
-    megapixels: float = 0.0
-    seconds_total: float = 0.0       # wall, whole run
-    seconds_model_load: float = 0.0  # wall, model(s) loaded (Ray: cluster + actors ready)
-    seconds_engine: float = 0.0      # sum of per-raster engine time
-    seconds_write: float = 0.0       # per-raster commits (write_vector + sha256 + rename + manifest)
-    seconds_merge: float = 0.0
-    out_dir: str = ""
-    merged: Optional[str] = None
-    failures_csv: str = ""
-    executor: str = "local"
-    workers: int = 1
-    device: str = ""
-    actors_replaced: int = 0
-    redone_after_worker_loss: int = 0
-    interrupted: bool = False
-    records: list = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def seconds_per_megapixel(self) -> float:
-        run = self.seconds_total - self.seconds_model_load
-        return run / self.megapixels if self.megapixels else float("nan")
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["seconds_per_megapixel"] = self.seconds_per_megapixel
-        return d
-
-
-class BatchRun:
-    """The driver's state: jobs, manifest, failures; commits results (the only writer)."""
-
-    def __init__(self, sources, names, queries, options, folder, signature, layer, retries, on_result=None):
-        self.jobs = [Job(i, s, n) for i, (s, n) in enumerate(zip(sources, names))]
-        self.queries = queries
-        self.options = options
-        self.folder = folder
-        self.signature = signature
-        self.layer = layer
-        self.retries = max(0, int(retries))
-        self.manifest = Manifest(folder)
-        self.failures: list = []
-        self.summary = BatchSummary(rasters=len(self.jobs), out_dir=folder)
-        self.on_result = on_result
-        self.committed: set = set()
-
-    def pending(self, resume: bool) -> list:
-        todo = []
-        for job in self.jobs:
-            e = self.manifest.verified(job.source, job.output, self.signature) if resume else None
-            if e is not None:
-                self.summary.skipped += 1
-                self.summary.polygons += int(e.get("polygons", 0))
-                self.summary.records.append(RasterRecord(job.source, job.output, "skipped",
-                                                         polygons=int(e.get("polygons", 0))))
-                self.committed.add(job.index)
-            else:
-                todo.append(job)
-        return todo
-
-    def commit(self, job: Job, result: SegmentResult, worker: str = "", seconds: Optional[float] = None):
-        """Write ``result`` as ``job.output`` atomically, then record it in the manifest. Once per job."""
-        if job.index in self.committed:
-            return False  # a duplicate (e.g. a replaced worker's late answer): never written twice
-        t0 = time.perf_counter()
-        final = os.path.join(self.folder, job.output)
-        tmp = os.path.join(self.folder, f".{job.output}.{os.getpid()}.partial.gpkg")
-        try:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            write_vector(result, tmp, layer=self.layer)
-            digest, size = sha256_of(tmp), os.path.getsize(tmp)
-            os.replace(tmp, final)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        st = result.stats
-        self.manifest.append({"source": job.source, "output": job.output, "sha256": digest, "bytes": size,
-                              "signature": self.signature, "polygons": result.count, "crs_wkt": result.crs_wkt,
-                              "layers": None, "megapixels": st.megapixels, "seconds": st.seconds_total,
-                              "finished_at": _utcnow()})
-        self.committed.add(job.index)
-        s = self.summary
-        s.seconds_write += time.perf_counter() - t0
-        s.done += 1
-        s.polygons += result.count
-        s.megapixels += st.megapixels
-        s.seconds_engine += st.seconds_total if seconds is None else seconds
-        s.records.append(RasterRecord(job.source, job.output, "done", polygons=result.count,
-                                      megapixels=st.megapixels, seconds=st.seconds_total, worker=worker))
-        if self.on_result is not None:
-            self.on_result(self, job)
-        return True
-
-    def failed_attempt(self, job: Job, exc: BaseException) -> bool:
-        """Count a failed attempt; True when the job should be retried, False when it is now recorded as failed."""
-        job.attempts += 1
-        job.last_error = exc
-        if job.attempts <= self.retries:
-            return True
-        self.record_failure(job, exc)
-        return False
-
-    def record_failure(self, job: Job, exc: BaseException):
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        self.failures.append({"source": job.source, "attempts": job.attempts, "error_type": type(exc).__name__,
-                              "error": msg, "failed_at": _utcnow()})
-        self.summary.failed += 1
-        self.summary.records.append(RasterRecord(job.source, job.output, "failed", error=msg))
-        self.summary.failures_csv = _write_failures(self.folder, self.failures)
-
-
 # -------------------------------------------------------------------------------------------- local executor
 def _warm(source: str, options: SegmentOptions):
     """Read-ahead for the next raster: open and validate it and read its statistics (GDAL/OS caches)."""
@@ -405,7 +195,7 @@ def _warm(source: str, options: SegmentOptions):
 
 
 def run_local(run: BatchRun, jobs: list, predictor, *, backoff: float = 1.0, quiet: bool = True,
-              is_cancelled: Optional[Callable[[], bool]] = None):
+              is_cancelled: Callable[[], bool] | None = None):
     """One model (``predictor``), rasters one after the other through segment_raster, the next one read ahead."""
     bars = None
     if not quiet:
@@ -491,7 +281,7 @@ def merge_parts(run: BatchRun, out_path: str, crs=None) -> dict:
                 if src_crs is not None and target is not None and len(geom) and not src_crs.equals(target):
                     tr = Transformer.from_crs(src_crs, target, always_xy=True)
                     g = shapely.from_wkb(geom)
-                    g = shapely.transform(g, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+                    g = shapely.transform(g, lambda xy, tr=tr: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
                     geom = shapely.to_wkb(g)
                     reprojected += 1
                 fields = [str(f) for f in meta["fields"]]
@@ -517,6 +307,7 @@ def merge_parts(run: BatchRun, out_path: str, crs=None) -> dict:
 
 # ----------------------------------------------------------------------------------------------- entry point
 def model_id_of(model) -> str:
+    """What names a model in the resume signature: a spec (a file with its size and time), or a callable's name."""
     if isinstance(model, str):
         if model == "demo" or not os.path.exists(model):
             return model
@@ -527,33 +318,25 @@ def model_id_of(model) -> str:
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}{args!r}{sorted(kw.items())!r}"
 
 
-def model_factory(model):
-    """``model``: "demo", a checkpoint path (cli.load_model) or a picklable zero-argument callable -> a factory."""
-    if callable(model):
-        return model
-    import functools
-
-    from .cli import load_model
-    return functools.partial(load_model, str(model))
-
-
-def run_batch(inputs, queries, out, model="demo", options: Optional[SegmentOptions] = None, *,
-              device: str = "auto", precision: str = "auto", mode: str = "analyst", workers: Optional[int] = None,
-              ray: bool = False, ray_address: Optional[str] = None, resume: bool = False, retries: int = 2, backoff: float = 1.0,
-              layer: Optional[str] = None, merged_crs=None, max_in_flight: Optional[int] = None,
-              threads: Optional[int] = None, quiet: bool = True, on_result: Optional[Callable] = None,
-              on_start: Optional[Callable] = None,
-              is_cancelled: Optional[Callable[[], bool]] = None, predictor=None) -> BatchSummary:
+def run_batch(inputs, queries, out, model: ModelChoice | None = None, options: SegmentOptions | None = None, *,
+              workers: int | None = None, ray: bool = False, ray_address: str | None = None,
+              resume: bool = False, retries: int = 2, backoff: float = 1.0,
+              layer: str | None = None, merged_crs=None, max_in_flight: int | None = None,
+              threads: int | None = None, quiet: bool = True, on_result: Callable | None = None,
+              on_start: Callable | None = None,
+              is_cancelled: Callable[[], bool] | None = None, predictor=None) -> BatchSummary:
     """Segment every raster of ``inputs`` by ``queries``; see the module docstring. Returns a BatchSummary.
 
-    ``model``: "demo", a checkpoint path, or a picklable zero-argument callable returning a model (tests, bench).
-    ``mode``: the Predictor mode, "analyst" (default) or "authors" (the authors' inference contract).
+    ``model``: the ModelChoice (default: the demo model): its spec (demo, a preset, a checkpoint file, a release
+    folder, py:module:callable with allow_code; or a picklable zero-argument callable returning a model), device,
+    precision and Predictor mode ("analyst", or "authors": the authors' inference contract).
     ``on_result(run, job)`` is called after each commit, ``on_start(run, pool)`` once workers are up (tests use
     them to interrupt a run or kill a worker). ``threads``: torch threads per inference process (default: local,
     torch's own; Ray, the CPUs given to each actor). KeyboardInterrupt/Cancelled propagate after the bookkeeping is
     flushed; only complete outputs remain.
     """
     t_start = time.perf_counter()
+    model = model or ModelChoice()
     options = (options or SegmentOptions()).validate()
     queries = clean_queries(queries)
     sources = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
@@ -573,7 +356,7 @@ def run_batch(inputs, queries, out, model="demo", options: Optional[SegmentOptio
         raise InputError(f"output folder {folder} is not writable; choose another output")
     clean_stale_partials(folder)
     factory = model_factory(model)
-    signature = run_signature(queries, options, model_id_of(model), layer, mode)
+    signature = run_signature(queries, options, model_id_of(model.spec), layer, model.mode)
     run = BatchRun(sources, names, queries, options, folder, signature, layer, retries, on_result=on_result)
     s = run.summary
     s.executor = "ray" if ray else "local"
@@ -585,8 +368,7 @@ def run_batch(inputs, queries, out, model="demo", options: Optional[SegmentOptio
                 import torch
                 torch.set_num_threads(int(threads))
             if predictor is None:
-                from .cli import make_predictor
-                predictor = make_predictor(factory(), device, precision, mode)
+                predictor = make_predictor(factory(), model.device, model.precision, model.mode)
             s.seconds_model_load = time.perf_counter() - t0
             s.device = str(predictor.device)
             s.workers = 1
@@ -594,15 +376,13 @@ def run_batch(inputs, queries, out, model="demo", options: Optional[SegmentOptio
                 on_start(run, None)
             run_local(run, todo, predictor, backoff=backoff, quiet=quiet, is_cancelled=is_cancelled)
         elif todo:
-            from .batch_ray import run_ray
-            run_ray(run, todo, factory, device=device, precision=precision, mode=mode, workers=workers, address=ray_address,
-                    backoff=backoff, quiet=quiet, max_in_flight=max_in_flight, threads=threads, on_start=on_start,
-                    is_cancelled=is_cancelled)
+            run_ray(run, todo, model, factory, workers=workers, address=ray_address, backoff=backoff, quiet=quiet,
+                    max_in_flight=max_in_flight, threads=threads, on_start=on_start, is_cancelled=is_cancelled)
     except (KeyboardInterrupt, Cancelled):
         s.interrupted = True
         raise
     finally:
-        s.failures_csv = _write_failures(folder, run.failures)
+        s.failures_csv = write_failures(folder, run.failures)
         s.seconds_total = time.perf_counter() - t_start
         s.extra["driver_peak_rss_mb"] = peak_rss_mb()
     if merged:

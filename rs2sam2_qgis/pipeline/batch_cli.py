@@ -4,8 +4,8 @@
                   [--ray [ADDRESS]] [--resume] [--retries N] [--crs EPSG:xxxx] + every engine option of `segment`
                   (--mode analyst|authors included)
 
-The engine options (--tile, --overlap, --threshold, --bands, --device, ...) are the `segment` parser's own argparse
-actions, shared with it, and the SegmentOptions come from cli._options: one definition of each option.
+The engine options (--model, --tile, --overlap, --threshold, --bands, --device, ...) and the SegmentOptions they
+make come from cli_options.py, shared with `segment`: one definition of each option.
 """
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import argparse
 import re
 import sys
 
-# `segment` options that do not apply to a batch (its own positionals, -o and --append)
-_NOT_SHARED = {"help", "raster", "queries", "output", "append"}
+from .cli_options import add_engine_arguments, model_choice_from_args, options_from_args
+from .errors import InputError
 
 
-def add_batch_parser(sub, segment_parser: argparse.ArgumentParser):
+def add_batch_parser(sub) -> argparse.ArgumentParser:
     b = sub.add_parser("batch", help="segment many rasters (files, folders, globs, lists; locally or on Ray)",
                        description="Segment many rasters with one model: one GeoPackage per raster in OUTDIR, or "
                        "one merged GeoPackage with a 'source' column. Failed rasters go to failures.csv.")
@@ -38,18 +38,14 @@ def add_batch_parser(sub, segment_parser: argparse.ArgumentParser):
                    help="skip rasters whose outputs are complete and verified (manifest.jsonl, sha256)")
     b.add_argument("--retries", type=int, default=2, help="retries of a failing raster before failures.csv (2)")
     b.add_argument("--crs", help="merged output: target CRS (default: the first raster's)")
-    for action in segment_parser._actions:  # share the engine options' actions (argparse's `parents` way)
-        if action.dest not in _NOT_SHARED:
-            b._add_action(action)
+    add_engine_arguments(b)
     return b
 
 
-def cmd_batch(a) -> int:
+def cmd_batch(a: argparse.Namespace) -> int:
     from .batch import run_batch
-    from .cli import _options
-    from .errors import InputError
 
-    options = _options(a)
+    options = options_from_args(a)
     address = None if a.ray in (None, "local") else a.ray
     if address and address != "auto" and not re.match(r"^(ray://)?[\w.-]+:\d+$", address):
         a.inputs.insert(0, address)  # "--ray in.tif ...": argparse gave the first input to --ray
@@ -57,10 +53,10 @@ def cmd_batch(a) -> int:
     if not a.inputs:
         raise InputError("no inputs given; name rasters, folders, globs or a .txt list of paths before -q/-o")
     try:
-        s = run_batch(a.inputs, a.queries, a.output, model=a.model, options=options, device=a.device,
-                      precision=a.precision, mode=a.mode, workers=a.workers, ray=a.ray is not None, ray_address=address,
-                      resume=a.resume, retries=a.retries, layer=a.layer, merged_crs=a.crs,
-                      max_in_flight=a.in_flight, threads=a.threads, quiet=a.quiet)
+        s = run_batch(a.inputs, a.queries, a.output, model=model_choice_from_args(a), options=options,
+                      workers=a.workers, ray=a.ray is not None, ray_address=address, resume=a.resume,
+                      retries=a.retries, layer=a.layer, merged_crs=a.crs, max_in_flight=a.in_flight,
+                      threads=a.threads, quiet=a.quiet)
     except KeyboardInterrupt:
         print("rs2sam2: interrupted; only complete outputs were kept (see manifest.jsonl); rerun with --resume to "
               "finish", file=sys.stderr)

@@ -21,15 +21,18 @@ The driver:
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
 import time
 from collections import deque
-from typing import Callable, Optional
+from collections.abc import Callable
 
-from .batch import BatchRun, peak_rss_mb
+from .batch_state import BatchRun, peak_rss_mb
 from .errors import Cancelled, InputError
+from .predictors import make_predictor
+from .request import ModelChoice
 from .run import segment_raster
 
 MAX_LOST_PER_RASTER = 3
@@ -58,16 +61,14 @@ class SerialPredictor:
 class InferenceActor:
     """One model, whole rasters through ``segment_raster``. Made a Ray actor by ``ray.remote`` in ``_pool``."""
 
-    def __init__(self, factory, device: str, precision: str, threads: Optional[int], mode: str = "analyst"):
+    def __init__(self, factory: Callable, choice: ModelChoice, threads: int | None):
+        """`factory`: predictors.model_factory(choice), made by the driver (what it resolves there is shipped)."""
         t0 = time.perf_counter()
         import torch
 
         if threads:
             torch.set_num_threads(int(threads))
-        from model_core.predictor import Predictor
-
-        self.predictor = SerialPredictor(Predictor(factory(), device=device, precision=precision,
-                                                    mode=mode))
+        self.predictor = SerialPredictor(make_predictor(factory(), choice.device, choice.precision, choice.mode))
         self.load_seconds = time.perf_counter() - t0
         self.threads = torch.get_num_threads()
 
@@ -134,7 +135,7 @@ class ActorPool:
 
     def wait_ready(self):
         infos = self.ray.get([a.ready.remote() for a in self.actors])
-        for a, info in zip(self.actors, infos):
+        for a, info in zip(self.actors, infos, strict=True):
             self.info[a._actor_id.hex()] = info
         return infos
 
@@ -162,11 +163,10 @@ class ActorPool:
                 pass
 
 
-def run_ray(run: BatchRun, jobs: list, factory, *, device: str = "auto", precision: str = "auto",
-            mode: str = "analyst", workers: Optional[int] = None, address: Optional[str] = None,
-            backoff: float = 1.0, quiet: bool = True, max_in_flight: Optional[int] = None,
-            threads: Optional[int] = None, on_start: Optional[Callable] = None,
-            is_cancelled: Optional[Callable[[], bool]] = None):
+def run_ray(run: BatchRun, jobs: list, choice: ModelChoice, factory: Callable, *, workers: int | None = None,
+            address: str | None = None, backoff: float = 1.0, quiet: bool = True,
+            max_in_flight: int | None = None, threads: int | None = None, on_start: Callable | None = None,
+            is_cancelled: Callable[[], bool] | None = None):
     try:
         import ray
     except ImportError:
@@ -185,6 +185,7 @@ def run_ray(run: BatchRun, jobs: list, factory, *, device: str = "auto", precisi
     try:
         res = ray.cluster_resources()
         gpus, cpus = float(res.get("GPU", 0)), float(res.get("CPU", 1))
+        device = choice.device
         if device.startswith("cuda") and gpus <= 0:
             raise InputError("--device cuda asked but the Ray cluster has no GPU; use --device auto or cpu")
         use_gpu = gpus > 0 and (device == "auto" or device.startswith("cuda"))
@@ -201,7 +202,7 @@ def run_ray(run: BatchRun, jobs: list, factory, *, device: str = "auto", precisi
             opts = {"num_cpus": per}
             actor_device, threads = ("cpu" if device == "auto" else device), threads or max(1, int(per))
         cls = ray.remote(InferenceActor)
-        pool = ActorPool(ray, cls, (factory, actor_device, precision, threads, mode),
+        pool = ActorPool(ray, cls, (factory, dataclasses.replace(choice, device=actor_device), threads),
                          dict(opts, max_concurrency=2, max_restarts=0), n, max_replacements=3 * n + 3)
         try:
             infos = pool.wait_ready()

@@ -7,7 +7,7 @@ directions, spatial prepositions, noun number) and hands the model the noun phra
 
 It never fails: a sentence it does not understand keeps its text for the model, and its cardinality falls back to
 the head noun's grammatical number ("the ... buildings" -> all, "the ... building" -> one). Nothing here is tied to
-a training vocabulary: any noun works.
+a fixed vocabulary: any noun works.
 """
 from __future__ import annotations
 

@@ -1,19 +1,34 @@
-"""SegmentOptions: the single place for the engine's defaults (CLI, dock and Processing algorithm all build one)."""
+"""SegmentOptions and the choices and limits around a run: the single place for the engine's defaults, the
+accepted values of each choice and the range of each number (CLI, dock and Processing algorithm all read them).
+Standard library only: the plugin reads it inside QGIS's own process."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from .errors import InputError
 
 #: how a query is answered: over the whole analysis extent, or by each tile on its own
 SCOPES = ("extent", "tile")
+#: how the Predictor decides masks: probabilities at the tile's size, or the RS2-SAM2 authors' contract
+#: (model_core.authors_mode.MODES; tests/test_front_door.py keeps the two equal)
+MODES = ("analyst", "authors")
+#: where the model runs: "auto" is CUDA when torch sees a GPU (a CLI user may also name one, e.g. cuda:1)
+DEVICES = ("auto", "cuda", "cpu")
+#: inclusive (lowest, highest) value of each number a person sets; validate() and every UI's spin box use these
+LIMITS = {
+    "tile": (16, 16384),
+    "overlap": (0.0, 0.89),
+    "threshold": (0.001, 0.999),
+    "presence_threshold": (0.0, 0.99),
+}
 
 
 @dataclass
 class SegmentOptions:
     #: tile side in (possibly resampled) raster pixels; None = the model's input_size
-    tile: Optional[int] = None
+    tile: int | None = None
     #: fraction of the tile shared with each neighbour (0 <= overlap < 0.9)
     overlap: float = 0.25
     #: probability above which a pixel is foreground
@@ -23,13 +38,13 @@ class SegmentOptions:
     #: polygons with fewer pixels than this are dropped (speckle); 0 keeps all
     min_pixels: int = 4
     #: Douglas-Peucker tolerance in map units; None = half a pixel; 0 = no simplification
-    simplify: Optional[float] = None
+    simplify: float | None = None
     #: holes with a smaller ground area (m2) are filled; 0 keeps all holes
     fill_holes_m2: float = 0.0
     #: 1-based band indices mapped to R, G, B (one index = grey replicated); None = RGB / 1,2,3 / grey
-    bands: Optional[Sequence[int]] = None
+    bands: Sequence[int] | None = None
     #: (xmin, ymin, xmax, ymax) in the raster's CRS; None = the whole raster
-    extent: Optional[Sequence[float]] = None
+    extent: Sequence[float] | None = None
     #: a shapely (Multi)Polygon in the raster's CRS: only pixels inside it can be detected
     mask_geometry: Any = None
     #: tiles per predictor call
@@ -37,7 +52,7 @@ class SegmentOptions:
     #: batches read ahead of inference by the reader thread
     prefetch: int = 1
     #: resample to this ground sample distance (map units per pixel); None = native resolution
-    gsd: Optional[float] = None
+    gsd: float | None = None
     #: percentiles for the stretch of non-uint8 rasters, computed once per raster with nodata masked
     stretch_percentiles: tuple = (2.0, 98.0)
     #: one stretch for all three bands (keeps hues) or one per band
@@ -47,7 +62,7 @@ class SegmentOptions:
     #: probability canvases larger than this (MB) go to a temporary tiled GeoTIFF instead of memory
     in_memory_max_mb: float = 64.0
     #: folder for temporary rasters (None = the system's temp folder)
-    temp_dir: Optional[str] = None
+    temp_dir: str | None = None
     #: GDAL block cache (MB) while the engine runs (rasterio takes GDAL_CACHEMAX in bytes: converted in run.py)
     gdal_cache_mb: int = 64
     #: 4- or 8-connected regions when polygonizing
@@ -58,7 +73,7 @@ class SegmentOptions:
     #: GeoPackage: one layer with a query column for all queries instead of one layer per query
     single_layer: bool = False
     #: folder for the per-tile feature cache of feature-reusable models (RSRefSeg); None = memory only
-    feature_cache: Optional[str] = None
+    feature_cache: str | None = None
     #: the disk feature cache's bound (MB); files used longest ago are deleted beyond it
     feature_cache_max_mb: float = 4096.0
     #: in-memory feature cache bound (MB) during a run (LRU)
@@ -69,7 +84,7 @@ class SegmentOptions:
     scope: str = "extent"
     #: extent scope: a tile whose presence (the model's belief that it holds the referent) is below this gives
     #: nothing; None = the model's own calibrated threshold (0.5 for a model without one)
-    presence_threshold: Optional[float] = None
+    presence_threshold: float | None = None
     #: extent scope: pyramid levels above the fine tiles searched for singular referents (0 = run every tile)
     search_levels: int = 2
     #: extent scope: a coarse window whose presence is below this is not looked into (recall first: lower than
@@ -78,16 +93,20 @@ class SegmentOptions:
     #: extent scope: coarse windows looked into per level for a singular referent (the best by presence)
     search_beam: int = 4
 
-    def replace(self, **changes) -> "SegmentOptions":
+    def replace(self, **changes) -> SegmentOptions:
         return replace(self, **changes)
 
-    def validate(self) -> "SegmentOptions":
-        if self.tile is not None and not (16 <= int(self.tile) <= 16384):
-            raise InputError(f"tile size {self.tile} is out of range; use 16..16384 pixels (default: the model's)")
-        if not (0.0 <= float(self.overlap) < 0.9):
-            raise InputError(f"overlap {self.overlap} is out of range; use a fraction in [0, 0.9), e.g. 0.25")
-        if not (0.0 < float(self.threshold) < 1.0):
-            raise InputError(f"threshold {self.threshold} is out of range; use a probability in (0, 1), e.g. 0.5")
+    def validate(self) -> SegmentOptions:
+        lo, hi = LIMITS["tile"]
+        if self.tile is not None and not (lo <= int(self.tile) <= hi):
+            raise InputError(f"tile size {self.tile} is out of range; use {lo}..{hi} pixels (default: the model's)")
+        lo, hi = LIMITS["overlap"]
+        if not (lo <= float(self.overlap) <= hi):
+            raise InputError(f"overlap {self.overlap} is out of range; use a fraction in [{lo}, {hi}], e.g. 0.25")
+        lo, hi = LIMITS["threshold"]
+        if not (lo <= float(self.threshold) <= hi):
+            raise InputError(f"threshold {self.threshold} is out of range; use a probability in [{lo}, {hi}], "
+                             f"e.g. 0.5")
         if float(self.min_area_m2) < 0 or float(self.fill_holes_m2) < 0 or int(self.min_pixels) < 0:
             raise InputError("min area, min pixels and hole size must be >= 0")
         if self.simplify is not None and float(self.simplify) < 0:
@@ -116,9 +135,11 @@ class SegmentOptions:
             raise InputError("feature cache sizes must be >= 0 MB")
         if self.scope not in SCOPES:
             raise InputError(f"scope {self.scope!r} unknown; use {' or '.join(SCOPES)}")
-        for name in ("presence_threshold", "search_threshold"):
-            if getattr(self, name) is not None and not (0.0 <= float(getattr(self, name)) < 1.0):
-                raise InputError(f"{name.replace('_', ' ')} {getattr(self, name)} is out of range; use [0, 1)")
+        lo, hi = LIMITS["presence_threshold"]
+        if self.presence_threshold is not None and not (lo <= float(self.presence_threshold) <= hi):
+            raise InputError(f"presence threshold {self.presence_threshold} is out of range; use [{lo}, {hi}]")
+        if not (0.0 <= float(self.search_threshold) < 1.0):
+            raise InputError(f"search threshold {self.search_threshold} is out of range; use [0, 1)")
         if int(self.search_beam) < 1:
             raise InputError(f"search beam {self.search_beam} must be >= 1 (windows looked into per level)")
         if not (0 <= int(self.search_levels) <= 8):

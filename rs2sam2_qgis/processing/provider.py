@@ -4,7 +4,7 @@ from __future__ import annotations
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from ..plugin import ICON_PATH
+from ..icon import ICON_PATH
 
 
 class Rs2Sam2Provider(QgsProcessingProvider):

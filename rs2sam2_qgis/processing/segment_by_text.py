@@ -12,9 +12,7 @@ import re
 import tempfile
 
 from qgis.core import (
-    QgsCoordinateTransform,
     QgsFeatureRequest,
-    QgsGeometry,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
@@ -29,10 +27,24 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
-from ..compat import NUMBER_DOUBLE, NUMBER_INTEGER, PARAMETER_ADVANCED, SOURCE_VECTOR_POLYGON
+from .. import choices
+from ..compat import (
+    NUMBER_DOUBLE,
+    NUMBER_INTEGER,
+    PARAMETER_ADVANCED,
+    SOURCE_VECTOR_POLYGON,
+)
+from ..icon import ICON_PATH
+from ..masks import polygon_union_wkt
+from ..model_choice import plugin_model
+from ..pipeline.model_spec import ModelSpecError
+from ..pipeline.options import SegmentOptions
+from ..pipeline.request import ModelChoice, SegmentRequest
 
-DEVICES = ["auto", "cuda", "cpu"]
-MODES = ["analyst", "authors"]  # the Predictor's modes: ours, or the RS2-SAM2 authors' contract
+DEVICES = [value for value, _ in choices.devices()]
+MODES = [value for value, _ in choices.modes()]
+SCOPES = choices.scopes()
+DEFAULTS = choices.engine_defaults()
 
 
 def split_queries(text: str) -> list[str]:
@@ -42,25 +54,6 @@ def split_queries(text: str) -> list[str]:
         if line and line not in parts:
             parts.append(line)
     return parts
-
-
-def _engine_default(name: str, fallback=None):
-    try:
-        from ..settings import engine_defaults
-
-        return engine_defaults().get(name, fallback)
-    except Exception:  # noqa: BLE001 - engine missing: the run says why
-        return fallback
-
-
-def _scopes() -> list[tuple[str, str]]:
-    """The engine's scopes with their labels (whole area first: the default)."""
-    try:
-        from ..settings import engine_scopes
-
-        return engine_scopes()
-    except Exception:  # noqa: BLE001 - engine missing: the run says why
-        return [("extent", "The whole area"), ("tile", "Each tile on its own")]
 
 
 class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
@@ -98,8 +91,6 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         return ""
 
     def icon(self):
-        from ..plugin import ICON_PATH
-
         return QIcon(ICON_PATH)
 
     def tags(self):
@@ -114,7 +105,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
                 "Each tile: every tile answers on its own.\n\n"
                 "Descriptions: one per line, or separated by ';'.\n"
                 "Model: 'demo' (small, no download), a model_core preset name (weights from Model settings), a "
-                "checkpoint file, or py:module:callable.\n"
+                "checkpoint file or release folder, or 'custom': the model code typed in Model settings > Your own "
+                "model (a py:module:callable here is refused: a shared model or project must not run code).\n"
                 "Device: auto uses CUDA when torch sees a GPU; the log says which device ran and why.\n"
                 "Empty tile size / simplify = the engine's automatic choice (the model's input size; half a "
                 "pixel).")
@@ -123,23 +115,23 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
         self.addParameter(QgsProcessingParameterString(self.QUERIES, "Descriptions (one per line or ';'-separated)",
                                                        multiLine=True))
-        self.addParameter(QgsProcessingParameterString(self.MODEL, "Model (demo, preset, checkpoint path)",
+        self.addParameter(QgsProcessingParameterString(self.MODEL, "Model (demo, preset, checkpoint path, custom)",
                                                        defaultValue="demo"))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=DEVICES, defaultValue=0))
+        tile_min, tile_max = choices.limits("tile")
         tile = QgsProcessingParameterNumber(self.TILE, "Tile size (px; empty = the model's input size)",
                                             NUMBER_INTEGER, defaultValue=None, optional=True,
-                                            minValue=16, maxValue=16384)
-        overlap = QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap (fraction)",
-                                               NUMBER_DOUBLE,
-                                               defaultValue=_engine_default("overlap", 0.25), minValue=0.0,
-                                               maxValue=0.89)
-        threshold = QgsProcessingParameterNumber(self.THRESHOLD, "Probability threshold",
-                                                 NUMBER_DOUBLE,
-                                                 defaultValue=_engine_default("threshold", 0.5), minValue=0.001,
-                                                 maxValue=0.999)
-        min_area = QgsProcessingParameterNumber(self.MIN_AREA, "Minimum polygon area (m²)",
-                                                NUMBER_DOUBLE,
-                                                defaultValue=_engine_default("min_area_m2", 0.0), minValue=0.0)
+                                            minValue=tile_min, maxValue=tile_max)
+        overlap_min, overlap_max = choices.limits("overlap")
+        overlap = QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap (fraction)", NUMBER_DOUBLE,
+                                               defaultValue=DEFAULTS["overlap"], minValue=overlap_min,
+                                               maxValue=overlap_max)
+        threshold_min, threshold_max = choices.limits("threshold")
+        threshold = QgsProcessingParameterNumber(self.THRESHOLD, "Probability threshold", NUMBER_DOUBLE,
+                                                 defaultValue=DEFAULTS["threshold"], minValue=threshold_min,
+                                                 maxValue=threshold_max)
+        min_area = QgsProcessingParameterNumber(self.MIN_AREA, "Minimum polygon area (m²)", NUMBER_DOUBLE,
+                                                defaultValue=DEFAULTS["min_area_m2"], minValue=0.0)
         simplify = QgsProcessingParameterNumber(self.SIMPLIFY, "Simplify tolerance (map units; empty = half a pixel)",
                                                 NUMBER_DOUBLE, defaultValue=None,
                                                 optional=True, minValue=0.0)
@@ -150,12 +142,13 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         mode = QgsProcessingParameterEnum(self.MODE, "Decision (analyst: probabilities at the tile's size; "
                                           "authors: the RS2-SAM2 release's own contract)", options=MODES,
                                           defaultValue=0)
-        scope = QgsProcessingParameterEnum(self.SCOPE, "Answer for", options=[label for _, label in _scopes()],
+        scope = QgsProcessingParameterEnum(self.SCOPE, "Answer for", options=[label for _, label in SCOPES],
                                            defaultValue=0)
         presence = QgsProcessingParameterNumber(self.PRESENCE, "Presence threshold (whole area: tiles the model "
                                                 "believes do not show the description give nothing; empty = the "
                                                 "model's calibrated one)", NUMBER_DOUBLE, defaultValue=None,
-                                                optional=True, minValue=0.0, maxValue=0.99)
+                                                optional=True, minValue=choices.limits("presence_threshold")[0],
+                                                maxValue=choices.limits("presence_threshold")[1])
         for param in (scope, tile, overlap, threshold, min_area, simplify, extent, mask, mode, presence):
             if param.name() in (self.TILE, self.SIMPLIFY, self.EXTENT, self.MASK, self.MODE, self.PRESENCE):
                 param.setFlags(param.flags() | PARAMETER_ADVANCED)
@@ -177,6 +170,10 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         if not queries:
             raise QgsProcessingException("no description given: put one per line (or separate them with ';')")
         spec = self.parameterAsString(parameters, self.MODEL, context).strip() or "demo"
+        try:
+            model, allow_code = plugin_model(spec)  # a py: spec is refused here, before anything is imported
+        except ModelSpecError as exc:
+            raise QgsProcessingException(str(exc)) from None
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         mode = MODES[self.parameterAsEnum(parameters, self.MODE, context)]
         out_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
@@ -186,7 +183,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             "threshold": self.parameterAsDouble(parameters, self.THRESHOLD, context),
             "min_area_m2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
             "single_layer": True,  # one output layer; the `query` field tells the descriptions apart
-            "scope": _scopes()[self.parameterAsEnum(parameters, self.SCOPE, context)][0],
+            "scope": SCOPES[self.parameterAsEnum(parameters, self.SCOPE, context)][0],
         }
         if parameters.get(self.PRESENCE) not in (None, ""):
             values["presence_threshold"] = self.parameterAsDouble(parameters, self.PRESENCE, context)
@@ -203,18 +200,11 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         if parameters.get(self.MASK) not in (None, ""):
             source = self.parameterAsSource(parameters, self.MASK, context)
             if source is not None:
-                transform = QgsCoordinateTransform(source.sourceCrs(), layer.crs(), context.transformContext())
-                geometries = []
-                for feature in source.getFeatures(QgsFeatureRequest().setNoAttributes()):
-                    geometry = QgsGeometry(feature.geometry())
-                    if geometry.isEmpty():
-                        continue
-                    if source.sourceCrs() != layer.crs():
-                        geometry.transform(transform)
-                    geometries.append(geometry)
-                if not geometries:
+                mask_wkt = polygon_union_wkt(
+                    (feature.geometry() for feature in source.getFeatures(QgsFeatureRequest().setNoAttributes())),
+                    source.sourceCrs(), layer.crs(), context.transformContext())
+                if mask_wkt is None:
                     raise QgsProcessingException("the mask layer has no polygons (or none selected)")
-                mask_wkt = QgsGeometry.unaryUnion(geometries).asWkt()
 
         target, layer_name = _split_destination(out_path)
         if not _is_file_path(target):  # e.g. memory: or a database: write a temporary GeoPackage
@@ -225,7 +215,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             if message:
                 feedback.setProgressText(message)
 
-        from ..worker_client import run_job
+        from ..worker_client import run_job, segment_job
 
         feedback.pushInfo(f"Model '{spec}', device {device}; the engine runs in a separate Python process")
         # the engine runs in a child process: see worker.py (pyproj/rasterio wheels cannot load in qgis_process)
@@ -235,10 +225,10 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             weights = weight_paths()
         except Exception:  # noqa: BLE001 - no settings: presets keep random parts
             weights = {}
-        reply = run_job({"action": "segment", "raster": raster_path, "queries": queries, "model": spec,
-                         "device": device, "weights": weights, "options": values, "output": target,
-                         "layer": layer_name, "mask_wkt": mask_wkt, "mode": mode},
-                        on_progress=progress, is_cancelled=feedback.isCanceled)
+        choice = ModelChoice(spec=model, allow_code=allow_code, weights=weights, device=device, mode=mode)
+        request = SegmentRequest(raster=raster_path, queries=queries, output=target, model=choice,
+                                 options=SegmentOptions(**values), mask_wkt=mask_wkt, layer=layer_name)
+        reply = run_job(segment_job(request), on_progress=progress, is_cancelled=feedback.isCanceled)
         if reply.get("type") != "done":
             if reply.get("trace"):
                 feedback.reportError(reply["trace"])

@@ -7,12 +7,16 @@ from qgis.core import (
     Qgis,
     QgsApplication,
     QgsCoordinateTransform,
-    QgsGeometry,
     QgsProject,
     QgsRasterLayer,
     QgsTask,
 )
-from qgis.gui import QgsCollapsibleGroupBox, QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox
+from qgis.gui import (
+    QgsCollapsibleGroupBox,
+    QgsDockWidget,
+    QgsFileWidget,
+    QgsMapLayerComboBox,
+)
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QComboBox,
@@ -28,31 +32,35 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from .. import settings
-from ..compat import FILTER_POLYGON, FILTER_RASTER, GEOMETRY_POLYGON
+from .. import choices, settings
+from ..compat import FILTER_POLYGON, FILTER_RASTER
+from ..masks import polygon_union_wkt
+from ..model_choice import CUSTOM, plugin_model
+from ..pipeline.options import SegmentOptions
+from ..pipeline.request import ModelChoice, SegmentRequest
 from ..tasks import SegmentTask, log
 from .query_edit import QueryEdit
 
-MODEL_DEMO, MODEL_PRESET, MODEL_CHECKPOINT = "demo", "preset", "checkpoint"
+MODEL_DEMO, MODEL_PRESET, MODEL_CHECKPOINT, MODEL_CUSTOM = "demo", "preset", "checkpoint", CUSTOM
 AREA_LAYER, AREA_CANVAS, AREA_SELECTION = "layer", "canvas", "selection"
-DEVICES = [("auto", "Auto"), ("cuda", "CUDA (GPU)"), ("cpu", "CPU")]
-# Predictor modes (model_core decides what each means): ours, or the RS2-SAM2 authors' exact contract.
-MODES = [("analyst", "Probabilities at the tile's size (default)"),
-         ("authors", "Authors' contract (RS2-SAM2 release: their resize and logit > 0.5)")]
 
-# Advanced settings: SegmentOptions field -> (label, kind, minimum, maximum, decimals, tooltip). Their defaults come
-# from SegmentOptions; `None` defaults show as the spin box's minimum with a special text (AUTO_TEXT).
+# Advanced settings: SegmentOptions field -> (label, kind, minimum, maximum, decimals, tooltip). Their defaults and
+# ranges come from the engine (choices.py); `None` defaults show as a step below the engine's minimum with a
+# special text (AUTO_TEXT).
+_TILE, _PRESENCE = choices.limits("tile"), choices.limits("presence_threshold")
 ADVANCED = {
-    "tile": ("Tile size (px)", int, 0, 16384, 0, "Tile side in raster pixels (16..16384); 0 = the model's own size"),
-    "overlap": ("Overlap", float, 0.0, 0.89, 2, "Fraction of a tile shared with each neighbour; overlaps are "
-                "blended before polygonizing"),
-    "threshold": ("Threshold", float, 0.01, 0.99, 3, "Probability above which a pixel belongs to the object"),
+    "tile": ("Tile size (px)", int, 0, _TILE[1], 0,
+             f"Tile side in raster pixels ({_TILE[0]}..{_TILE[1]}); 0 = the model's own size"),
+    "overlap": ("Overlap", float, *choices.limits("overlap"), 2, "Fraction of a tile shared with each neighbour; "
+                "overlaps are blended before polygonizing"),
+    "threshold": ("Threshold", float, *choices.limits("threshold"), 3,
+                  "Probability above which a pixel belongs to the object"),
     "min_area_m2": ("Min area (m²)", float, 0.0, 1e9, 1, "Polygons with a smaller ground area are dropped"),
     "simplify": ("Simplify", float, -1.0, 1e6, 2, "Douglas-Peucker tolerance in map units; 0 = none; "
                  "auto = half a pixel"),
-    "presence_threshold": ("Presence", float, -0.01, 0.99, 2, "Whole area only: a tile whose presence (the "
-                           "model's belief that it shows what you described at all) is below this gives nothing; "
-                           "model's = the threshold calibrated for the model"),
+    "presence_threshold": ("Presence", float, _PRESENCE[0] - 0.01, _PRESENCE[1], 2, "Whole area only: a tile whose "
+                           "presence (the model's belief that it shows what you described at all) is below this "
+                           "gives nothing; model's = the threshold calibrated for the model"),
 }
 AUTO_TEXT = {"tile": "model's size", "simplify": "auto (½ pixel)", "presence_threshold": "model's"}
 
@@ -117,7 +125,7 @@ class Rs2Sam2Dock(QgsDockWidget):
     @staticmethod
     def _engine_defaults() -> dict:
         try:
-            return settings.engine_defaults()
+            return choices.engine_defaults()
         except Exception:  # noqa: BLE001 - engine not importable: the run will say why
             log(f"engine defaults unavailable:\n{traceback.format_exc()}", Qgis.MessageLevel.Warning)
             return {}
@@ -144,6 +152,9 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.model_kind.addItem("Demo model", MODEL_DEMO)
         self.model_kind.addItem("Preset", MODEL_PRESET)
         self.model_kind.addItem("Checkpoint file", MODEL_CHECKPOINT)
+        self.model_kind.addItem("Your own model (Model settings)", MODEL_CUSTOM)
+        self.model_kind.setItemData(3, "The py:module:callable typed in Model settings > Your own model",
+                                    Qt.ItemDataRole.ToolTipRole)
         self.preset_combo = QComboBox(body)
         self.preset_combo.setEditable(True)
         self.preset_combo.setToolTip("model_core preset, filled with the part weights chosen in Model settings "
@@ -161,13 +172,13 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.model_kind.currentIndexChanged.connect(self._update_model_widgets)
 
         self.device_combo = QComboBox(body)
-        for value, label in DEVICES:
+        for value, label in choices.devices():
             self.device_combo.addItem(label, value)
         self.device_combo.setToolTip("Where the model runs; the status line says which device really ran")
         form.addRow("Device", self.device_combo)
 
         self.mode_combo = QComboBox(body)
-        for value, label in MODES:
+        for value, label in choices.modes():
             self.mode_combo.addItem(label, value)
         self.mode_combo.setToolTip("How masks are decided. The authors' contract reproduces the released RS2-SAM2 "
                                    "weights' own masks exactly (their 1024 px stretch and logit > 0.5 rule); "
@@ -175,7 +186,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         form.addRow("Decision", self.mode_combo)
 
         self.scope_combo = QComboBox(body)
-        for value, label in settings.engine_scopes():
+        for value, label in choices.scopes():
             self.scope_combo.addItem(label, value)
         self.scope_combo.setToolTip("The whole area: each description is answered once for the area, so "
                                     "'the largest building' or 'the tank in the top left' gives one object and a "
@@ -366,6 +377,8 @@ class Rs2Sam2Dock(QgsDockWidget):
             return self.preset_combo.currentText().strip()
         if kind == MODEL_CHECKPOINT:  # empty: the RS2-SAM2 weights chosen in Model settings
             return self.checkpoint_widget.filePath().strip() or settings.weight_path("rs2sam2")
+        if kind == MODEL_CUSTOM:
+            return CUSTOM
         return "demo"
 
     def build_options(self, layer: QgsRasterLayer) -> tuple[dict, str | None]:
@@ -403,20 +416,11 @@ class Rs2Sam2Dock(QgsDockWidget):
         if not features:
             raise ValueError(f"select one or more polygons in '{mask_layer.name()}' first "
                              "(or pick another area)")
-        transform = None
-        if mask_layer.crs() != layer.crs():
-            transform = QgsCoordinateTransform(mask_layer.crs(), layer.crs(), QgsProject.instance())
-        geometries = []
-        for feature in features:
-            geometry = QgsGeometry(feature.geometry())
-            if geometry.isNull() or geometry.type() != GEOMETRY_POLYGON:
-                continue
-            if transform is not None:
-                geometry.transform(transform)
-            geometries.append(geometry)
-        if not geometries:
+        wkt = polygon_union_wkt((feature.geometry() for feature in features), mask_layer.crs(), layer.crs(),
+                                QgsProject.instance().transformContext())
+        if wkt is None:
             raise ValueError(f"the selected features of '{mask_layer.name()}' have no polygon geometry")
-        return QgsGeometry.unaryUnion(geometries).asWkt()
+        return wkt
 
     def start_run(self) -> SegmentTask | None:
         """Validates the inputs and starts a SegmentTask; errors go to the message bar."""
@@ -435,6 +439,7 @@ class Rs2Sam2Dock(QgsDockWidget):
             spec = self.model_spec()
             if not spec:
                 raise ValueError("choose a preset or a checkpoint file (or the demo model)")
+            model, allow_code = plugin_model(spec)
             options, mask_wkt = self.build_options(layer)
         except Exception as exc:  # noqa: BLE001 - any input problem is one message, never a dialog
             self.show_error(str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}",
@@ -446,9 +451,11 @@ class Rs2Sam2Dock(QgsDockWidget):
         from ..results import run_paths
 
         output, result_file = run_paths(layer.name())
-        task = SegmentTask(raster_path, queries, spec, self.device_combo.currentData(), options, output,
-                           result_file, mask_wkt=mask_wkt, on_finished=self._on_task_finished,
-                           weights=settings.weight_paths(), mode=self.mode_combo.currentData())
+        choice = ModelChoice(spec=model, allow_code=allow_code, weights=settings.weight_paths(),
+                             device=self.device_combo.currentData(), mode=self.mode_combo.currentData())
+        request = SegmentRequest(raster=raster_path, queries=queries, output=output, model=choice,
+                                 options=SegmentOptions(**options), mask_wkt=mask_wkt, result_file=result_file)
+        task = SegmentTask(request, on_finished=self._on_task_finished)
         task.raster_name = layer.name()
         task.progressChanged.connect(lambda value: self.progress.setValue(int(value)))
         task.message.connect(self._on_message)

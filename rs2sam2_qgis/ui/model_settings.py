@@ -1,4 +1,6 @@
-"""Model settings: weight file paths (with official downloads) and a dependency check with the exact pip command."""
+"""Model settings: weight file paths (with official downloads), your own model code (the one place in the plugin
+where a py:module:callable is accepted: model_choice.py says why) and a dependency check with the exact pip
+command."""
 from __future__ import annotations
 
 import traceback
@@ -14,6 +16,7 @@ from qgis.PyQt.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -21,6 +24,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import settings
+from ..pipeline.model_spec import is_code_spec
 from ..tasks import log
 
 
@@ -111,6 +115,18 @@ class ModelSettingsDialog(QDialog):
             self.progress_bars[key] = bar
         layout.addWidget(weights_box)
 
+        own_box = QGroupBox("Your own model", self)
+        own_layout = QVBoxLayout(own_box)
+        self.custom_model_edit = QLineEdit(settings.custom_model(), self)
+        self.custom_model_edit.setPlaceholderText("py:module:callable")
+        self.custom_model_edit.setToolTip("A Python callable that returns a model following the model protocol; "
+                                          "the module must be importable. Runs choose it as 'Your own model' in "
+                                          "the panel, or MODEL=custom in Processing.")
+        own_layout.addWidget(QLabel("Python code that builds your model (it runs on this machine: only code you "
+                                    "trust)", self))
+        own_layout.addWidget(self.custom_model_edit)
+        layout.addWidget(own_box)
+
         deps_row = QHBoxLayout()
         self.check_button = QPushButton("Check dependencies", self)
         self.copy_button = QPushButton("Copy report", self)
@@ -185,16 +201,21 @@ class ModelSettingsDialog(QDialog):
             self.status.setText(f"Download failed: {task.error}")
             log(f"download failed: {task.error}", Qgis.MessageLevel.Warning)
 
-    def save(self) -> None:
+    def save(self) -> bool:
+        """Stores the choices (the worker builds its next model from them); False when the own-model field is
+        not a py:module:callable (nothing is stored then)."""
+        custom = self.custom_model_edit.text().strip()
+        if custom and not is_code_spec(custom):
+            self.status.setText(f"Your own model must be written py:module:callable, not '{custom}'")
+            return False
         for key, widget in self.file_widgets.items():
             settings.set_weight_path(key, widget.filePath().strip())
-        from ..models import clear_cache
-
-        clear_cache()  # the next run builds its model with the new weights
+        settings.set_custom_model(custom)
+        return True
 
     def accept(self):
-        self.save()
-        super().accept()
+        if self.save():
+            super().accept()
 
     def reject(self):
         for task in list(self.tasks.values()):
