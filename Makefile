@@ -17,6 +17,7 @@ demo: env
 
 test: env
 	@$(PY) scripts/check_env.py
+	@$(VENV)/bin/ruff check --quiet .
 	@$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 test-fast: env

@@ -70,6 +70,9 @@ pip_install transformers
 # test-only extra: hypothesis, the property-based fuzz suite (tests/test_fuzz_contract.py)
 log "installing hypothesis (test only)"
 pip_install hypothesis
+# test-only: ruff, the linter make test runs before pytest
+log "installing ruff (test only)"
+pip_install ruff
 log "installing this project (editable)"
 pip_install --no-deps --no-build-isolation -e "$ROOT"
 

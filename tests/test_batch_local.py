@@ -14,8 +14,15 @@ from rs2sam2_qgis.pipeline import cli, model_spec
 from rs2sam2_qgis.pipeline.batch import expand_inputs, output_names, run_batch
 from rs2sam2_qgis.pipeline.request import ModelChoice
 from tests.colour_model import ColourModel
-from tests.test_batch_common import (MODEL, OPTIONS, QUERIES, assert_same_vectors, make_rasters, read_layers,
-                                     reference_outputs)
+from tests.test_batch_common import (
+    MODEL,
+    OPTIONS,
+    QUERIES,
+    assert_same_vectors,
+    make_rasters,
+    read_layers,
+    reference_outputs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +73,7 @@ def test_merged_output_has_source_column_in_one_crs(tmp_path, scenes):
     layers = read_layers(out)
     assert set(layers) == {"the_red_roofs", "white_tanks"}
     total = 0
-    for name, (rows, crs, fields) in layers.items():
+    for rows, crs, fields in layers.values():
         assert fields == ["query", "score", "area_m2", "model", "device", "precision", "presence", "rank", "source"]
         assert crs == "EPSG:32633"  # the first raster's; the Web Mercator ones are reprojected
         assert {r[-1] for r in rows} == set(scenes["ref"])

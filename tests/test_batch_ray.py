@@ -9,7 +9,6 @@ import os
 import time
 
 import pytest
-
 import ray  # noqa: E402 - a missing ray fails, never skips
 
 from rs2sam2_qgis.pipeline.batch import run_batch  # noqa: E402

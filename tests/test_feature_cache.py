@@ -12,7 +12,6 @@ from rs2sam2_qgis.pipeline.source import open_source
 from rs2sam2_qgis.pipeline.tile_feature_cache import FeatureCache, predict_cached, source_fingerprint, tile_key
 from tests.colour_model import rgb_scene, write_raster
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -14,7 +14,6 @@ from model_core.release import load_release, read_release_tensors
 from model_core.rs2sam2_weights import export_official_state_dict
 from tests.colour_model import ColourModel
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -168,8 +167,8 @@ def test_boundary_loss_default_reaches_the_mask_logits():
 
 def test_cli_mode_option():
     from rs2sam2_qgis.pipeline.cli import _parser
-    from rs2sam2_qgis.pipeline.predictors import make_predictor
     from rs2sam2_qgis.pipeline.errors import InputError
+    from rs2sam2_qgis.pipeline.predictors import make_predictor
 
     a = _parser().parse_args(["segment", "r.tif", "roofs", "-o", "o.gpkg", "--mode", "authors"])
     assert a.mode == "authors"

@@ -5,19 +5,17 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import qgis.core  # noqa: E402,F401 - QGIS's Python runs the tests: missing QGIS fails, never skips
-
 from test_plugin_support import (  # noqa: E402,F401 - fixtures
     COLOUR_MODEL,
     SLOW_MODEL,
-    use_custom_model,
     busy_engine_pid,
     clean_state,
     iface,
     make_geotiff,
     qgis_env,
     scene,
+    use_custom_model,
     wait_until,
 )
 
@@ -104,8 +102,9 @@ def test_startup_imports_nothing_heavy_and_loads_via_classfactory(clean_state, i
 
 def test_metadata_has_every_required_field_and_the_project_version():
     import configparser
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[1]
     meta = configparser.ConfigParser()

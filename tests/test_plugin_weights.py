@@ -7,9 +7,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from test_plugin_support import qgis_env  # noqa: F401 - fixture (isolated QgsSettings)
 
 from rs2sam2_qgis import weights
-from test_plugin_support import qgis_env  # noqa: F401 - fixture (isolated QgsSettings)
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -151,10 +151,10 @@ def test_model_settings_dialog_is_where_model_code_is_typed(qgis_env):
 
 def test_download_button_fetches_verifies_and_fills_the_path(qgis_env, server, tmp_path, monkeypatch):
     from qgis.core import QgsSettings
+    from test_plugin_support import wait_until
 
     from rs2sam2_qgis import settings
     from rs2sam2_qgis.ui.model_settings import ModelSettingsDialog
-    from test_plugin_support import wait_until
 
     QgsSettings().remove("rs2sam2")
     entry = weights.WeightFile("sam2", "test weights", server, "sam2_test.pt", size=len(PAYLOAD), sha256=SHA)

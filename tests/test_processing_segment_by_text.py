@@ -10,15 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import qgis.core  # noqa: E402,F401 - QGIS's Python runs the tests: missing QGIS fails, never skips
-
 from test_plugin_support import (  # noqa: E402,F401 - fixtures
     COLOUR_MODEL,
-    SLOW_MODEL,
-    busy_engine_pid,
     REPO_ROOT,
+    SLOW_MODEL,
     TESTS_DIR,
+    busy_engine_pid,
     clean_state,
     make_geotiff,
     qgis_env,

@@ -222,8 +222,8 @@ def test_extent_over_nodata_only(files, out, capsys, monkeypatch):
 
 
 def test_mask_over_nodata_only(files):
-    from rs2sam2_qgis.pipeline import InputError, SegmentOptions, segment_raster
     from model_core.predictor import Predictor
+    from rs2sam2_qgis.pipeline import InputError, SegmentOptions, segment_raster
 
     mask = shapely.box(500010, 4999910, 500090, 4999930)  # inside the nodata half
     with pytest.raises(InputError, match="the mask polygon holds no valid pixel"):
@@ -307,8 +307,8 @@ def test_every_tokenizer_counts_past_its_window():
 
     tok = model_tokenizer(model_core.load_model("demo"))
     assert tok.window == 32 and tok.token_count("red") == 3 and tok.token_count("red " * 100) == 102
-    from model_core.union_encoder import XLMRTokenizer
     from model_core.checkpoints import ASSETS
+    from model_core.union_encoder import XLMRTokenizer
 
     x = XLMRTokenizer(ASSETS / "tiny_spm.model", max_tokens=8)
     long = "the red roofs of the big storage tanks near the river"

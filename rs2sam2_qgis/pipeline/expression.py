@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 #: cardinality of a plan: one object, all objects, or an exact count (int)
 ONE, ALL = "one", "all"
@@ -68,13 +67,13 @@ class ReferringPlan:
 
     query: str                      # the analyst's sentence, as typed (after whitespace clean-up)
     model_text: str                 # what the model is asked to find in each tile
-    alt_text: Optional[str] = None  # a second wording of it (singular noun) whose candidates join model_text's
+    alt_text: str | None = None  # a second wording of it (singular noun) whose candidates join model_text's
     cardinality: object = ALL       # ONE, ALL, or an int
-    size: Optional[str] = None      # "max" | "min": keep the largest / smallest
-    extreme: Optional[tuple] = None  # unit (dx, dy): keep the object furthest that way ("northernmost")
-    region: Optional[tuple] = None   # (dx, dy) in {-1, 0, 1}: keep objects in that part of the extent
-    relation: Optional[str] = None   # the relation word ("next to", ...)
-    anchor_text: Optional[str] = None  # what the anchor is ("the lake"): found by the model, then used for distance
+    size: str | None = None      # "max" | "min": keep the largest / smallest
+    extreme: tuple | None = None  # unit (dx, dy): keep the object furthest that way ("northernmost")
+    region: tuple | None = None   # (dx, dy) in {-1, 0, 1}: keep objects in that part of the extent
+    relation: str | None = None   # the relation word ("next to", ...)
+    anchor_text: str | None = None  # what the anchor is ("the lake"): found by the model, then used for distance
     understood: tuple = ()          # the parts of the sentence that were read (for the log and the attributes)
 
     @property
@@ -88,7 +87,7 @@ class ReferringPlan:
         return bool(self.size or self.extreme or self.region or self.anchor_text)
 
     @property
-    def count(self) -> Optional[int]:
+    def count(self) -> int | None:
         """How many objects the answer keeps (None = all)."""
         if self.cardinality == ALL:
             return None
@@ -101,7 +100,7 @@ class ReferringPlan:
         return "; ".join(parts)
 
 
-def _direction(words: list[str]) -> Optional[tuple]:
+def _direction(words: list[str]) -> tuple | None:
     """Words such as ["top", "left"], ["north", "west"] -> a (dx, dy) with components in {-1, 0, 1}."""
     dx = dy = 0
     for w in words:
@@ -135,7 +134,7 @@ def pluralize(noun: str) -> str:
     return n + "s"
 
 
-def _head_noun_index(tokens: list[str]) -> Optional[int]:
+def _head_noun_index(tokens: list[str]) -> int | None:
     """The head noun: the last word before the first preposition (after the first word), determiners skipped."""
     end = next((i for i, t in enumerate(tokens) if i > 0 and t in _PREPOSITIONS), len(tokens))
     for i in range(end - 1, -1, -1):

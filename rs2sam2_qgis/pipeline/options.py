@@ -4,7 +4,7 @@ Standard library only: the plugin reads it inside QGIS's own process."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import InputError
@@ -145,7 +145,3 @@ class SegmentOptions:
         if not (0 <= int(self.search_levels) <= 8):
             raise InputError(f"search levels {self.search_levels} out of range; use 0..8 (0 = run every tile)")
         return self
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
