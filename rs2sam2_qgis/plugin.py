@@ -1,6 +1,7 @@
 """The plugin object QGIS holds: menu entry, toolbar button, dock, Processing provider, model settings.
 
-Nothing heavy at start-up: the dock is built when first opened, torch is imported in a worker thread on the first run.
+Nothing heavy at start-up: the dock is built when first opened; torch is imported only by the worker process
+(worker.py) that the first run starts, never in QGIS's own process.
 """
 from __future__ import annotations
 
