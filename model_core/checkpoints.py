@@ -333,7 +333,7 @@ def load_model(path, base=None, **kw):
     if str(path) == "demo":
         if not DEMO_PATH.is_file():
             raise FileNotFoundError(f"the bundled demo checkpoint is missing: looked for {DEMO_PATH} "
-                                    "(it is produced by the training package)")
+                                    "(it ships with the source tree; reinstall, or give a checkpoint path)")
         path = DEMO_PATH
     p = str(path)
     if not p.startswith("local-dir:") and not Path(p).exists():

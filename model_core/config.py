@@ -119,7 +119,7 @@ class HeadsConfig:
     # a presence head on the multimodal class token (model_core/presence.py); the authors' model has none
     presence: bool = False
     # the presence above which a tile holds the referent, calibrated on held-out scenes with absent referents
-    # (training/presence.py); 0.5 for a model without calibration
+    # (chosen on validation scenes when the head is trained); 0.5 for a model without calibration
     presence_threshold: float = 0.5
 
 
