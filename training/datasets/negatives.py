@@ -10,6 +10,8 @@ Classes with only a faint sliver in the scene (``Scene.faint``) are neither pres
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .mosaic import NEVER_DRAWN
@@ -47,18 +49,27 @@ def negative_options(scene: Scene) -> dict[str, list[tuple[str, str | None]]]:
     return {"hard": hard, "class": absent, "vocabulary": [("vocabulary", None)]}
 
 
-def negative_sentence(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
-    """(sentence, kind) about something the scene does not show."""
+@dataclass(frozen=True)
+class Negative:
+    text: str
+    kind: str              # "hard", "class" or "vocabulary"
+    cls: str | None        # the class named (None for vocabulary)
+    colour: str | None     # the colour named, if any
+
+
+def negative_sentence(scene: Scene, rng: np.random.Generator) -> Negative:
+    """A sentence about something the scene does not show."""
     opts = {k: v for k, v in negative_options(scene).items() if v}
     kinds = sorted(opts)
     p = np.array([KIND_WEIGHTS[k] for k in kinds])
     kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
     cls, colour = opts[kind][int(rng.integers(len(opts[kind])))]
     if kind == "vocabulary":
-        return str(rng.choice(TRAIN_ABSENT)), kind
+        return Negative(str(rng.choice(TRAIN_ABSENT)), kind, None, None)
     if kind == "hard":
-        return colour_text(cls, colour, rng), kind
+        return Negative(colour_text(cls, colour, rng), kind, cls, colour)
     if cls in PALETTES and rng.random() < 0.3:  # an absent class named with a colour
-        return colour_text(cls, str(rng.choice(list(PALETTES[cls]))), rng), kind
+        colour = str(rng.choice(list(PALETTES[cls])))
+        return Negative(colour_text(cls, colour, rng), kind, cls, colour)
     sing, plur = NAMES[cls]
-    return f"the {rng.choice(sing if rng.random() < 0.5 else plur)}", kind
+    return Negative(f"the {rng.choice(sing if rng.random() < 0.5 else plur)}", kind, cls, None)

@@ -647,8 +647,7 @@ class SyntheticRefer(RefDataset):
                 # imported here: negatives.py reads this module's vocabulary
                 from .negatives import negative_sentence
 
-                text, _ = negative_sentence(scene, rng)
-                return scene, Expression(text, [], "absent", -1)
+                return scene, Expression(negative_sentence(scene, rng).text, [], "absent", -1)
         if self.distinct_refs:
             return scene, self._scene_expressions(scene_idx)[ref_idx]
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
