@@ -10,7 +10,8 @@ Every model is scored on the same samples (the first model's val options, from i
   foreground) and the best single global threshold of brightness (either polarity, chosen on these very samples,
   so an upper bound for any fixed threshold);
 - ``presence_val`` / ``presence_held_out``: val samples with 50% negatives (negatives.py): ROC AUC of the model's
-  presence and its true / false positive rates at the model's own threshold (``heads.presence_threshold``).
+  presence and its true / false positive rates at the model's own threshold (``heads.presence_threshold``) and at
+  0.3-0.9 (to choose a threshold on val).
 """
 from __future__ import annotations
 
@@ -86,6 +87,8 @@ def presence_scores(model, dataset, n: int, batch: int = 25) -> dict:
     res = presence_metrics(prob, y)
     dec = prob >= thr
     res.update(threshold=thr, tpr_at_threshold=float(dec[y == 1].mean()), fpr_at_threshold=float(dec[y == 0].mean()))
+    res["tpr_fpr_by_threshold"] = {f"{t:.1f}": [float((prob[y == 1] >= t).mean()), float((prob[y == 0] >= t).mean())]
+                                   for t in np.arange(0.3, 0.95, 0.1)}
     return res
 
 
