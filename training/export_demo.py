@@ -2,14 +2,11 @@
 
     python -m training.export_demo runs/demo_nano_stage1 [--out model_core/assets/demo.pt]
     python -m training.export_demo --measure-only            # re-score the shipped file (e.g. after a rule change)
-    python -m training.export_demo runs/demo_nano_stage5 --presence-threshold 0.6   # threshold chosen on val
 
 Writes the checkpoint with fp16 weights (load_model casts them back to fp32) and its train_meta, then evaluates the
 exported file exactly as users and tests do and writes training/demo_metrics.json: the fixed 50-sample val subset
 (`val50`, what tests/test_training_demo.py checks), the full val and test splits at the training curriculum level,
-and val with every kind of sentence (level 2), which the demo was not trained for, and val drawn in the held-out
-style family (training/datasets/styles.py), a look no demo stage trained on. ``--presence-threshold`` writes the
-presence decision (``heads.presence_threshold``) calibrated on val into the exported file.
+and val with every kind of sentence (level 2), which the demo was not trained for.
 """
 from __future__ import annotations
 
@@ -21,7 +18,6 @@ from pathlib import Path
 import torch
 
 from .datasets import build_dataset
-from .datasets.styles import HELD_OUT
 from .evaluate import checkpoint_meta, evaluate_model, sentence_kind
 from .train import export_checkpoint
 
@@ -33,8 +29,6 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None)
     p.add_argument("--record", default=str(Path(__file__).resolve().parent / "demo_metrics.json"))
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--presence-threshold", type=float,
-                   help="the presence decision to write into the export (choose it on val, never on test)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     import model_core
@@ -44,11 +38,9 @@ def main(argv=None) -> int:
         if not a.run:
             p.error("give the training run folder, or --measure-only")
         export_checkpoint(Path(a.run) / "best.pt", out, fp16=True)
-        if a.presence_threshold is not None:
-            set_presence_threshold(out, a.presence_threshold)
     meta = checkpoint_meta(str(out))
     model = model_core.load_model(str(out)).eval()
-    opts = {k: v for k, v in meta["val_options"].items() if k not in ("length", "families", "native_share")}
+    opts = {k: v for k, v in meta["val_options"].items() if k != "length"}
     res = {"checkpoint": str(out.name), "size_mb": round(out.stat().st_size / 2 ** 20, 2),
            "trained": {k: meta.get(k) for k in ("epoch", "step", "train_options")},
            "model": {"preset": "nano", "input_size": model.input_size,
@@ -65,24 +57,11 @@ def main(argv=None) -> int:
         easy = {**opts, "level": 0, "level_weights": None}
         res["val_level0_class_sentences"] = evaluate_model(
             model, build_dataset("synthetic", "val", None, **easy), device="cpu")
-    res["val_held_out_style"] = evaluate_model(
-        model, build_dataset("synthetic", "val", None, **opts, families=[HELD_OUT], native_share=0.0), device="cpu")
-    res["held_out_style"] = HELD_OUT
-    res["presence_threshold"] = float(getattr(model, "presence_threshold", 0.5))
     res["val_options"] = opts
     res["eval_seconds"] = round(time.time() - t0, 1)
     Path(a.record).write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))
     return 0
-
-
-def set_presence_threshold(path: Path, threshold: float) -> None:
-    """Write the presence decision into a checkpoint's config (its weights untouched)."""
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    ck["config"].setdefault("heads", {})["presence_threshold"] = float(threshold)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ck, tmp)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":
