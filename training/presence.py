@@ -28,17 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .datasets.mosaic import NEVER_DRAWN, build_mosaic
+from .datasets.mosaic import build_mosaic
+from .datasets.negatives import TRAIN_ABSENT, colour_text
 from .datasets.synthetic import NAMES, ROOF_COLOURS, VEHICLE_COLOURS
-
-#: objects the synthetic generator never draws, used as negatives in training (none of NEVER_DRAWN)
-TRAIN_ABSENT = ["the baseball diamond", "the helipad", "the stadium", "the golf course", "the dam", "the chimney",
-                "the basketball courts", "the ground track field", "the overpass", "the train station",
-                "the container ship", "the harbour cranes", "the airplane", "the railway tracks", "the roundabout",
-                "the boats", "the beach", "the cemetery", "the church", "the power plant", "the oil rig",
-                "the vineyard", "the quarry", "the pier", "the lighthouse", "the playground", "the bus station",
-                "the water tower", "the hangar", "the sports field"]
-assert not set(TRAIN_ABSENT) & set(NEVER_DRAWN), "training negatives must stay out of the benchmark's"
 
 
 @dataclass
@@ -53,13 +45,6 @@ def _names(cls: str) -> list[str]:
     return [f"the {n}" for n in sing] + [f"the {n}" for n in plur if n not in sing]
 
 
-def _colour_text(cls: str, colour: str, rng) -> str:
-    if cls == "building":
-        return str(rng.choice([f"the {colour}-roofed building", f"the {colour}-roofed buildings",
-                               f"the house with a {colour} roof"]))
-    return str(rng.choice([f"the {colour} car", f"the {colour} cars", f"the {colour} vehicle"]))
-
-
 def window_pairs(image, labels, objects, r, c, side, size, rng, min_pixels: int = 16, n_absent: int = 2):
     """The labelled (window, text) pairs of one window of a mosaic."""
     from PIL import Image
@@ -69,7 +54,7 @@ def window_pairs(image, labels, objects, r, c, side, size, rng, min_pixels: int 
     if side != size:
         crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
     ids, counts = np.unique(lab[lab > 0], return_counts=True)
-    seen = {int(i): int(n) for i, n in zip(ids, counts)}
+    seen = {int(i): int(n) for i, n in zip(ids, counts, strict=True)}
     by_label = {o.label: o for o in objects}
     clear = {cls: set() for cls in NAMES}       # colours (or None) clearly shown, per class
     sliver = {cls: set() for cls in NAMES}
@@ -90,9 +75,9 @@ def window_pairs(image, labels, objects, r, c, side, size, rng, min_pixels: int 
         if palette and (shown or partial):
             for colour in rng.permutation(list(palette))[:2]:
                 if colour in shown:
-                    pairs.append(Pair(crop, _colour_text(cls, colour, rng), 1))
+                    pairs.append(Pair(crop, colour_text(cls, colour, rng), 1))
                 elif colour not in partial:
-                    pairs.append(Pair(crop, _colour_text(cls, colour, rng), 0))
+                    pairs.append(Pair(crop, colour_text(cls, colour, rng), 0))
     for text in rng.choice(TRAIN_ABSENT, size=n_absent, replace=False):
         pairs.append(Pair(crop, str(text), 0))
     return pairs

@@ -25,7 +25,8 @@ Config (YAML or JSON), every key optional except model.preset / model.init:
             milestone_epochs: [], gamma: 0.1,                   # schedule: multistep
             amp: auto, seed: 2401, num_workers: 0, threads: null, log_every: 10, save_every_steps: null,
             val_limit: 200, val_batch_size: 16, best_by: miou, max_minutes: null,
-            group: 1}                                           # keep runs of N consecutive samples in one batch
+            group: 1,                                           # keep runs of N consecutive samples in one batch
+            presence_weight: 1.0}                               # samples with `present` (negatives): presence_loss
     out: runs/name
 """
 from __future__ import annotations
@@ -47,6 +48,7 @@ import torch.distributed as dist
 
 from .datasets import build_dataset
 from .evaluate import evaluate_model
+from .presence_loss import joint_loss
 
 DEFAULTS = {
     "model": {"preset": None, "overrides": {}, "init": None},
@@ -57,7 +59,7 @@ DEFAULTS = {
               "min_lr_ratio": 0.0, "clip_grad": None, "amp": "auto", "seed": 2401, "num_workers": 0,
               "threads": None, "log_every": 10, "save_every_steps": None, "val_limit": 200,
               "val_batch_size": 16, "best_by": "miou", "max_minutes": None, "device": "auto",
-              "milestone_epochs": [], "gamma": 0.1, "group": 1},
+              "milestone_epochs": [], "gamma": 0.1, "group": 1, "presence_weight": 1.0},
     "out": "runs/train",
 }
 
@@ -177,8 +179,11 @@ def seed_all(seed: int) -> None:
 
 
 def collate(samples: list[dict]) -> dict:
-    return {"image": torch.stack([s["image"] for s in samples]), "mask": torch.stack([s["mask"] for s in samples]),
-            "text": [s["text"] for s in samples], "id": [s["id"] for s in samples]}
+    out = {"image": torch.stack([s["image"] for s in samples]), "mask": torch.stack([s["mask"] for s in samples]),
+           "text": [s["text"] for s in samples], "id": [s["id"] for s in samples]}
+    if "present" in samples[0]:  # a set with negatives
+        out["present"] = torch.tensor([s["present"] for s in samples], dtype=torch.float32)
+    return out
 
 
 def epoch_order(n: int, seed: int, epoch: int, group: int = 1) -> list[int]:
@@ -333,6 +338,13 @@ class Trainer:
         self.best = st.get("best", -1.0)
 
     # ------------------------------------------------------------------ one step
+    def _forward_loss(self, pixels: torch.Tensor, target: torch.Tensor, batch: dict):
+        out = self.net(pixels, batch["text"])
+        if "present" in batch:  # a set with negatives: masks from positives, presence from all
+            return joint_loss(_unwrap(self.net), out, target, batch["present"],
+                              float(self.cfg["train"]["presence_weight"]))
+        return _unwrap(self.net).loss(out, target)
+
     def train_step(self, batches: list[dict]) -> dict:
         """One optimizer step over `accum` micro-batches; returns the mean loss and its parts."""
         self.net.train()
@@ -343,11 +355,9 @@ class Trainer:
             target = b["mask"].to(self.device, non_blocking=True)
             if self.amp_dtype is not None:
                 with torch.autocast("cuda", dtype=self.amp_dtype):
-                    out = self.net(pixels, b["text"])
-                    loss, parts = _unwrap(self.net).loss(out, target)
+                    loss, parts = self._forward_loss(pixels, target, b)
             else:
-                out = self.net(pixels, b["text"])
-                loss, parts = _unwrap(self.net).loss(out, target)
+                loss, parts = self._forward_loss(pixels, target, b)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at step {self.step}: {parts}")
             self.scaler.scale(loss / len(batches)).backward()
@@ -392,8 +402,9 @@ class Trainer:
             w.writerow(row)
 
     def run(self, max_steps: int | None = None) -> dict:
-        import model_core
         from tqdm import tqdm
+
+        import model_core
 
         t = self.cfg["train"]
         seed = int(t["seed"])

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .common import RefDataset
+from .styles import FAMILIES, HELD_OUT, NATIVE_GSD, Look, develop, sample_look
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -73,6 +74,9 @@ class Scene:
     image: np.ndarray  # uint8 HxWx3
     labels: np.ndarray  # int32 HxW, 0 = ground
     objects: list[SceneObject] = field(default_factory=list)
+    # classes with objects too small to list (a few pixels after a look's resampling): neither present nor absent
+    faint: frozenset = frozenset()
+    look: Look | None = None
 
     def mask(self, target: list[int]) -> np.ndarray:
         return np.isin(self.labels, np.asarray(target, dtype=np.int32))
@@ -91,35 +95,70 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.nd
 def _blob_polygon(rng, cx, cy, r, n=18):
     angles = np.sort(rng.uniform(0, 2 * np.pi, n))
     radii = r * rng.uniform(0.65, 1.2, n)
-    return [(float(cx + rr * np.cos(a)), float(cy + rr * np.sin(a))) for a, rr in zip(angles, radii)]
+    return [(float(cx + rr * np.cos(a)), float(cy + rr * np.sin(a))) for a, rr in zip(angles, radii, strict=True)]
 
 
-def _poly_mask(h, w, draw_fn) -> np.ndarray:
+def _canvas(h, w) -> tuple[Image.Image, ImageDraw.ImageDraw]:
     m = Image.new("L", (w, h), 0)
-    draw_fn(ImageDraw.Draw(m))
+    return m, ImageDraw.Draw(m)
+
+
+def _ellipse_mask(h, w, box) -> np.ndarray:
+    m, d = _canvas(h, w)
+    d.ellipse(box, fill=1)
+    return np.asarray(m) > 0
+
+
+def _polygon_mask(h, w, poly) -> np.ndarray:
+    m, d = _canvas(h, w)
+    d.polygon(poly, fill=1)
+    return np.asarray(m) > 0
+
+
+def _outline_mask(h, w, poly, width: int) -> np.ndarray:
+    m, d = _canvas(h, w)
+    d.line(poly + [poly[0]], fill=1, width=width)
     return np.asarray(m) > 0
 
 
 EXCLUDABLE = ("water", "building", "tank", "vehicle", "tree")
 
 
-def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0, exclude=()) -> Scene:
+def _shift(m: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """The mask moved by (dx, dy) pixels, what leaves the frame dropped."""
+    h, w = m.shape
+    out = np.zeros_like(m)
+    out[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)] = m[max(0, -dy):h - max(0, dy),
+                                                                  max(0, -dx):w - max(0, dx)]
+    return out
+
+
+def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0, exclude=(),
+                   look: Look | None = None) -> Scene:
     """One aerial-like scene. `seed`: int or SeedSequence; `size`: side or (h, w); `density` scales object counts
     (counts are given for 256x256 and grow with the area); `exclude`: classes left out of the scene (of
-    EXCLUDABLE; the rest is drawn as without it): scenes where a referent is absent."""
+    EXCLUDABLE; the rest is drawn as without it): scenes where a referent is absent. `look`: a style family's draw
+    (styles.py): the scene is drawn at the native scale over the ground the look's gsd covers, developed with its
+    radiometry and resampled to `size`; None draws the generator's own look (the same bytes as before looks)."""
     exclude = frozenset(exclude)
     if not exclude <= set(EXCLUDABLE):
         raise ValueError(f"cannot exclude {sorted(exclude - set(EXCLUDABLE))}; excludable: {EXCLUDABLE}")
     rng = np.random.default_rng(seed)
-    h, w = (size, size) if isinstance(size, int) else size
+    out_hw = (size, size) if isinstance(size, int) else tuple(size)
+    h, w = out_hw
+    if look is not None:  # the native canvas that covers the look's ground extent
+        h, w = (max(32, int(round(n * look.gsd / NATIVE_GSD))) for n in out_hw)
     scale = density * (h * w) / (256 * 256)
 
     def count(lo, hi):
         return int(round(rng.integers(lo, hi + 1) * scale))
 
     # ground: base colour + coarse and fine texture
-    base = np.array(GROUNDS[rng.integers(len(GROUNDS))], np.float32) + rng.normal(0, 6, 3)
+    grounds = GROUNDS if look is None else look.grounds
+    base = np.array(grounds[rng.integers(len(grounds))], np.float32) + rng.normal(0, 6, 3)
     tex = 14 * _smooth_noise(rng, h, w, max(4, w // 32)) + 6 * _smooth_noise(rng, h, w, max(8, w // 8))
+    if look is not None:
+        tex *= look.texture
     img = base[None, None, :] + tex[..., None] * np.array([1.0, 1.1, 0.8], np.float32)
     labels = np.zeros((h, w), np.int32)
     occupied = np.zeros((h, w), bool)
@@ -152,13 +191,13 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
                 r = max(r, 18)
                 cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
                 poly = _blob_polygon(rng, cx, cy, r)
-                m = _poly_mask(h, w, lambda d: d.polygon(poly, fill=1))
+                m = _polygon_mask(h, w, poly)
                 if free(m, 0):
-                    col = np.array([34, 62, 92], np.float32) + rng.normal(0, 5, 3)
+                    col = np.array(look.water if look else (34, 62, 92), np.float32) + rng.normal(0, 5, 3)
                     wave = 5 * _smooth_noise(rng, h, w, max(6, w // 16))
                     img[m] = col + wave[m][:, None]
                     # shore: slightly darker, wet ring
-                    ring = _poly_mask(h, w, lambda d: d.line(poly + [poly[0]], fill=1, width=3)) & ~m
+                    ring = _outline_mask(h, w, poly, 3) & ~m
                     shade(ring, 0.8)
                     occupied[m] = True
                     add("water", m)
@@ -190,7 +229,7 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
                     near = near or abs(p0 - pos) < 50
             if near:
                 continue
-            grey = 112 + rng.normal(0, 6)
+            grey = (look.road_grey if look else 112) + rng.normal(0, 6)
             img[m] = grey + 4 * _smooth_noise(rng, h, w, 32)[m][:, None]
             # dashed centre line
             line = np.zeros((h, w), bool)
@@ -206,7 +245,6 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
             obj.cx, obj.cy = (w / 2, pos) if orient == "horizontal" else (pos, h / 2)
             road_objs.append(obj)
             break
-    road_mask = np.isin(labels, [o.label for o in road_objs])
 
     def place_rect(bw, bh, margin):
         for _try in range(30):
@@ -219,30 +257,40 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
         return None, None
 
     sdx, sdy = int(rng.integers(3, 6)), int(rng.integers(3, 6))  # sun: shadows fall to the bottom right
+    dark = 1.0
+    if look is not None:
+        sdx, sdy = look.shadow
+        dark = look.shadow_dark
+    reach = sdx if look is None else max(abs(sdx), abs(sdy))  # the generator's own margin reads sdx alone
 
     # buildings
     for _ in range(0 if "building" in exclude else count(2, 6)):
         bw, bh = int(rng.integers(14, 44)), int(rng.integers(14, 44))
-        m, box = place_rect(bw, bh, margin=sdx + 3)
+        m, box = place_rect(bw, bh, margin=reach + 3)
         if m is None:
             continue
         colour = list(ROOF_COLOURS)[rng.integers(len(ROOF_COLOURS))]
         x0, y0, x1, y1 = box
-        shadow = np.zeros((h, w), bool)
-        shadow[y0 + sdy: min(h, y1 + sdy), x0 + sdx: min(w, x1 + sdx)] = True
-        shade(shadow & ~m & ~occupied, 0.55)
+        if look is not None and rng.random() < look.l_shaped:  # an L: one corner quarter cut away
+            cut = np.zeros((h, w), bool)
+            cy0, cx0 = (y0, y0 + bh // 2)[rng.integers(2)], (x0, x0 + bw // 2)[rng.integers(2)]
+            cut[cy0:cy0 + bh // 2, cx0:cx0 + bw // 2] = True
+            m = m & ~cut
+        shadow = _shift(m, sdx, sdy)
+        shade(shadow & ~m & ~occupied, 0.55 * dark)
         col = np.array(ROOF_COLOURS[colour], np.float32) + rng.normal(0, 8, 3)
         img[m] = col
         # ridge along the long side, lit/shaded halves
+        ridge = np.zeros((h, w), bool)
+        half = np.zeros((h, w), bool)
         if bw >= bh:
-            half = np.zeros((h, w), bool)
             half[y0:(y0 + y1) // 2, x0:x1] = True
-            img[y0 + bh // 2, x0:x1] *= 0.75
+            ridge[y0 + bh // 2, x0:x1] = True
         else:
-            half = np.zeros((h, w), bool)
             half[y0:y1, x0:(x0 + x1) // 2] = True
-            img[y0:y1, x0 + bw // 2] *= 0.75
-        img[half] *= 1.08
+            ridge[y0:y1, x0 + bw // 2] = True
+        img[ridge & m] *= 0.75
+        img[half & m] *= 1.08
         occupied[m | shadow] = True
         add("building", m, colour=colour)
 
@@ -259,19 +307,19 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
                 r = float(rng.uniform(6, 14))
                 cx = float(np.clip(ccx + rng.normal(0, 22 * math.sqrt(max(1.0, scale / 4))), r + 2, w - r - 2))
                 cy = float(np.clip(ccy + rng.normal(0, 22 * math.sqrt(max(1.0, scale / 4))), r + 2, h - r - 2))
-                m = _poly_mask(h, w, lambda d: d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=1))
+                m = _ellipse_mask(h, w, [cx - r, cy - r, cx + r, cy + r])
                 if free(m, 5):
-                    sh = _poly_mask(h, w, lambda d: d.ellipse([cx - r + sdx, cy - r + sdy, cx + r + sdx,
-                                                               cy + r + sdy], fill=1))
-                    shade(sh & ~m & ~occupied, 0.5)
+                    sh = _ellipse_mask(h, w, [cx - r + sdx, cy - r + sdy, cx + r + sdx,
+                                                               cy + r + sdy])
+                    shade(sh & ~m & ~occupied, 0.5 * dark)
                     tone = rng.uniform(200, 232)
                     img[m] = tone
-                    rim = m & ~_poly_mask(h, w, lambda d: d.ellipse([cx - r + 2, cy - r + 2, cx + r - 2,
-                                                                     cy + r - 2], fill=1))
+                    rim = m & ~_ellipse_mask(h, w, [cx - r + 2, cy - r + 2, cx + r - 2,
+                                                                     cy + r - 2])
                     img[rim] = tone * 0.72
                     # floating roof: a slightly darker inner disc
-                    inner = _poly_mask(h, w, lambda d: d.ellipse([cx - r * 0.5, cy - r * 0.5, cx + r * 0.5,
-                                                                  cy + r * 0.5], fill=1))
+                    inner = _ellipse_mask(h, w, [cx - r * 0.5, cy - r * 0.5, cx + r * 0.5,
+                                                                  cy + r * 0.5])
                     img[inner] = tone * 0.9
                     occupied[m | sh] = True
                     add("tank", m)
@@ -299,9 +347,10 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
             if not (labels[ring] == road.label).all():
                 continue
             colour = list(VEHICLE_COLOURS)[rng.integers(len(VEHICLE_COLOURS))]
-            sh = np.zeros((h, w), bool)
-            sh[y0 + 2:y0 + vh + 2, x0 + 2:x0 + vw + 2] = True
-            shade(sh & ~m, 0.6)
+            sh = _shift(m, int(np.sign(sdx)) * 2, int(np.sign(sdy)) * 2) if look else np.zeros((h, w), bool)
+            if look is None:
+                sh[y0 + 2:y0 + vh + 2, x0 + 2:x0 + vw + 2] = True
+            shade(sh & ~m, 0.6 * dark)
             img[m] = np.array(VEHICLE_COLOURS[colour], np.float32) + rng.normal(0, 6, 3)
             # windscreen
             if road.orient == "horizontal":
@@ -317,11 +366,15 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
         for _try in range(20):
             r = float(rng.uniform(4, 9))
             cx, cy = float(rng.uniform(r + 2, w - r - 2)), float(rng.uniform(r + 2, h - r - 2))
-            m = _poly_mask(h, w, lambda d: d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=1))
+            if look is not None and rng.random() < look.blob_trees:
+                crown = _blob_polygon(rng, cx, cy, r, n=10)
+                m = _polygon_mask(h, w, crown)
+            else:
+                m = _ellipse_mask(h, w, [cx - r, cy - r, cx + r, cy + r])
             if free(m, 2):
-                sh = _poly_mask(h, w, lambda d: d.ellipse([cx - r + sdx, cy - r + sdy, cx + r + sdx,
-                                                           cy + r + sdy], fill=1))
-                shade(sh & ~m & ~occupied, 0.55)
+                sh = _ellipse_mask(h, w, [cx - r + sdx, cy - r + sdy, cx + r + sdx,
+                                                           cy + r + sdy])
+                shade(sh & ~m & ~occupied, 0.55 * dark)
                 leaf = np.array([38, 78, 36], np.float32) + rng.normal(0, 5, 3)
                 img[m] = leaf + 14 * leaf_tex[m][:, None]
                 occupied[m | sh] = True
@@ -330,22 +383,32 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
 
     # global radiometry: brightness/contrast jitter, sensor noise, slight blur
     img = img * rng.uniform(0.88, 1.12) + rng.normal(0, 6)
-    img += rng.normal(0, 3.0, img.shape).astype(np.float32)
-    img8 = np.clip(img, 0, 255).astype(np.uint8)
-    img8 = np.asarray(Image.fromarray(img8).filter(ImageFilter.GaussianBlur(0.6)))
+    if look is None:
+        img += rng.normal(0, 3.0, img.shape).astype(np.float32)
+        img8 = np.clip(img, 0, 255).astype(np.uint8)
+        img8 = np.asarray(Image.fromarray(img8).filter(ImageFilter.GaussianBlur(0.6)))
+    else:
+        img8 = develop(img, look, rng)
+        if (h, w) != out_hw:  # to the look's gsd: image antialiased, labels nearest
+            img8 = np.asarray(Image.fromarray(img8).resize(out_hw[::-1], Image.BILINEAR))
+            labels = np.asarray(Image.fromarray(labels).resize(out_hw[::-1], Image.NEAREST))
+        img8 = np.asarray(Image.fromarray(img8).filter(ImageFilter.GaussianBlur(look.blur)))
 
     # geometry of the visible parts
     keep = []
+    faint = set()
     for obj in objects:
         ys, xs = np.nonzero(labels == obj.label)
         if len(ys) < 6:
+            if len(ys):
+                faint.add(obj.cls)
             continue
         obj.area = int(len(ys))
         if obj.cls != "road":
             obj.cx, obj.cy = float(xs.mean()), float(ys.mean())
         obj.bbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
         keep.append(obj)
-    return Scene(image=img8, labels=labels, objects=keep)
+    return Scene(image=img8, labels=labels, objects=keep, faint=frozenset(faint), look=look)
 
 
 # ---------------------------------------------------------------------------------------------------- sentences
@@ -453,7 +516,7 @@ def describe(scene: Scene, rng: np.random.Generator, max_level: int = 2,
             flags = [_in_region(o, region, h, w, margin) for o in objs]
             if any(f is None for f in flags):
                 continue
-            sel = [o for o, f in zip(objs, flags) if f]
+            sel = [o for o, f in zip(objs, flags, strict=True) if f]
             if not sel:
                 continue
             if len(sel) == 1 and len(objs) > 1:
@@ -483,7 +546,7 @@ def describe(scene: Scene, rng: np.random.Generator, max_level: int = 2,
         # level 2: relations
         if roads and cls in ("building", "tank", "tree"):
             gaps = [min(_bbox_gap(o, r) for r in roads) for o in objs]
-            near = [o for o, g in zip(objs, gaps) if g <= 8]
+            near = [o for o, g in zip(objs, gaps, strict=True) if g <= 8]
             far_ok = all(g <= 8 or g >= 20 for g in gaps)
             if len(near) == 1 and far_ok:
                 road_word = "the road" if len(roads) == 1 else "a road"
@@ -518,14 +581,18 @@ class SyntheticRefer(RefDataset):
     times `density`), `refs_per_scene` sentences per scene, sentences up to curriculum `level` (0-2; `level_weights`
     weighs the levels of the chosen sentence, e.g. [0.5, 0.3, 0.2]). `distinct_refs`: the sentences of one scene are
     drawn without repeats while the scene has enough of them (training with `train.group` = refs_per_scene then
-    shows one image with several different sentences and masks in one batch); `plural_single`: see `describe`. Both
-    are off by default, so val/test stay as they were."""
+    shows one image with several different sentences and masks in one batch); `plural_single`: see `describe`.
+    `families`: style families (styles.py) the scenes are drawn in, `native_share` of them in the generator's own
+    look (the held-out family may not train); `negatives`: the share of samples whose sentence names something the
+    scene does not show (negatives.py), with an empty mask. Samples carry `present` (0 for negatives, else 1).
+    All are off by default, so val/test stay as they were."""
 
     name = "synthetic"
 
     def __init__(self, split: str = "train", size: int | None = 256, *, seed: int = 2401, length: int | None = None,
                  scene_size: int = 256, density: float = 1.0, refs_per_scene: int = 4, level: int = 2,
                  level_weights: list[float] | None = None, distinct_refs: bool = False, plural_single: float = 0.0,
+                 families: list[str] | None = None, native_share: float = 0.0, negatives: float = 0.0,
                  transform=None, root=None):
         if split not in SPLIT_CODES:
             raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
@@ -537,14 +604,31 @@ class SyntheticRefer(RefDataset):
         self.distinct_refs = bool(distinct_refs)
         self.plural_single = float(plural_single)
         self.length = length if length is not None else DEFAULT_SIZES[split]
+        self.families = list(families or [])
+        unknown = set(self.families) - set(FAMILIES)
+        if unknown:
+            raise ValueError(f"unknown style families {sorted(unknown)}; known: {sorted(FAMILIES)}")
+        if split == "train" and HELD_OUT in self.families:
+            raise ValueError(f"style family {HELD_OUT!r} is held out for validation; it may not train")
+        self.native_share = float(native_share) if self.families else 1.0
+        self.negatives = float(negatives)
 
     def __len__(self) -> int:
         return self.length
 
-    @functools.lru_cache(maxsize=8)
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - one set per process: holding it is intended
     def scene(self, scene_idx: int) -> Scene:
         ss = np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx])
-        return generate_scene(ss, self.scene_size, self.density)
+        return generate_scene(ss, self.scene_size, self.density, look=self.look(scene_idx))
+
+    def look(self, scene_idx: int) -> Look | None:
+        """The scene's look: None (the generator's own) for `native_share` of scenes, else a family's draw."""
+        if self.native_share >= 1.0:
+            return None
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx, 5000]))
+        if rng.random() < self.native_share:
+            return None
+        return sample_look(self.families[int(rng.integers(len(self.families)))], rng)
 
     def _level_probs(self, exprs: list[Expression]) -> tuple[list[int], np.ndarray]:
         levels = sorted({e.level for e in exprs})
@@ -556,6 +640,14 @@ class SyntheticRefer(RefDataset):
     def expression(self, index: int) -> tuple[Scene, Expression]:
         scene_idx, ref_idx = divmod(index, self.refs_per_scene)
         scene = self.scene(scene_idx)
+        if self.negatives > 0:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
+                                                                3000 + ref_idx]))
+            if rng.random() < self.negatives:
+                # imported here: negatives.py reads this module's vocabulary
+                from .negatives import negative_sentence
+
+                return scene, Expression(negative_sentence(scene, rng).text, [], "absent", -1)
         if self.distinct_refs:
             return scene, self._scene_expressions(scene_idx)[ref_idx]
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
@@ -566,7 +658,7 @@ class SyntheticRefer(RefDataset):
         pool = [e for e in exprs if e.level == lv]
         return scene, pool[int(rng.integers(len(pool)))]
 
-    @functools.lru_cache(maxsize=8)
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - as scene()
     def _scene_expressions(self, scene_idx: int) -> list[Expression]:
         """`refs_per_scene` sentences of one scene, each level drawn by `level_weights`, no sentence twice while the
         scene has unused ones (of that level, else of any level)."""
@@ -589,3 +681,9 @@ class SyntheticRefer(RefDataset):
             raise IndexError(index)
         scene, expr = self.expression(index)
         return scene.image, scene.mask(expr.target), expr.text, f"{self.split}-{index}"
+
+    def __getitem__(self, index: int) -> dict:
+        sample = super().__getitem__(index)
+        if self.negatives > 0:
+            sample["present"] = float(self.expression(index)[1].kind != "absent")
+        return sample

@@ -1,0 +1,108 @@
+"""Style families (domain randomization) and negatives of the synthetic set, and the joint loss they train with."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from training.datasets import build_dataset
+from training.datasets.mosaic import NEVER_DRAWN
+from training.datasets.negatives import TRAIN_ABSENT, negative_sentence
+from training.datasets.styles import FAMILIES, HELD_OUT, TRAIN_FAMILIES, sample_look
+from training.datasets.synthetic import generate_scene
+from training.presence_loss import joint_loss
+
+STYLED = dict(scene_size=128, density=1.6, families=list(TRAIN_FAMILIES), native_share=0.3)
+
+
+def test_the_generators_own_look_is_unchanged():
+    # digest of these three scenes as the generator drew them before style families existed (commit 59dbc3a)
+    h = hashlib.sha1()
+    for k in range(3):
+        s = generate_scene(np.random.SeedSequence([2401, 1, k]), 128, 1.6)
+        h.update(s.image.tobytes())
+        h.update(s.labels.tobytes())
+    assert h.hexdigest() == "da7eac15edd11f1c5dc3631c7dfac711cfa5fd51"
+
+
+def test_styled_scenes_are_a_function_of_seed_split_and_index():
+    a, b = build_dataset("synthetic", "train", 128, **STYLED), build_dataset("synthetic", "train", 128, **STYLED)
+    other = build_dataset("synthetic", "train", 128, **STYLED, seed=7)
+    for i in (0, 17):
+        assert np.array_equal(a.raw(i)[0], b.raw(i)[0]) and a.raw(i)[2] == b.raw(i)[2]
+    assert not np.array_equal(a.raw(0)[0], other.raw(0)[0])
+    assert sample_look("arid", np.random.default_rng(3)) == sample_look("arid", np.random.default_rng(3))
+    looks = [a.look(k) for k in range(60)]
+    assert any(lk is None for lk in looks)  # native_share of scenes keep the generator's own look
+    assert {lk.family for lk in looks if lk is not None} == set(TRAIN_FAMILIES)
+
+
+def test_the_held_out_family_never_trains():
+    assert HELD_OUT in FAMILIES and HELD_OUT not in TRAIN_FAMILIES
+    with pytest.raises(ValueError, match="held out"):
+        build_dataset("synthetic", "train", 128, families=[HELD_OUT])
+    ds = build_dataset("synthetic", "train", 128, **STYLED)
+    assert all(ds.look(k) is None or ds.look(k).family != HELD_OUT for k in range(500))
+    val = build_dataset("synthetic", "val", None, scene_size=128, families=[HELD_OUT])
+    assert {val.look(k).family for k in range(10)} == {HELD_OUT}
+
+
+def test_ground_sample_distance_sets_object_sizes_in_pixels():
+    look = sample_look("temperate", np.random.default_rng(0))
+
+    def building_area(gsd):
+        areas = [o.area for k in range(8) for o in generate_scene(
+            np.random.SeedSequence([1, k]), 128, 1.6, look=dataclasses.replace(look, gsd=gsd)).objects
+                 if o.cls == "building"]
+        return np.median(areas)
+
+    assert building_area(0.5) > 4 * building_area(1.5)  # (1.5 / 0.5) ** 2 = 9 in theory
+
+
+def test_negatives_have_empty_targets_presence_zero_and_name_nothing_shown():
+    ds = build_dataset("synthetic", "train", 128, **STYLED, negatives=1.0, length=80)
+    for i in range(0, 80, 4):
+        sample, (_, expr) = ds[i], ds.expression(i)
+        assert sample["present"] == 0.0 and sample["mask"].sum() == 0 and expr.target == []
+    rng = np.random.default_rng(0)
+    kinds = set()
+    for k in range(20):
+        scene = ds.scene(k)
+        for _ in range(10):
+            neg = negative_sentence(scene, rng)
+            kinds.add(neg.kind)
+            assert neg.text not in NEVER_DRAWN
+            if neg.kind == "vocabulary":
+                assert neg.text in TRAIN_ABSENT
+            elif neg.kind == "class":
+                assert all(o.cls != neg.cls for o in scene.objects) and neg.cls not in scene.faint
+            else:  # hard: the class is there, no object of it has that colour
+                assert any(o.cls == neg.cls for o in scene.objects)
+                assert all(o.colour != neg.colour for o in scene.objects if o.cls == neg.cls)
+                assert neg.colour in neg.text
+    assert kinds == {"vocabulary", "class", "hard"}
+    mixed = build_dataset("synthetic", "train", 128, **STYLED, negatives=0.3, length=200)
+    present = np.array([float(mixed.expression(i)[1].kind != "absent") for i in range(200)])
+    assert 0.15 < 1 - present.mean() < 0.45
+    assert all(mixed[i]["present"] == 1.0 and mixed[i]["mask"].sum() > 0 for i in np.flatnonzero(present)[:30])
+
+
+def test_joint_loss_masks_learn_from_positives_only_presence_from_all():
+    class Stub:
+        def loss(self, out, target):
+            return ((out["logits"][:, 0] - target) ** 2).mean(), {"mse": 0.0}
+
+    logits = torch.zeros(4, 1, 8, 8, requires_grad=True)
+    presence = torch.zeros(4, requires_grad=True)
+    target = torch.ones(4, 8, 8)
+    target[2:] = 0
+    present = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    total, parts = joint_loss(Stub(), {"logits": logits, "presence_logits": presence}, target, present)
+    total.backward()
+    assert logits.grad[:2].abs().sum() > 0 and logits.grad[2:].abs().sum() == 0
+    # BCE pushes presence up for positives, down for negatives
+    assert (presence.grad[:2] < 0).all() and (presence.grad[2:] > 0).all()
+    assert parts["positives"] == 0.5 and "mse" in parts

@@ -1,0 +1,75 @@
+"""Negative referring sentences: a scene paired with a sentence about something not in it (empty target).
+
+Referring sets are closed-world, so a model trained only on them answers in every tile. Negatives teach presence
+(SAM3 and GRES train this way; ../shared/RASTER_REFERRING.md):
+- absent class: a class with no object in the scene ("the storage tanks" over a scene without tanks);
+- hard negative: a colour no object of a present class has ("the red-roofed building" over grey roofs);
+- vocabulary: objects the generator never draws (``TRAIN_ABSENT``, disjoint from the benchmark's ``NEVER_DRAWN``,
+  which stays unseen).
+Classes with only a faint sliver in the scene (``Scene.faint``) are neither present nor absent and never used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .mosaic import NEVER_DRAWN
+from .synthetic import NAMES, ROOF_COLOURS, VEHICLE_COLOURS, Scene
+
+#: objects the synthetic generator never draws, used as negatives in training (none of NEVER_DRAWN)
+TRAIN_ABSENT = ["the baseball diamond", "the helipad", "the stadium", "the golf course", "the dam", "the chimney",
+                "the basketball courts", "the ground track field", "the overpass", "the train station",
+                "the container ship", "the harbour cranes", "the airplane", "the railway tracks", "the roundabout",
+                "the boats", "the beach", "the cemetery", "the church", "the power plant", "the oil rig",
+                "the vineyard", "the quarry", "the pier", "the lighthouse", "the playground", "the bus station",
+                "the water tower", "the hangar", "the sports field"]
+assert not set(TRAIN_ABSENT) & set(NEVER_DRAWN), "training negatives must stay out of the benchmark's"
+
+PALETTES = {"building": ROOF_COLOURS, "vehicle": VEHICLE_COLOURS}
+#: how often each kind is drawn when the scene allows it
+KIND_WEIGHTS = {"hard": 0.4, "class": 0.35, "vocabulary": 0.25}
+
+
+def colour_text(cls: str, colour: str, rng: np.random.Generator) -> str:
+    """A sentence naming a building's roof colour or a vehicle's colour."""
+    if cls == "building":
+        return str(rng.choice([f"the {colour}-roofed building", f"the {colour}-roofed buildings",
+                               f"the house with a {colour} roof"]))
+    return str(rng.choice([f"the {colour} car", f"the {colour} cars", f"the {colour} vehicle"]))
+
+
+def negative_options(scene: Scene) -> dict[str, list[tuple[str, str | None]]]:
+    """Per kind, the (class, colour or None) a negative may name in this scene."""
+    present = {o.cls for o in scene.objects} | set(scene.faint)
+    colours = {cls: {o.colour for o in scene.objects if o.cls == cls} for cls in PALETTES}
+    hard = [(cls, c) for cls, pal in PALETTES.items() if cls in present and cls not in scene.faint
+            for c in pal if c not in colours[cls]]
+    absent = [(cls, None) for cls in NAMES if cls not in present]
+    return {"hard": hard, "class": absent, "vocabulary": [("vocabulary", None)]}
+
+
+@dataclass(frozen=True)
+class Negative:
+    text: str
+    kind: str              # "hard", "class" or "vocabulary"
+    cls: str | None        # the class named (None for vocabulary)
+    colour: str | None     # the colour named, if any
+
+
+def negative_sentence(scene: Scene, rng: np.random.Generator) -> Negative:
+    """A sentence about something the scene does not show."""
+    opts = {k: v for k, v in negative_options(scene).items() if v}
+    kinds = sorted(opts)
+    p = np.array([KIND_WEIGHTS[k] for k in kinds])
+    kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
+    cls, colour = opts[kind][int(rng.integers(len(opts[kind])))]
+    if kind == "vocabulary":
+        return Negative(str(rng.choice(TRAIN_ABSENT)), kind, None, None)
+    if kind == "hard":
+        return Negative(colour_text(cls, colour, rng), kind, cls, colour)
+    if cls in PALETTES and rng.random() < 0.3:  # an absent class named with a colour
+        colour = str(rng.choice(list(PALETTES[cls])))
+        return Negative(colour_text(cls, colour, rng), kind, cls, colour)
+    sing, plur = NAMES[cls]
+    return Negative(f"the {rng.choice(sing if rng.random() < 0.5 else plur)}", kind, cls, None)
