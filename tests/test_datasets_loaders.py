@@ -254,7 +254,8 @@ def test_synthetic_distinct_refs_gives_one_scene_different_sentences():
 
 
 def test_synthetic_plural_single_names_one_object_in_the_plural():
-    from training.datasets.synthetic import NAMES, describe, generate_scene
+    from training.datasets.synthetic import describe, generate_scene
+    from training.datasets.vocabulary import NAMES
 
     plurals = {n for _, pl in NAMES.values() for n in pl} - {"water"}
     seen = 0

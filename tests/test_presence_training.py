@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from model_core import Predictor, build_model, load_model, save_model
-from training.datasets.mosaic import KINDS, NEVER_DRAWN, build_mosaic, describe_mosaic
+from training.datasets.mosaic import KINDS, build_mosaic, describe_mosaic
+from training.datasets.vocabulary import NEVER_DRAWN
 from training.presence import TRAIN_ABSENT, features, train_head, window_pairs, write_with_head
 
 

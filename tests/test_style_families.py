@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from training.datasets import build_dataset
-from training.datasets.mosaic import NEVER_DRAWN
 from training.datasets.negatives import TRAIN_ABSENT, negative_sentence
 from training.datasets.styles import FAMILIES, HELD_OUT, TRAIN_FAMILIES, sample_look
 from training.datasets.synthetic import generate_scene
+from training.datasets.vocabulary import NEVER_DRAWN
 from training.presence_loss import joint_loss
 
 STYLED = dict(scene_size=128, density=1.6, families=list(TRAIN_FAMILIES), native_share=0.3)

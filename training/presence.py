@@ -30,7 +30,7 @@ import torch
 
 from .datasets.mosaic import build_mosaic
 from .datasets.negatives import TRAIN_ABSENT, colour_text
-from .datasets.synthetic import NAMES, ROOF_COLOURS, VEHICLE_COLOURS
+from .datasets.vocabulary import NAMES, ROOF_COLOURS, VEHICLE_COLOURS
 
 
 @dataclass

@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .synthetic import NAMES, ROOF_COLOURS, SPLIT_CODES, VEHICLE_COLOURS, Scene, SceneObject, generate_scene
+from .scene import Scene, SceneObject
+from .synthetic import SPLIT_CODES, generate_scene
+from .vocabulary import NAMES, NEVER_DRAWN, ROOF_COLOURS, VEHICLE_COLOURS
 
 KINDS = ("class", "attribute", "superlative", "position", "count", "relation", "absent")
 #: referents the generator never draws (the right answer is always nothing)
-NEVER_DRAWN = ["the airport runway", "the swimming pools", "the ships in the harbour", "the solar panels",
-               "the tennis court", "the football field", "the railway bridge", "the wind turbines",
-               "the greenhouse", "the parked airplanes"]
 ABSENT_ROOF = [c for c in ("purple", "green", "pink", "black") if c not in ROOF_COLOURS]
 ABSENT_VEHICLE = [c for c in ("green", "orange", "purple", "pink") if c not in VEHICLE_COLOURS]
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mosaic import NEVER_DRAWN
-from .synthetic import NAMES, ROOF_COLOURS, VEHICLE_COLOURS, Scene
+from .scene import Scene
+from .vocabulary import NAMES, NEVER_DRAWN, ROOF_COLOURS, VEHICLE_COLOURS
 
 #: objects the synthetic generator never draws, used as negatives in training (none of NEVER_DRAWN)
 TRAIN_ABSENT = ["the baseball diamond", "the helipad", "the stadium", "the golf course", "the dam", "the chimney",

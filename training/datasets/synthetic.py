@@ -19,67 +19,23 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .common import RefDataset
+from .negatives import negative_sentence
+from .scene import Scene, SceneObject
 from .styles import FAMILIES, HELD_OUT, NATIVE_GSD, Look, develop, sample_look
+from .vocabulary import NAMES, ROOF_COLOURS, VEHICLE_COLOURS
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
-ROOF_COLOURS = {
-    "red": (172, 52, 42),
-    "blue": (52, 84, 164),
-    "gray": (128, 128, 134),
-    "white": (226, 224, 216),
-    "orange": (206, 124, 48),
-}
-VEHICLE_COLOURS = {
-    "red": (190, 30, 30),
-    "blue": (30, 60, 190),
-    "white": (235, 235, 235),
-    "black": (25, 25, 28),
-    "yellow": (225, 200, 40),
-}
 GROUNDS = [(98, 122, 70), (132, 128, 96), (118, 108, 86), (110, 128, 84)]
 
 # singular, plural and synonyms per class
-NAMES = {
-    "building": (["building", "house"], ["buildings", "houses"]),
-    "tank": (["storage tank", "tank", "oil tank"], ["storage tanks", "tanks", "oil tanks"]),
-    "vehicle": (["vehicle", "car"], ["vehicles", "cars"]),
-    "tree": (["tree"], ["trees"]),
-    "road": (["road"], ["roads"]),
-    "water": (["water", "lake", "pond"], ["water"]),
-}
 REGIONS = ["top left", "top right", "bottom left", "bottom right", "top", "bottom", "left", "right"]
-
-
-@dataclass
-class SceneObject:
-    cls: str
-    label: int  # value in the scene's label map
-    colour: str | None = None
-    orient: str | None = None  # roads: "horizontal" / "vertical"
-    area: int = 0
-    cx: float = 0.0
-    cy: float = 0.0
-    bbox: tuple = (0, 0, 0, 0)  # x0, y0, x1, y1 (inclusive-exclusive)
-
-
-@dataclass
-class Scene:
-    image: np.ndarray  # uint8 HxWx3
-    labels: np.ndarray  # int32 HxW, 0 = ground
-    objects: list[SceneObject] = field(default_factory=list)
-    # classes with objects too small to list (a few pixels after a look's resampling): neither present nor absent
-    faint: frozenset = frozenset()
-    look: Look | None = None
-
-    def mask(self, target: list[int]) -> np.ndarray:
-        return np.isin(self.labels, np.asarray(target, dtype=np.int32))
 
 
 # ---------------------------------------------------------------------------------------------------- drawing
@@ -644,9 +600,6 @@ class SyntheticRefer(RefDataset):
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
                                                                 3000 + ref_idx]))
             if rng.random() < self.negatives:
-                # imported here: negatives.py reads this module's vocabulary
-                from .negatives import negative_sentence
-
                 return scene, Expression(negative_sentence(scene, rng).text, [], "absent", -1)
         if self.distinct_refs:
             return scene, self._scene_expressions(scene_idx)[ref_idx]
