@@ -99,3 +99,11 @@ def test_the_graph_sees_relative_and_function_level_imports():
 def test_no_import_circle_anywhere():
     circles = [c for c in _strongly_connected(import_graph()) if len(c) > 1]
     assert not circles, "import circles: " + "; ".join(" <-> ".join(c) for c in circles)
+
+
+def test_the_engine_and_model_core_import_no_training_module():
+    """Inference never needs training code: `rs2sam2 train|eval` reach it through entry points."""
+    graph = import_graph()
+    engine = [n for n in graph if n.startswith(("rs2sam2_qgis.pipeline", "model_core"))]
+    crossing = {n: sorted(t for t in graph[n] if t.split(".")[0] == "training") for n in engine}
+    assert not {n: t for n, t in crossing.items() if t}
