@@ -178,19 +178,25 @@ def resolve_open_clip_file(path) -> Path:
 
 
 # ================================================================================================ own format
+def save_atomic(obj, path) -> Path:
+    """torch.save to a temporary name beside ``path``, then renamed over it: a reader (or a crash) never sees half a
+    checkpoint. Creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def save_model(model, path) -> Path:
     """Our format: config + state dict + what the model's `checkpoint_extras()` adds (a tokenizer file, for the
     families that have one): the file alone rebuilds the model."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"format": FORMAT, "config": model.cfg.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     if hasattr(model, "checkpoint_extras"):
         blob.update(model.checkpoint_extras())
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
-    return path
+    return save_atomic(blob, path)
 
 
 def _load_own(path: Path):

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
+
+from model_core.checkpoints import save_atomic
 
 
 def interpolate(start: str, tuned: str, alpha: float, out: str) -> Path:
@@ -32,12 +33,7 @@ def interpolate(start: str, tuned: str, alpha: float, out: str) -> Path:
     ck = {**b, "state_dict": sd}
     ck["train_meta"] = {**b.get("train_meta", {}),
                         "interpolation": {"start": str(start), "tuned": str(tuned), "alpha": float(alpha)}}
-    dst = Path(out)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    torch.save(ck, tmp)
-    os.replace(tmp, dst)
-    return dst
+    return save_atomic(ck, out)
 
 
 def main(argv=None) -> int:

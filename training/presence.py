@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from model_core.checkpoints import save_atomic
 
 from .datasets.mosaic import build_mosaic
 from .datasets.negatives import TRAIN_ABSENT, colour_text
@@ -151,12 +152,7 @@ def write_with_head(src, dst, head, report: dict, threshold: float = 0.5) -> Pat
     dtype = next(v.dtype for v in ck["state_dict"].values() if v.is_floating_point())
     ck["state_dict"].update({f"presence_head.{k}": v.detach().to(dtype) for k, v in head.state_dict().items()})
     ck["train_meta"] = {**ck.get("train_meta", {}), "presence": json.loads(json.dumps(report))}
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    torch.save(ck, tmp)
-    os.replace(tmp, dst)
-    return dst
+    return save_atomic(ck, dst)
 
 
 def main(argv=None) -> int:

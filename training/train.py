@@ -46,6 +46,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from model_core.checkpoints import save_atomic
+
 from .datasets import build_dataset
 from .evaluate import evaluate_model
 from .presence_loss import joint_loss
@@ -203,9 +205,7 @@ def attach_meta(path, meta: dict) -> None:
     it, `rs2sam2 eval` reads it for its synthetic-set defaults."""
     ck = torch.load(path, map_location="cpu", weights_only=True)
     ck["train_meta"] = json.loads(json.dumps(meta))
-    tmp = Path(str(path) + ".meta.tmp")
-    torch.save(ck, tmp)
-    os.replace(tmp, path)
+    save_atomic(ck, path)
 
 
 def export_checkpoint(src, dst, fp16: bool = True, meta: dict | None = None) -> Path:
@@ -216,12 +216,7 @@ def export_checkpoint(src, dst, fp16: bool = True, meta: dict | None = None) -> 
         ck["state_dict"] = {k: (v.half() if v.is_floating_point() else v) for k, v in ck["state_dict"].items()}
     if meta:
         ck["train_meta"] = {**ck.get("train_meta", {}), **json.loads(json.dumps(meta))}
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(dst) + ".tmp")
-    torch.save(ck, tmp)
-    os.replace(tmp, dst)
-    return dst
+    return save_atomic(ck, dst)
 
 
 def _unwrap(model):
@@ -320,9 +315,7 @@ class Trainer:
     def save_checkpoint(self, path: Path) -> None:
         if self.rank != 0:
             return
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)
+        save_atomic(self.state(), path)
 
     def load_checkpoint(self, path: str) -> None:
         p = Path(path)
