@@ -122,3 +122,32 @@ def test_predictor_reports_presence(predictor):
     assert prob.shape == (2, 2, 64, 64) and pres.shape == (2, 2)
     assert pres[0, 0] > 0.9 and pres[1, 0] < 0.1 and pres[0, 1] < 0.1
     assert np.array_equal(prob, predictor.predict(tiles, ["red", "blue"]))
+
+
+class WeakTilePresence(Predictor):
+    """The colour model, with a presence that is confident (0.95) only in tiles showing much red (>= 500 px) and
+    lukewarm (0.6) elsewhere: a set whose small members sit in weak tiles."""
+
+    def predict(self, images, texts, batch_size=None, presence=False):
+        out = super().predict(images, texts, batch_size, presence)
+        if not presence:
+            return out
+        prob, pres = out
+        red = ((images[..., 0] > 200) & (images[..., 1] < 50)).reshape(len(images), -1).sum(1)
+        return prob, np.minimum(pres, np.where(red >= 500, 0.95, 0.6)[:, None]).astype(np.float32)
+
+
+def test_a_plural_keeps_members_in_weak_tiles_once_the_class_is_in_the_extent(scene):
+    """The calibrated threshold decides once whether a plural's class is in the extent; its members then only need
+    tiles that more likely hold them than not. A singular still needs a confident tile of its own."""
+    weak = WeakTilePresence(ColourModel(64), device="cpu")
+    opts = SegmentOptions(tile=128, overlap=0.0, presence_threshold=0.7)  # quarters: tl, bl strong; tr, br weak
+    res = segment_raster(scene, ["the red boxes", "the red box in the top right", "the largest red box"], weak,
+                         opts)
+    assert len(res.polygons["the red boxes"]) == 4
+    assert res.polygons["the red box in the top right"] == []
+    (largest,) = res.polygons["the largest red box"]
+    assert largest.presence >= 0.7
+    # a raster whose tiles are all lukewarm does not hold the class: the plural gets nothing
+    lukewarm = segment_raster(scene, "the red boxes", weak, opts.replace(presence_threshold=0.97))
+    assert lukewarm.polygons["the red boxes"] == []

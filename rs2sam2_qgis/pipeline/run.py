@@ -15,7 +15,7 @@ from affine import Affine
 
 from .batching import Prefetcher, batched
 from .errors import Cancelled, InputError
-from .expression import parse_expression
+from .expression import ALL, parse_expression
 from .oom import BatchBackoff
 from .options import SegmentOptions
 from .polygonize import Polygonizer, disk_reader, memory_reader, polygonize_canvas
@@ -150,13 +150,34 @@ def _with_presence(polys: list, presence_tq: np.ndarray, grid: TileGrid, transfo
     return out
 
 
+#: the tile gate of texts asked for "all" of a class (plurals): the presence head's own decision point. The
+#: calibrated threshold (higher) decides once for the whole extent whether the class is there at all; a tile then
+#: only needs to more likely hold a member than not, so a set's members in weak tiles are not lost.
+MEMBER_PRESENCE = 0.5
+
+
+def tile_gates(plans: dict, texts: list[str], threshold: float) -> np.ndarray:
+    """Per text, the presence a tile needs to contribute pixels: ``threshold``, or the lower member gate for a
+    text some plan asks all of (its other plans then keep only candidates at ``threshold``: ``answer``)."""
+    plural = {t for p in plans.values() if p.cardinality == ALL for t in (p.model_text, p.alt_text) if t}
+    return np.array([min(MEMBER_PRESENCE, threshold) if t in plural else threshold for t in texts], np.float32)
+
+
 def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, grid: TileGrid, transform: Affine,
-           aoi_transform: Affine, aoi) -> dict:
-    """Per query, the candidates its plan keeps over the whole extent (selection.select)."""
+           aoi_transform: Affine, aoi, threshold: float) -> dict:
+    """Per query, the candidates its plan keeps over the whole extent (selection.select). A plural is answered when
+    some tile of the extent holds its text at ``threshold``; other plans keep candidates whose own tile does."""
     cands = {t: _with_presence(found[t], presence[:, :, j], grid, transform) for j, t in enumerate(texts)}
+    peak = {t: float(presence[:, :, j].max()) if presence.size else 0.0 for j, t in enumerate(texts)}
     out = {}
     for q, plan in plans.items():
-        own = cands[plan.model_text] + (cands[plan.alt_text] if plan.alt_text else [])
+        texts_of_plan = [plan.model_text] + ([plan.alt_text] if plan.alt_text else [])
+        own = [c for t in texts_of_plan for c in cands[t]]
+        if plan.cardinality == ALL:
+            if max(peak[t] for t in texts_of_plan) < threshold:
+                own = []
+        else:
+            own = [c for c in own if c.presence >= threshold]
         if plan.alt_text:
             own = deduplicate(own)
         out[q] = select(plan, own, aoi_transform, aoi.height, aoi.width,
@@ -239,6 +260,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     presence_threshold = options.presence_threshold
     if presence_threshold is None:
         presence_threshold = float(getattr(predictor, "presence_threshold", 0.5))
+    gates = tile_gates(plans, texts, presence_threshold) if extent_scope else None
     # extent scope: which fine tiles each text needs (coarse-to-fine search), and each tile's presence per text
     fine_needed: dict = {t: None for t in texts}
     searched_valid = True  # the search saw image data (else no tile running is the raster's fault, not absence)
@@ -285,7 +307,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             presence[row_index[t.row], col_index[t.col]] = pres[k]
             for j, text in enumerate(texts):
                 need = fine_needed[text]
-                if pres[k, j] < presence_threshold or (need is not None and (t.row, t.col) not in need):
+                if pres[k, j] < gates[j] or (need is not None and (t.row, t.col) not in need):
                     prob[k, j] = 0.0
         return prob
 
@@ -348,7 +370,8 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     if warning:
                         stats.warnings.append(warning)
             if extent_scope:
-                polygons = answer(plans, texts, found_polygons, presence, grid, transform, aoi_transform, aoi)
+                polygons = answer(plans, texts, found_polygons, presence, grid, transform, aoi_transform, aoi,
+                                  presence_threshold)
             else:
                 polygons = found_polygons
             stats.seconds_polygonize = time.perf_counter() - t0
