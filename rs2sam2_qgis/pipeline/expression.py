@@ -67,19 +67,24 @@ class ReferringPlan:
 
     query: str                      # the analyst's sentence, as typed (after whitespace clean-up)
     model_text: str                 # what the model is asked to find in each tile
-    alt_text: str | None = None  # a second wording of it (singular noun) whose candidates join model_text's
+    alt_text: str | None = None     # a second wording of it (singular noun) whose candidates join model_text's
     cardinality: object = ALL       # ONE, ALL, or an int
-    size: str | None = None      # "max" | "min": keep the largest / smallest
-    extreme: tuple | None = None  # unit (dx, dy): keep the object furthest that way ("northernmost")
-    region: tuple | None = None   # (dx, dy) in {-1, 0, 1}: keep objects in that part of the extent
-    relation: str | None = None   # the relation word ("next to", ...)
+    size: str | None = None         # "max" | "min": keep the largest / smallest
+    extreme: tuple | None = None    # unit (dx, dy): keep the object furthest that way ("northernmost")
+    region: tuple | None = None     # (dx, dy) in {-1, 0, 1}: keep objects in that part of the extent
+    relation: str | None = None     # the relation word ("next to", ...)
     anchor_text: str | None = None  # what the anchor is ("the lake"): found by the model, then used for distance
     understood: tuple = ()          # the parts of the sentence that were read (for the log and the attributes)
 
     @property
+    def candidate_texts(self) -> tuple:
+        """The wordings whose candidates answer this plan (the noun phrase, and its singular when there is one)."""
+        return tuple(t for t in (self.model_text, self.alt_text) if t)
+
+    @property
     def texts(self) -> tuple:
         """Every text the model is asked for this plan: the candidates' wordings, then the anchor's."""
-        return tuple(t for t in (self.model_text, self.alt_text, self.anchor_text) if t)
+        return self.candidate_texts + ((self.anchor_text,) if self.anchor_text else ())
 
     @property
     def selective(self) -> bool:

@@ -69,7 +69,7 @@ class RunStats:
 class SegmentResult:
     queries: list
     polygons: dict                   # query -> list[DetectedPolygon]
-    crs_wkt: str | None           # None: pixel coordinates
+    crs_wkt: str | None              # None: pixel coordinates
     raster_path: str
     model: str
     created_at: str
@@ -123,10 +123,10 @@ def search_requests(texts: list[str], plans: dict) -> dict:
     pruned only if every plan allows it, and restricted to a region only if every plan names that region."""
     req: dict = {}
     for plan in plans.values():
-        for t, prune, region in ((plan.model_text, prunable(plan), plan.region),
-                                 (plan.alt_text, prunable(plan), plan.region), (plan.anchor_text, False, None)):
-            if t is None:
-                continue
+        asked = [(t, prunable(plan), plan.region) for t in plan.candidate_texts]
+        if plan.anchor_text:
+            asked.append((plan.anchor_text, False, None))
+        for t, prune, region in asked:
             if t in req:
                 p0, r0 = req[t]
                 req[t] = (p0 and prune, r0 if r0 == region else None)
@@ -159,7 +159,7 @@ MEMBER_PRESENCE = 0.5
 def tile_gates(plans: dict, texts: list[str], threshold: float) -> np.ndarray:
     """Per text, the presence a tile needs to contribute pixels: ``threshold``, or the lower member gate for a
     text some plan asks all of (its other plans then keep only candidates at ``threshold``: ``answer``)."""
-    plural = {t for p in plans.values() if p.cardinality == ALL for t in (p.model_text, p.alt_text) if t}
+    plural = {t for p in plans.values() if p.cardinality == ALL for t in p.candidate_texts}
     return np.array([min(MEMBER_PRESENCE, threshold) if t in plural else threshold for t in texts], np.float32)
 
 
@@ -171,13 +171,11 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
     peak = {t: float(presence[:, :, j].max()) if presence.size else 0.0 for j, t in enumerate(texts)}
     out = {}
     for q, plan in plans.items():
-        texts_of_plan = [plan.model_text] + ([plan.alt_text] if plan.alt_text else [])
-        own = [c for t in texts_of_plan for c in cands[t]]
-        if plan.cardinality == ALL:
-            if max(peak[t] for t in texts_of_plan) < threshold:
-                own = []
-        else:
+        own = [c for t in plan.candidate_texts for c in cands[t]]
+        if plan.cardinality != ALL:
             own = [c for c in own if c.presence >= threshold]
+        elif max(peak[t] for t in plan.candidate_texts) < threshold:
+            own = []
         if plan.alt_text:
             own = deduplicate(own)
         out[q] = select(plan, own, aoi_transform, aoi.height, aoi.width,
