@@ -12,7 +12,7 @@ from training.datasets import build_dataset
 from training.datasets.negatives import TRAIN_ABSENT, negative_sentence
 from training.datasets.styles import FAMILIES, HELD_OUT, TRAIN_FAMILIES, sample_look
 from training.datasets.synthetic import generate_scene
-from training.datasets.vocabulary import NEVER_DRAWN
+from training.datasets.vocabulary import ABSENT_ROOF, ABSENT_VEHICLE, NEVER_DRAWN, OFF_PALETTE
 from training.presence_loss import joint_loss
 
 STYLED = dict(scene_size=128, density=1.6, families=list(TRAIN_FAMILIES), native_share=0.3)
@@ -79,11 +79,15 @@ def test_negatives_have_empty_targets_presence_zero_and_name_nothing_shown():
                 assert neg.text in TRAIN_ABSENT
             elif neg.kind == "class":
                 assert all(o.cls != neg.cls for o in scene.objects) and neg.cls not in scene.faint
-            else:  # hard: the class is there, no object of it has that colour
+            else:  # hard / unseen colour: the class is there, no object of it has that colour
                 assert any(o.cls == neg.cls for o in scene.objects)
                 assert all(o.colour != neg.colour for o in scene.objects if o.cls == neg.cls)
                 assert neg.colour in neg.text
-    assert kinds == {"vocabulary", "class", "hard"}
+                # the benchmark's absent colours stay unseen
+                assert neg.colour not in {"building": ABSENT_ROOF, "vehicle": ABSENT_VEHICLE}[neg.cls]
+                if neg.kind == "unseen_colour":
+                    assert neg.colour in OFF_PALETTE[neg.cls]
+    assert kinds == {"vocabulary", "class", "hard", "unseen_colour"}
     mixed = build_dataset("synthetic", "train", 128, **STYLED, negatives=0.3, length=200)
     present = np.array([float(mixed.expression(i)[1].kind != "absent") for i in range(200)])
     assert 0.15 < 1 - present.mean() < 0.45

@@ -21,12 +21,9 @@ import numpy as np
 
 from .scene import Scene, SceneObject
 from .synthetic import SPLIT_CODES, generate_scene
-from .vocabulary import NAMES, NEVER_DRAWN, ROOF_COLOURS, VEHICLE_COLOURS
+from .vocabulary import ABSENT_ROOF, ABSENT_VEHICLE, NAMES, NEVER_DRAWN, ROOF_COLOURS, VEHICLE_COLOURS
 
 KINDS = ("class", "attribute", "superlative", "position", "count", "relation", "absent")
-#: referents the generator never draws (the right answer is always nothing)
-ABSENT_ROOF = [c for c in ("purple", "green", "pink", "black") if c not in ROOF_COLOURS]
-ABSENT_VEHICLE = [c for c in ("green", "orange", "purple", "pink") if c not in VEHICLE_COLOURS]
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
 
 

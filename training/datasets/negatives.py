@@ -4,6 +4,8 @@ Referring sets are closed-world, so a model trained only on them answers in ever
 (SAM3 and GRES train this way; ../shared/RASTER_REFERRING.md):
 - absent class: a class with no object in the scene ("the storage tanks" over a scene without tanks);
 - hard negative: a colour no object of a present class has ("the red-roofed building" over grey roofs);
+- unseen colour: a colour word the generator never paints on that class (``OFF_PALETTE``, disjoint from the
+  benchmark's absent colours), so that colour words the model never read as positives still count;
 - vocabulary: objects the generator never draws (``TRAIN_ABSENT``, disjoint from the benchmark's ``NEVER_DRAWN``,
   which stays unseen).
 Classes with only a faint sliver in the scene (``Scene.faint``) are neither present nor absent and never used.
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .scene import Scene
-from .vocabulary import NAMES, NEVER_DRAWN, ROOF_COLOURS, VEHICLE_COLOURS
+from .vocabulary import NAMES, NEVER_DRAWN, OFF_PALETTE, ROOF_COLOURS, VEHICLE_COLOURS
 
 #: objects the synthetic generator never draws, used as negatives in training (none of NEVER_DRAWN)
 TRAIN_ABSENT = ["the baseball diamond", "the helipad", "the stadium", "the golf course", "the dam", "the chimney",
@@ -28,7 +30,7 @@ assert not set(TRAIN_ABSENT) & set(NEVER_DRAWN), "training negatives must stay o
 
 PALETTES = {"building": ROOF_COLOURS, "vehicle": VEHICLE_COLOURS}
 #: how often each kind is drawn when the scene allows it
-KIND_WEIGHTS = {"hard": 0.4, "class": 0.35, "vocabulary": 0.25}
+KIND_WEIGHTS = {"hard": 0.25, "unseen_colour": 0.15, "class": 0.35, "vocabulary": 0.25}
 
 
 def colour_text(cls: str, colour: str, rng: np.random.Generator) -> str:
@@ -45,14 +47,15 @@ def negative_options(scene: Scene) -> dict[str, list[tuple[str, str | None]]]:
     colours = {cls: {o.colour for o in scene.objects if o.cls == cls} for cls in PALETTES}
     hard = [(cls, c) for cls, pal in PALETTES.items() if cls in present and cls not in scene.faint
             for c in pal if c not in colours[cls]]
+    unseen = [(cls, c) for cls in PALETTES if cls in present and cls not in scene.faint for c in OFF_PALETTE[cls]]
     absent = [(cls, None) for cls in NAMES if cls not in present]
-    return {"hard": hard, "class": absent, "vocabulary": [("vocabulary", None)]}
+    return {"hard": hard, "unseen_colour": unseen, "class": absent, "vocabulary": [("vocabulary", None)]}
 
 
 @dataclass(frozen=True)
 class Negative:
     text: str
-    kind: str              # "hard", "class" or "vocabulary"
+    kind: str              # a key of KIND_WEIGHTS
     cls: str | None        # the class named (None for vocabulary)
     colour: str | None     # the colour named, if any
 
@@ -66,7 +69,7 @@ def negative_sentence(scene: Scene, rng: np.random.Generator) -> Negative:
     cls, colour = opts[kind][int(rng.integers(len(opts[kind])))]
     if kind == "vocabulary":
         return Negative(str(rng.choice(TRAIN_ABSENT)), kind, None, None)
-    if kind == "hard":
+    if kind in ("hard", "unseen_colour"):
         return Negative(colour_text(cls, colour, rng), kind, cls, colour)
     if cls in PALETTES and rng.random() < 0.3:  # an absent class named with a colour
         colour = str(rng.choice(list(PALETTES[cls])))

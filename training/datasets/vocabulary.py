@@ -31,3 +31,15 @@ NAMES = {
 NEVER_DRAWN = ["the airport runway", "the swimming pools", "the ships in the harbour", "the solar panels",
                "the tennis court", "the football field", "the railway bridge", "the wind turbines",
                "the greenhouse", "the parked airplanes"]
+
+#: colours the benchmark names for roofs / vehicles that no object has (absent referents, never used in training)
+ABSENT_ROOF = [c for c in ("purple", "green", "pink", "black") if c not in ROOF_COLOURS]
+ABSENT_VEHICLE = [c for c in ("green", "orange", "purple", "pink") if c not in VEHICLE_COLOURS]
+#: colour words the generator never paints on roofs / vehicles, for training negatives: a model that only ever
+#: read palette colours treats an unknown colour word as noise and answers "the purple car" with any car
+OFF_PALETTE = {
+    "building": [c for c in ("yellow", "brown", "beige", "turquoise", "cyan") if c not in ROOF_COLOURS],
+    "vehicle": [c for c in ("gray", "brown", "beige", "turquoise", "cyan") if c not in VEHICLE_COLOURS],
+}
+assert not set(OFF_PALETTE["building"]) & set(ABSENT_ROOF), "training colours must stay out of the benchmark's"
+assert not set(OFF_PALETTE["vehicle"]) & set(ABSENT_VEHICLE), "training colours must stay out of the benchmark's"
