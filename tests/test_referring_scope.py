@@ -137,17 +137,23 @@ class WeakTilePresence(Predictor):
         return prob, np.minimum(pres, np.where(red >= 500, 0.95, 0.6)[:, None]).astype(np.float32)
 
 
-def test_a_plural_keeps_members_in_weak_tiles_once_the_class_is_in_the_extent(scene):
-    """The calibrated threshold decides once whether a plural's class is in the extent; its members then only need
-    tiles that more likely hold them than not. A singular still needs a confident tile of its own."""
+def test_plans_over_every_member_keep_members_in_weak_tiles_once_the_class_is_in_the_extent(scene):
+    """The calibrated threshold decides once whether the class of a plural or of a ranking rule is in the extent;
+    its members then only need tiles that more likely hold them than not, so the smallest or easternmost one is
+    not lost to a lukewarm tile. A singular without a rule still needs a confident tile of its own."""
     weak = WeakTilePresence(ColourModel(64), device="cpu")
     opts = SegmentOptions(tile=128, overlap=0.0, presence_threshold=0.7)  # quarters: tl, bl strong; tr, br weak
-    res = segment_raster(scene, ["the red boxes", "the red box in the top right", "the largest red box"], weak,
-                         opts)
+    queries = ["the red boxes", "the red box in the top right", "the largest red box", "the smallest red box",
+               "the easternmost red box"]
+    res = segment_raster(scene, queries, weak, opts)
     assert len(res.polygons["the red boxes"]) == 4
     assert res.polygons["the red box in the top right"] == []
     (largest,) = res.polygons["the largest red box"]
     assert largest.presence >= 0.7
+    (smallest,) = res.polygons["the smallest red box"]      # br: 20 x 15, in a weak tile
+    assert smallest.presence == pytest.approx(0.6) and _centroid_rc(smallest)[0] > 128
+    (east,) = res.polygons["the easternmost red box"]       # tr, in a weak tile
+    assert _centroid_rc(east)[1] > 128 and _centroid_rc(east)[0] < 128
     # a raster whose tiles are all lukewarm does not hold the class: the plural gets nothing
     lukewarm = segment_raster(scene, "the red boxes", weak, opts.replace(presence_threshold=0.97))
     assert lukewarm.polygons["the red boxes"] == []

@@ -92,6 +92,18 @@ class ReferringPlan:
         return bool(self.size or self.extreme or self.region or self.anchor_text)
 
     @property
+    def ranks_all(self) -> bool:
+        """True when a rule ranks every candidate of the extent (largest, furthest, nearest the anchor): the answer
+        depends on candidates it does not keep."""
+        return bool(self.size or self.extreme or self.anchor_text)
+
+    @property
+    def asks_members(self) -> bool:
+        """True when the answer is drawn from every member of the class: all of them (a plural), or the one(s) a
+        rule ranks first among all of them ("the largest lake" presupposes the lakes)."""
+        return self.cardinality == ALL or self.ranks_all
+
+    @property
     def count(self) -> int | None:
         """How many objects the answer keeps (None = all)."""
         if self.cardinality == ALL:

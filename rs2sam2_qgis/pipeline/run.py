@@ -15,7 +15,7 @@ from affine import Affine
 
 from .batching import Prefetcher, batched
 from .errors import Cancelled, InputError
-from .expression import ALL, parse_expression
+from .expression import parse_expression
 from .oom import BatchBackoff
 from .options import SegmentOptions
 from .polygonize import Polygonizer, disk_reader, memory_reader, polygonize_canvas
@@ -150,29 +150,31 @@ def _with_presence(polys: list, presence_tq: np.ndarray, grid: TileGrid, transfo
     return out
 
 
-#: the tile gate of texts asked for "all" of a class (plurals): the presence head's own decision point. The
-#: calibrated threshold (higher) decides once for the whole extent whether the class is there at all; a tile then
-#: only needs to more likely hold a member than not, so a set's members in weak tiles are not lost.
+#: the tile gate of texts whose plan asks every member of a class (plurals, superlatives, extremes, relations): the
+#: presence head's own decision point. The calibrated threshold (higher) decides once for the whole extent whether
+#: the class is there at all; a tile then only needs to more likely hold a member than not, so members in weak
+#: tiles are neither lost from a set nor from the ranking that picks "the largest".
 MEMBER_PRESENCE = 0.5
 
 
 def tile_gates(plans: dict, texts: list[str], threshold: float) -> np.ndarray:
     """Per text, the presence a tile needs to contribute pixels: ``threshold``, or the lower member gate for a
-    text some plan asks all of (its other plans then keep only candidates at ``threshold``: ``answer``)."""
-    plural = {t for p in plans.values() if p.cardinality == ALL for t in p.candidate_texts}
-    return np.array([min(MEMBER_PRESENCE, threshold) if t in plural else threshold for t in texts], np.float32)
+    text some plan asks every member of (its other plans then keep only candidates at ``threshold``: ``answer``)."""
+    members = {t for p in plans.values() if p.asks_members for t in p.candidate_texts}
+    return np.array([min(MEMBER_PRESENCE, threshold) if t in members else threshold for t in texts], np.float32)
 
 
 def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, grid: TileGrid, transform: Affine,
            aoi_transform: Affine, aoi, threshold: float) -> dict:
-    """Per query, the candidates its plan keeps over the whole extent (selection.select). A plural is answered when
-    some tile of the extent holds its text at ``threshold``; other plans keep candidates whose own tile does."""
+    """Per query, the candidates its plan keeps over the whole extent (selection.select). A plan that asks every
+    member of a class is answered when some tile of the extent holds its text at ``threshold``; other plans keep
+    candidates whose own tile does."""
     cands = {t: _with_presence(found[t], presence[:, :, j], grid, transform) for j, t in enumerate(texts)}
     peak = {t: float(presence[:, :, j].max()) if presence.size else 0.0 for j, t in enumerate(texts)}
     out = {}
     for q, plan in plans.items():
         own = [c for t in plan.candidate_texts for c in cands[t]]
-        if plan.cardinality != ALL:
+        if not plan.asks_members:
             own = [c for c in own if c.presence >= threshold]
         elif max(peak[t] for t in plan.candidate_texts) < threshold:
             own = []

@@ -67,7 +67,7 @@ def _overlaps(row: int, col: int, size: int, w: Window2D) -> bool:
 
 def prunable(plan: ReferringPlan) -> bool:
     """A singular referent with no rule over all candidates: its search may stop where the pyramid finds nothing."""
-    return plan.cardinality == ONE and not (plan.size or plan.extreme or plan.anchor_text)
+    return plan.cardinality == ONE and not plan.ranks_all
 
 
 @dataclass
