@@ -241,6 +241,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--presence-threshold", type=float, help="extent scope (default: the engine's)")
     ap.add_argument("--seed", type=int, default=2401)
+    ap.add_argument("--unique-colours", action=argparse.BooleanOptionalAction, default=True,
+                    help="repaint one building and one vehicle per mosaic into a colour no other has, so that "
+                         "singular attribute sentences exist (training.datasets.mosaic.plant_unique_colour)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--name", default="raster_referring")
     a = ap.parse_args(argv)
@@ -260,7 +263,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="rs2sam2-bench-") as tmp:
         for i in range(a.mosaics):
             cells = (2, 3, 4)[i % 3]
-            mosaic = build_mosaic(a.seed, a.split, i, cells, exclude=EXCLUDES[i % len(EXCLUDES)])
+            mosaic = build_mosaic(a.seed, a.split, i, cells, exclude=EXCLUDES[i % len(EXCLUDES)],
+                                  unique_colours=a.unique_colours)
             path = os.path.join(tmp, f"mosaic_{i}.tif")
             transform = write_geotiff(path, mosaic.image)
             queries = pick(describe_mosaic(mosaic, rng), a.per_kind, rng)
@@ -292,6 +296,7 @@ def main(argv=None) -> int:
     meta = dict(command=" ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/raster_referring.py",
                                                           *(argv if argv is not None else sys.argv[1:])]),
                 commit=commit, split=a.split, model=a.model, mosaics=a.mosaics, sizes=sizes,
+                unique_colours=a.unique_colours,
                 queries=n_queries,
                 machine=f"{platform.machine()}, {os.cpu_count()} CPU(s), torch threads "
                         f"{__import__('torch').get_num_threads()}",

@@ -67,3 +67,25 @@ def test_trained_head_travels_in_the_checkpoint_and_drives_the_predictor(tmp_pat
     np.testing.assert_allclose(pres[:, 0], expect, atol=1e-5)
     # a model without the head still reports presence (the pseudo-mask's peak), and loads as before
     assert not load_model(src).cfg.heads.presence
+
+
+def test_unique_colours_leave_one_object_of_a_colour_painted_in_it():
+    from training.datasets.mosaic import plant_unique_colour
+    from training.datasets.vocabulary import ROOF_COLOURS
+
+    plain = build_mosaic(2401, "test", 0, 2)
+    m = build_mosaic(2401, "test", 0, 2, unique_colours=True)
+    buildings = [o for o in m.objects if o.cls == "building"]
+    colours = [o.colour for o in buildings]
+    assert any(colours.count(c) == 1 for c in colours)
+    assert any(o.colour != p.colour for o, p in zip(m.objects, plain.objects))
+    for o in buildings:  # every roof reads as its (new) colour: its median pixel is nearest that palette entry
+        rgb = np.median(m.image[m.labels == o.label].astype(float), axis=0)
+        assert min(ROOF_COLOURS, key=lambda c: np.abs(rgb - ROOF_COLOURS[c]).sum()) == o.colour
+    (sentence,) = [q for q in describe_mosaic(m, np.random.default_rng(0))
+                   if q.kind == "attribute" and q.template and "roofed" in q.text]
+    (target,) = sentence.target
+    assert next(o for o in buildings if o.label == target).colour in sentence.text
+    before = m.image.copy()
+    plant_unique_colour(m, "building", ROOF_COLOURS, np.random.default_rng(1))  # already unique: untouched
+    assert (m.image == before).all()

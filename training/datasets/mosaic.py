@@ -47,9 +47,11 @@ class Mosaic:
 
 
 def build_mosaic(seed: int, split: str, index: int, cells: int, scene_size: int = 256, density: float = 1.0,
-                 exclude=(), only_cell: tuple | None = None) -> Mosaic:
+                 exclude=(), only_cell: tuple | None = None, unique_colours: bool = False) -> Mosaic:
     """cells x cells scenes pasted into one raster. ``exclude``: classes left out of every scene; ``only_cell``:
-    (cell index, scene) pasted at that cell instead of a drawn one (used for a one-referent mosaic)."""
+    (cell index, scene) pasted at that cell instead of a drawn one (used for a one-referent mosaic);
+    ``unique_colours``: repaint so that one building and one vehicle each have a colour no other of its class has
+    (``plant_unique_colour``)."""
     side = cells * scene_size
     image = np.zeros((side, side, 3), np.uint8)
     labels = np.zeros((side, side), np.int32)
@@ -75,7 +77,40 @@ def build_mosaic(seed: int, split: str, index: int, cells: int, scene_size: int 
     for o in objects:
         known[o.label] = True
     labels[~known[labels]] = 0
-    return Mosaic(image, labels, objects, tuple(exclude))
+    mosaic = Mosaic(image, labels, objects, tuple(exclude))
+    if unique_colours:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, SPLIT_CODES[split], 7000 + index, 99]))
+        for cls, palette in (("building", ROOF_COLOURS), ("vehicle", VEHICLE_COLOURS)):
+            plant_unique_colour(mosaic, cls, palette, rng)
+    return mosaic
+
+
+def repaint(m: Mosaic, obj: SceneObject, colour: str, palette: dict) -> SceneObject:
+    """``obj`` painted in another palette colour, keeping its shading (ridge, lit half, noise) as a brightness factor
+    relative to its median brightness."""
+    px = m.labels == obj.label
+    luma = m.image[px].astype(np.float32).mean(axis=1)
+    factor = np.clip(luma / max(float(np.median(luma)), 1.0), 0.6, 1.3)[:, None]
+    m.image[px] = np.clip(np.asarray(palette[colour], np.float32) * factor, 0, 255).astype(np.uint8)
+    return SceneObject(obj.cls, obj.label, colour, obj.orient, obj.area, obj.cx, obj.cy, obj.bbox)
+
+
+def plant_unique_colour(m: Mosaic, cls: str, palette: dict, rng: np.random.Generator) -> None:
+    """Make one object of ``cls`` the only one of its colour (when none is): the others of that colour are repainted
+    in the palette's other colours. A mosaic of many scenes rarely has a colour only one object shows, which leaves
+    singular attribute sentences ("the red-roofed building") almost unmeasured."""
+    idx = [i for i, o in enumerate(m.objects) if o.cls == cls]
+    if len(idx) < 3 or any(sum(m.objects[j].colour == m.objects[i].colour for j in idx) == 1 for i in idx):
+        return
+    colour = list(palette)[int(rng.integers(len(palette)))]
+    others = [c for c in palette if c != colour]
+    same = [i for i in idx if m.objects[i].colour == colour]
+    keep = same[int(rng.integers(len(same)))] if same else idx[int(rng.integers(len(idx)))]
+    for i in idx:
+        if i == keep and m.objects[i].colour != colour:
+            m.objects[i] = repaint(m, m.objects[i], colour, palette)
+        elif i != keep and m.objects[i].colour == colour:
+            m.objects[i] = repaint(m, m.objects[i], others[int(rng.integers(len(others)))], palette)
 
 
 def _gap(a: SceneObject, b: SceneObject) -> float:
@@ -128,7 +163,7 @@ def describe_mosaic(m: Mosaic, rng: np.random.Generator) -> list[Query]:
             if len(sel) == 1:
                 if cls == "building":
                     out.append(Query(f"the {c}-roofed {name(cls)}", "attribute", [sel[0].label], True))
-                    out.append(Query(f"the only building with a {c} roof", "attribute", [sel[0].label], False))
+                    out.append(Query(f"the only building with {'an' if c[0] in 'aeiou' else 'a'} {c} roof", "attribute", [sel[0].label], False))
                 else:
                     out.append(Query(f"the {c} {name(cls)}", "attribute", [sel[0].label], True))
             elif len(sel) in NUMBER_WORDS and len(sel) < len(objs):
