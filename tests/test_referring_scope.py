@@ -144,7 +144,7 @@ def test_plans_over_every_member_keep_members_in_weak_tiles_once_the_class_is_in
     weak = WeakTilePresence(ColourModel(64), device="cpu")
     opts = SegmentOptions(tile=128, overlap=0.0, presence_threshold=0.7)  # quarters: tl, bl strong; tr, br weak
     queries = ["the red boxes", "the red box in the top right", "the largest red box", "the smallest red box",
-               "the easternmost red box"]
+               "the easternmost red box", "the three red boxes"]
     res = segment_raster(scene, queries, weak, opts)
     assert len(res.polygons["the red boxes"]) == 4
     assert res.polygons["the red box in the top right"] == []
@@ -154,6 +154,8 @@ def test_plans_over_every_member_keep_members_in_weak_tiles_once_the_class_is_in
     assert smallest.presence == pytest.approx(0.6) and _centroid_rc(smallest)[0] > 128
     (east,) = res.polygons["the easternmost red box"]       # tr, in a weak tile
     assert _centroid_rc(east)[1] > 128 and _centroid_rc(east)[0] < 128
+    three = res.polygons["the three red boxes"]             # both strong ones first, then the best faint one
+    assert len(three) == 3 and [p.presence >= 0.7 for p in three] == [True, True, False]
     # a raster whose tiles are all lukewarm does not hold the class: the plural gets nothing
     lukewarm = segment_raster(scene, "the red boxes", weak, opts.replace(presence_threshold=0.97))
     assert lukewarm.polygons["the red boxes"] == []

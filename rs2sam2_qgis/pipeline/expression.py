@@ -99,9 +99,10 @@ class ReferringPlan:
 
     @property
     def asks_members(self) -> bool:
-        """True when the answer is drawn from every member of the class: all of them (a plural), or the one(s) a
-        rule ranks first among all of them ("the largest lake" presupposes the lakes)."""
-        return self.cardinality == ALL or self.ranks_all
+        """True when the answer is drawn from every member of the class: all of them (a plural), a number of them
+        ("the two white tanks": the most confident, however faint the tile of the second), or the one(s) a rule
+        ranks first among all of them ("the largest lake" presupposes the lakes)."""
+        return self.cardinality != ONE or self.ranks_all
 
     @property
     def count(self) -> int | None:

@@ -150,10 +150,10 @@ def _with_presence(polys: list, presence_tq: np.ndarray, grid: TileGrid, transfo
     return out
 
 
-#: the tile gate of texts whose plan asks every member of a class (plurals, superlatives, extremes, relations): the
-#: presence head's own decision point. The calibrated threshold (higher) decides once for the whole extent whether
-#: the class is there at all; a tile then only needs to more likely hold a member than not, so members in weak
-#: tiles are neither lost from a set nor from the ranking that picks "the largest".
+#: the tile gate of texts whose plan asks every member of a class (plurals, counts, superlatives, extremes,
+#: relations): the presence head's own decision point. The calibrated threshold (higher) decides once for the whole
+#: extent whether the class is there at all; a tile then only needs to more likely hold a member than not, so
+#: members in weak tiles are neither lost from a set nor from the ranking that picks "the largest".
 MEMBER_PRESENCE = 0.5
 
 
