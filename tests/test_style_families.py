@@ -110,3 +110,27 @@ def test_joint_loss_masks_learn_from_positives_only_presence_from_all():
     # BCE pushes presence up for positives, down for negatives
     assert (presence.grad[:2] < 0).all() and (presence.grad[2:] > 0).all()
     assert parts["positives"] == 0.5 and "mse" in parts
+
+
+def test_zoom_in_crops_hold_the_target_and_leave_scene_wide_sentences_whole():
+    from training.datasets.synthetic import zoom_in
+
+    ds = build_dataset("synthetic", "train", 128, **STYLED, negatives=0.3, zoom=1.0, length=60)
+    zoomed = whole = 0
+    for i in range(60):
+        scene, expr = ds.expression(i)
+        image, mask, text, _ = ds.raw(i)
+        assert image.shape == scene.image.shape and mask.shape == scene.labels.shape and text == expr.text
+        if expr.kind in ("class", "colour"):
+            assert mask.any()                                   # the crop holds part of the target
+            zoomed += int(mask.sum() > scene.mask(expr.target).sum())  # enlarged
+        elif expr.kind == "absent":
+            assert not mask.any()
+        else:                                                   # position, size, relation: the whole scene
+            assert (image == scene.image).all() and (mask == scene.mask(expr.target)).all()
+            whole += 1
+    assert zoomed > 5 and whole > 5
+    # a window inside one object: the crop is all target
+    img, m = np.zeros((64, 64, 3), np.uint8), np.ones((64, 64), bool)
+    _, crop = zoom_in(img, m, "class", np.random.default_rng(0))
+    assert crop.all()

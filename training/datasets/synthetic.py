@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .common import RefDataset
+from .common import RefDataset, resize_image, resize_mask
 from .negatives import negative_sentence
 from .scene import Scene, SceneObject
 from .styles import FAMILIES, HELD_OUT, NATIVE_GSD, Look, develop, sample_look
@@ -531,6 +531,37 @@ def describe(scene: Scene, rng: np.random.Generator, max_level: int = 2,
 DEFAULT_SIZES = {"train": 20000, "val": 500, "test": 500}
 
 
+#: sentence kinds that stay true on a crop holding part of their target: a class, a colour, and absent referents
+#: (position, size and relation words are judged over the whole scene and may not hold on a part of it)
+ZOOMABLE = ("class", "colour", "absent")
+
+
+def zoom_in(image: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Generator,
+            side: tuple[float, float] = (0.35, 0.7)) -> tuple[np.ndarray, np.ndarray]:
+    """A square crop (``side`` of the scene's width) enlarged to the scene's size, holding a random target pixel.
+
+    A tiled raster shows the model windows where one object fills most of the view, or all of it (a tile inside a
+    lake); whole synthetic scenes never do, and a model trained only on them leaves such tiles empty and breaks a
+    large object into pieces. Kinds outside ``ZOOMABLE``, and crops that would miss the target, are returned whole.
+    """
+    if kind not in ZOOMABLE:
+        return image, mask
+    h, w = mask.shape
+    c = int(round(w * rng.uniform(*side)))
+    if kind == "absent":
+        cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    else:
+        ys, xs = np.nonzero(mask)
+        if not len(ys):
+            return image, mask
+        k = int(rng.integers(len(ys)))
+        cy, cx = int(ys[k]), int(xs[k])
+    y0 = int(np.clip(cy - rng.integers(c), 0, h - c))
+    x0 = int(np.clip(cx - rng.integers(c), 0, w - c))
+    crop = (slice(y0, y0 + c), slice(x0, x0 + c))
+    return resize_image(np.ascontiguousarray(image[crop]), w), resize_mask(mask[crop], (h, w))
+
+
 class SyntheticRefer(RefDataset):
     """Synthetic referring set. `length` samples per split (default train 20000, val/test 500), scenes of
     `scene_size` pixels (objects keep their pixel sizes, about 0.5 m ground sampling; counts scale with the area
@@ -541,6 +572,7 @@ class SyntheticRefer(RefDataset):
     `families`: style families (styles.py) the scenes are drawn in, `native_share` of them in the generator's own
     look (the held-out family may not train); `negatives`: the share of samples whose sentence names something the
     scene does not show (negatives.py), with an empty mask. Samples carry `present` (0 for negatives, else 1).
+    `zoom`: the share of samples shown as a crop of the scene enlarged to its size (``zoom_in``).
     All are off by default, so val/test stay as they were."""
 
     name = "synthetic"
@@ -549,7 +581,7 @@ class SyntheticRefer(RefDataset):
                  scene_size: int = 256, density: float = 1.0, refs_per_scene: int = 4, level: int = 2,
                  level_weights: list[float] | None = None, distinct_refs: bool = False, plural_single: float = 0.0,
                  families: list[str] | None = None, native_share: float = 0.0, negatives: float = 0.0,
-                 transform=None, root=None):
+                 zoom: float = 0.0, transform=None, root=None):
         if split not in SPLIT_CODES:
             raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
         super().__init__(split=split, size=size, transform=transform)
@@ -568,6 +600,7 @@ class SyntheticRefer(RefDataset):
             raise ValueError(f"style family {HELD_OUT!r} is held out for validation; it may not train")
         self.native_share = float(native_share) if self.families else 1.0
         self.negatives = float(negatives)
+        self.zoom = float(zoom)
 
     def __len__(self) -> int:
         return self.length
@@ -633,7 +666,12 @@ class SyntheticRefer(RefDataset):
         if index < 0 or index >= len(self):
             raise IndexError(index)
         scene, expr = self.expression(index)
-        return scene.image, scene.mask(expr.target), expr.text, f"{self.split}-{index}"
+        image, mask = scene.image, scene.mask(expr.target)
+        if self.zoom > 0:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], index, 4000]))
+            if rng.random() < self.zoom:
+                image, mask = zoom_in(image, mask, expr.kind, rng)
+        return image, mask, expr.text, f"{self.split}-{index}"
 
     def __getitem__(self, index: int) -> dict:
         sample = super().__getitem__(index)
