@@ -271,7 +271,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             found = search(src, ds, aoi, grid.rows, grid.cols, tile, predictor, search_requests(texts, plans),
                            levels=int(options.search_levels), threshold=float(options.search_threshold),
                            overlap=options.overlap, batch_size=options.batch_size,
-                           beam=int(options.search_beam), cancelled=cancelled,
+                           beam=int(options.search_beam), confirm=presence_threshold, cancelled=cancelled,
                            predict_windows=cached_windows)
         fine_needed = found.fine
         stats.coarse_windows, stats.forwards = found.windows_read, found.forwards

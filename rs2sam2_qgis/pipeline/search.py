@@ -13,6 +13,7 @@ answers them.
 """
 from __future__ import annotations
 
+import heapq
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -74,9 +75,9 @@ def prunable(plan: ReferringPlan) -> bool:
 class SearchResult:
     #: model text -> fine tile starts (row, col) to run, or None = every tile of the grid
     fine: dict = field(default_factory=dict)
-    windows_read: int = 0      # coarse windows read and run
+    windows_read: int = 0      # pyramid windows and fine tiles read and run by the search
     windows_valid: int = 0     # of those, windows holding any valid pixel
-    forwards: int = 0          # coarse (window, text) forwards
+    forwards: int = 0          # the search's (window, text) forwards
 
 
 def coarse_sides(tile: int, aoi: Window2D, levels: int) -> list[int]:
@@ -97,56 +98,90 @@ def _windows(aoi: Window2D, side: int, overlap: float) -> list[tuple[int, int]]:
 
 def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence[int], tile: int, predictor,
            texts: dict, *, levels: int, threshold: float, overlap: float, batch_size: int, beam: int = 4,
-           cancelled: Callable[[], bool] = lambda: False, predict_windows: Callable | None = None) -> SearchResult:
+           confirm: float = 0.5, cancelled: Callable[[], bool] = lambda: False,
+           predict_windows: Callable | None = None) -> SearchResult:
     """Decide which fine tiles each model text needs. ``texts``: model text -> (searched: bool, region or None).
-    A singular referent is one object: at each level only the ``beam`` windows with the highest presence (at least
-    ``threshold``) are looked into, best first, so a look-alike here and there cannot open the whole raster.
-    ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of windows is predicted (the
-    engine's feature cache); default: the predictor directly."""
+
+    A searched text is one object: the pyramid is searched best first. Every window of the coarsest level is looked
+    at and ranked; then the window with the highest presence is opened (its windows one level down are looked at,
+    and those at ``threshold`` or more join the ranking), and so on, until ``beam`` windows of the finest coarse
+    level are open. Their fine tiles are then looked at: if one reaches ``confirm`` (the engine's presence
+    threshold) the object is found there; otherwise the search goes on with the next best windows. The coarsest
+    level only ranks: shrunk 4 or 8 times, a small object or a roof colour may barely show, so its window is opened
+    in its turn whatever its presence. So a look-alike here and there cannot open the whole raster, and a coarse
+    view too small to tell the object apart cannot lose it either: the search stops at a confirmed fine tile, or
+    when no window is left (the text is absent: no fine tile runs). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of
+    windows is predicted (the engine's feature cache); default: the predictor directly."""
     res = SearchResult()
-    margin = tile
-    areas = {t: region_window(aoi, region, margin) for t, (_, region) in texts.items()}
+    areas = {t: region_window(aoi, region, tile) for t, (_, region) in texts.items()}
     searched = [t for t, (s, _) in texts.items() if s]
-    # per searched text: the windows of the level above that held the referent (None: the whole allowed area)
-    held: dict = {t: None for t in searched}
-    for side in coarse_sides(tile, aoi, levels) if searched else []:
-        wins = _windows(aoi, side, overlap)
-        need = {}
+    sides = coarse_sides(tile, aoi, levels) if searched else []
+    if sides:
+        look = _Looker(src, ds, predictor, batch_size, cancelled, predict_windows, res)
         for t in searched:
-            if held[t] is not None and not held[t]:
-                continue  # nothing above: this text is absent from the extent
-            need[t] = [w for w in wins if _overlaps(*w, side, areas[t]) and
-                       (held[t] is None or any(_overlaps(*w, side, h) for h in held[t]))]
-        run = sorted({w for ws in need.values() for w in ws})
-        level_texts = [t for t in searched if t in need]
-        pres: dict = {}
-        for batch in batched(run, batch_size):
-            if cancelled():
-                raise Cancelled()
-            reads = [src.read(ds, r, c, side, side, out_size=predictor.input_size) for r, c in batch]
-            res.windows_valid += sum(bool(valid.any()) for _, valid in reads)
-            px = np.stack([rgb for rgb, _ in reads])
-            if predict_windows is not None:
-                _, p = predict_windows([(r, c, side) for r, c in batch], px, level_texts)
-            else:
-                _, p = predict_presence(predictor, px, level_texts)
-            res.windows_read += len(batch)
-            res.forwards += len(batch) * len(level_texts)
-            for k, w in enumerate(batch):
-                for j, t in enumerate(level_texts):
-                    pres[(w, t)] = float(p[k, j])
-        for t in level_texts:
-            best = sorted((w for w in need[t] if pres[(w, t)] >= threshold), key=lambda w: -pres[(w, t)])[:beam]
-            held[t] = [Window2D(r, c, side, side) for r, c in best]
+            res.fine[t] = _best_first(look, t, areas[t], aoi, sides, tile, fine_rows, fine_cols, overlap,
+                                      threshold, confirm, beam)
     for t, (_, region) in texts.items():
-        area = areas[t]
-        windows = held.get(t)
-        tiles = set()
-        for r in fine_rows:
-            for c in fine_cols:
-                if not _overlaps(r, c, tile, area):
-                    continue
-                if windows is None or any(_overlaps(r, c, tile, h) for h in windows):
-                    tiles.add((r, c))
-        res.fine[t] = None if (windows is None and region is None) else tiles
+        if t in res.fine:
+            continue
+        tiles = {(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, areas[t])}
+        res.fine[t] = None if region is None else tiles
     return res
+
+
+class _Looker:
+    """Presence of windows for one text, each window looked at once (read, shrunk to the model's input, run)."""
+
+    def __init__(self, src, ds, predictor, batch_size, cancelled, predict_windows, res: SearchResult):
+        self.src, self.ds, self.predictor, self.batch_size = src, ds, predictor, batch_size
+        self.cancelled, self.predict_windows, self.res = cancelled, predict_windows, res
+
+    def __call__(self, windows: list[tuple[int, int]], side: int, text: str) -> dict:
+        out = {}
+        for batch in batched(sorted(windows), self.batch_size):
+            if self.cancelled():
+                raise Cancelled()
+            reads = [self.src.read(self.ds, r, c, side, side, out_size=self.predictor.input_size) for r, c in batch]
+            self.res.windows_valid += sum(bool(valid.any()) for _, valid in reads)
+            px = np.stack([rgb for rgb, _ in reads])
+            if self.predict_windows is not None:
+                _, p = self.predict_windows([(r, c, side) for r, c in batch], px, [text])
+            else:
+                _, p = predict_presence(self.predictor, px, [text])
+            self.res.windows_read += len(batch)
+            self.res.forwards += len(batch)
+            out.update({w: float(p[k, 0]) for k, w in enumerate(batch)})
+        return out
+
+
+def _best_first(look: _Looker, text: str, area: Window2D, aoi: Window2D, sides: list[int], tile: int,
+                fine_rows, fine_cols, overlap: float, threshold: float, confirm: float, beam: int) -> set:
+    """The fine tiles to run for one searched text (``search``): those under the opened finest windows once a
+    fine tile confirms the referent, else none."""
+    levels = [[w for w in _windows(aoi, side, overlap) if _overlaps(*w, side, area)] for side in sides]
+    heap = [(-p, 0, w) for w, p in look(levels[0], sides[0], text).items()]  # ranked, never dropped: see search
+    heapq.heapify(heap)
+    seen = {(0, w) for w in levels[0]}
+    fine: set = set()
+    while heap:
+        ready: list = []
+        while heap and len(ready) < beam:
+            _, k, (r, c) = heapq.heappop(heap)
+            if k == len(sides) - 1:
+                ready.append((r, c))
+                continue
+            side, below = sides[k], sides[k + 1]
+            inside = Window2D(r, c, side, side)
+            kids = [w for w in levels[k + 1] if _overlaps(*w, below, inside) and (k + 1, w) not in seen]
+            got = look(kids, below, text)
+            seen.update((k + 1, w) for w in got)
+            for w, p in got.items():
+                if p >= threshold:
+                    heapq.heappush(heap, (-p, k + 1, w))
+        side = sides[-1]
+        tiles = {(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, area) and (r, c) not in fine
+                 and any(_overlaps(r, c, tile, Window2D(wr, wc, side, side)) for wr, wc in ready)}
+        fine |= tiles
+        if tiles and max(look(list(tiles), tile, text).values()) >= confirm:
+            return fine
+    return set()
