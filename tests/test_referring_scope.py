@@ -159,3 +159,33 @@ def test_plans_over_every_member_keep_members_in_weak_tiles_once_the_class_is_in
     # a raster whose tiles are all lukewarm does not hold the class: the plural gets nothing
     lukewarm = segment_raster(scene, "the red boxes", weak, opts.replace(presence_threshold=0.97))
     assert lukewarm.polygons["the red boxes"] == []
+
+
+class PixelCountPresence(Predictor):
+    """The colour model, with a presence that grows with the blue pixels the window shows (200 px: certain): a
+    small object all but vanishes from a window shrunk 4x, as a roof colour does for a real model."""
+
+    def predict(self, images, texts, batch_size=None, presence=False):
+        out = super().predict(images, texts, batch_size, presence)
+        if not presence:
+            return out
+        prob, _ = out
+        blue = ((images[..., 2] > 150) & (images[..., 0] < 80)).reshape(len(images), -1).sum(1)
+        return prob, np.repeat(np.minimum(blue / 200.0, 1.0)[:, None], len(texts), 1).astype(np.float32)
+
+
+def test_the_search_finds_a_small_object_the_coarsest_view_barely_shows(tmp_path):
+    """Shrunk 4x, a 16 x 16 blue box shows 16 px (presence 0.08, under the search threshold 0.2): the coarsest level
+    only ranks windows, so the search still opens it, confirms it on a fine tile and skips the empty ones."""
+    raster = write_raster(tmp_path / "small.tif", rgb_scene(512, 512, [(300, 340, 316, 356, BLUE)], GREY),
+                          transform=T)
+    counting = PixelCountPresence(ColourModel(64), device="cpu")
+    opts = SegmentOptions(tile=64, overlap=0.0, search_levels=2, presence_threshold=0.5)
+    res = segment_raster(raster, "the blue box", counting, opts)
+    (box,) = res.polygons["the blue box"]
+    assert abs(_centroid_rc(box)[0] - 308) < 2 and abs(_centroid_rc(box)[1] - 348) < 2
+    assert res.stats.tiles_skipped > 0.5 * res.stats.tiles_total
+    # nothing blue: every window ranks at 0, none confirms, no fine tile runs
+    empty = write_raster(tmp_path / "empty.tif", rgb_scene(512, 512, [], GREY), transform=T)
+    none = segment_raster(empty, "the blue box", counting, opts)
+    assert none.polygons["the blue box"] == [] and none.stats.tiles_skipped == none.stats.tiles_total
