@@ -1,6 +1,6 @@
 """Package a run's best checkpoint as the bundled demo model and record its metrics.
 
-    python -m training.export_demo runs/demo_nano_stage4 [--out model_core/assets/demo.pt]
+    python -m training.export_demo runs/demo_nano_stage4 [--last] [--out model_core/assets/demo.pt]
     python -m training.export_demo --measure-only            # re-score the shipped file (e.g. after a rule change)
 
 Writes the checkpoint with fp16 weights (load_model casts them back to fp32) and its train_meta, then evaluates the
@@ -20,13 +20,14 @@ import torch
 
 from .datasets import build_dataset
 from .evaluate import checkpoint_meta, evaluate_model, sentence_kind
-from .train import export_checkpoint
+from .train import export_checkpoint, final_checkpoint
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("run", nargs="?", help="training run folder (its best.pt is exported)")
     p.add_argument("--measure-only", action="store_true", help="do not export: score the existing --out file")
+    p.add_argument("--last", action="store_true", help="export the run's final weights (last.pt) instead of best.pt")
     p.add_argument("--out", default=None)
     p.add_argument("--record", default=str(Path(__file__).resolve().parent / "demo_metrics.json"))
     p.add_argument("--threads", type=int, default=1)
@@ -38,7 +39,10 @@ def main(argv=None) -> int:
     if not a.measure_only:
         if not a.run:
             p.error("give the training run folder, or --measure-only")
-        export_checkpoint(Path(a.run) / "best.pt", out, fp16=True)
+        src = Path(a.run) / "best.pt"
+        if a.last:
+            src = final_checkpoint(a.run, Path(a.run) / "final.pt")
+        export_checkpoint(src, out, fp16=True)
     meta = checkpoint_meta(str(out))
     model = model_core.load_model(str(out)).eval()
     opts = {k: v for k, v in meta["val_options"].items() if k != "length"}

@@ -219,6 +219,26 @@ def export_checkpoint(src, dst, fp16: bool = True, meta: dict | None = None) -> 
     return save_atomic(ck, dst)
 
 
+def final_checkpoint(run, dst) -> Path:
+    """The run's weights at the end of its schedule (``last.pt``, a training state) as a model checkpoint at
+    ``dst``: ``best.pt``'s architecture and train_meta, with the step, epoch and metrics of the run's last
+    validation. For a fine-tune whose own-look val200 moves within noise while what it was run for (here, whole
+    objects in zoomed views) only shows at its end."""
+    import model_core
+
+    run = Path(run)
+    model = model_core.load_model(str(run / "best.pt"))
+    model.load_state_dict(torch.load(run / "last.pt", map_location="cpu", weights_only=False)["model"])
+    meta = torch.load(run / "best.pt", map_location="cpu", weights_only=True).get("train_meta", {})
+    with open(run / "val.csv", newline="") as fh:
+        last = list(csv.DictReader(fh))[-1]
+    meta.update(epoch=int(last["epoch"]), step=int(last["step"]),
+                val={k: float(v) for k, v in last.items() if k not in ("epoch", "step", "elapsed_min", "best")})
+    model_core.save_model(model, str(dst))
+    attach_meta(dst, meta)
+    return Path(dst)
+
+
 def _unwrap(model):
     return model.module if hasattr(model, "module") else model
 
