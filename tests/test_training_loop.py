@@ -97,6 +97,14 @@ def test_cli_trains_validates_and_saves_best(tmp_path):
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
     assert state["epoch"] == 1 and state["step"] == 2 and "optimizer" in state and "rng" in state
     assert state["config"]["train"]["accum"] == 2  # 2 optimizer steps of 2 micro-batches each
+    # the run's final weights as a model checkpoint (export_demo --last): last.pt's weights, the last validation
+    from training.train import final_checkpoint
+
+    final = model_core.load_model(str(final_checkpoint(run, tmp_path / "final.pt")))
+    for k, v in final.state_dict().items():
+        assert torch.equal(v, state["model"][k]), k
+    meta = torch.load(tmp_path / "final.pt", map_location="cpu", weights_only=True)["train_meta"]
+    assert meta["step"] == 2 and meta["val"]["mIoU"] == pytest.approx(float(val[-1]["mIoU"]), abs=1e-5)
 
 
 def test_init_from_a_checkpoint_may_change_only_the_loss(tmp_path):
