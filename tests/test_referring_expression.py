@@ -13,7 +13,7 @@ from rs2sam2_qgis.pipeline.expression import ALL, ONE, is_plural, parse_expressi
     ("the water", "the water", ALL),          # mass noun
     ("the red-roofed building", "the red-roofed building", ONE),
     ("a car on the horizontal road", "a car on the horizontal road", ONE),
-    ("the only building with a red roof", "the only building with a red roof", ONE),
+    ("the only building with a red roof", "the building with a red roof", ONE),  # "only" is a count
     ("the runway", "the runway", ONE),
 ])
 def test_plain_expressions_keep_their_text_and_number(query, text, card):

@@ -192,7 +192,8 @@ def parse_expression(query: str) -> ReferringPlan:
     reworded = bool(re.search(scope_words, text) or re.match(r"\s*(?:every|each|any)\b", text))
     text = re.sub(scope_words, " ", text)
     # relation: "X next to the lake" -> anchor "the lake" (the rest of the sentence after the relation word)
-    if re.search(r"\b(?:only|single|sole)\b", text):
+    only = bool(re.search(r"\b(?:only|single|sole)\b", text))
+    if only:  # a number word: it says how many, not what the object looks like, so the model is not asked it
         cardinality = ONE
         text = re.sub(r"\b(?:only|single|sole)\b", " ", text)
     m = re.search(rf"\b(?:(?:right|directly|just|immediately)\s+)?{_RELATION_RE}\b\s+(?P<anchor>.+)$", text)
@@ -278,9 +279,9 @@ def parse_expression(query: str) -> ReferringPlan:
         singular_det = tokens[0] in ("the", "a", "an", "this", "that")
         cardinality = ONE if singular_det and not plural and noun not in _MASS_NOUNS else ALL
     if not (size or extreme or region or anchor or cardinality not in (ONE, ALL) or reworded):
-        # nothing to choose over the extent: the model gets the sentence as typed
-        return ReferringPlan(original, original, None, cardinality, size, extreme, region, relation, anchor,
-                             tuple(understood))
+        # nothing to choose over the extent: the model gets the sentence as typed (less "only")
+        return ReferringPlan(original, text if only else original, None, cardinality, size, extreme, region,
+                             relation, anchor, tuple(understood))
     # a choice over the extent needs every candidate: the noun phrase in the plural (as a class is named), and in
     # the singular too when that differs (a model may know "the lake" but never have read "the lakes")
     if tokens[0] in ("a", "an", "every", "each", "any", "some"):
