@@ -1,6 +1,6 @@
 """Package a run's best checkpoint as the bundled demo model and record its metrics.
 
-    python -m training.export_demo runs/demo_nano_stage4 [--last] [--out model_core/assets/demo.pt]
+    python -m training.export_demo runs/demo_nano_stage4 [--last] [--presence-threshold T] [--out ...demo.pt]
     python -m training.export_demo --measure-only            # re-score the shipped file (e.g. after a rule change)
 
 Writes the checkpoint with fp16 weights (load_model casts them back to fp32) and its train_meta, then evaluates the
@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("run", nargs="?", help="training run folder (its best.pt is exported)")
     p.add_argument("--measure-only", action="store_true", help="do not export: score the existing --out file")
     p.add_argument("--last", action="store_true", help="export the run's final weights (last.pt) instead of best.pt")
+    p.add_argument("--presence-threshold", type=float, help="the presence head's decision threshold (chosen on val)")
     p.add_argument("--out", default=None)
     p.add_argument("--record", default=str(Path(__file__).resolve().parent / "demo_metrics.json"))
     p.add_argument("--threads", type=int, default=1)
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
         src = Path(a.run) / "best.pt"
         if a.last:
             src = final_checkpoint(a.run, Path(a.run) / "final.pt")
-        export_checkpoint(src, out, fp16=True)
+        export_checkpoint(src, out, fp16=True, presence_threshold=a.presence_threshold)
     meta = checkpoint_meta(str(out))
     model = model_core.load_model(str(out)).eval()
     opts = {k: v for k, v in meta["val_options"].items() if k != "length"}

@@ -208,10 +208,16 @@ def attach_meta(path, meta: dict) -> None:
     save_atomic(ck, path)
 
 
-def export_checkpoint(src, dst, fp16: bool = True, meta: dict | None = None) -> Path:
+def export_checkpoint(src, dst, fp16: bool = True, meta: dict | None = None,
+                      presence_threshold: float | None = None) -> Path:
     """A model_core checkpoint, shrunk for shipping: floating weights stored as fp16 (load_model's
-    load_state_dict casts them back into the fp32 model), optional extra train_meta."""
+    load_state_dict casts them back into the fp32 model), optional extra train_meta, and optionally the presence
+    head's decision threshold chosen on validation (``heads.presence_threshold``, what the engine gates with)."""
     ck = torch.load(src, map_location="cpu", weights_only=True)
+    if presence_threshold is not None:
+        if not ck["config"].get("heads", {}).get("presence"):
+            raise ValueError(f"{src} has no presence head: a presence threshold means nothing for it")
+        ck["config"]["heads"]["presence_threshold"] = float(presence_threshold)
     if fp16:
         ck["state_dict"] = {k: (v.half() if v.is_floating_point() else v) for k, v in ck["state_dict"].items()}
     if meta:
