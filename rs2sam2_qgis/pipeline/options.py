@@ -87,10 +87,11 @@ class SegmentOptions:
     presence_threshold: float | None = None
     #: extent scope: pyramid levels above the fine tiles searched for singular referents (0 = run every tile)
     search_levels: int = 2
-    #: extent scope: a coarse window whose presence is below this is not looked into (recall first: lower than
-    #: presence_threshold)
+    #: extent scope: below the coarsest level, a window whose presence is below this is not looked into (recall
+    #: first: lower than presence_threshold; the coarsest level only ranks)
     search_threshold: float = 0.2
-    #: extent scope: coarse windows looked into per level for a singular referent (the best by presence)
+    #: extent scope: windows of the finest coarse level opened together, best first, before their fine tiles are
+    #: checked for the referent (search.search)
     search_beam: int = 4
 
     def replace(self, **changes) -> SegmentOptions:
@@ -141,7 +142,7 @@ class SegmentOptions:
         if not (0.0 <= float(self.search_threshold) < 1.0):
             raise InputError(f"search threshold {self.search_threshold} is out of range; use [0, 1)")
         if int(self.search_beam) < 1:
-            raise InputError(f"search beam {self.search_beam} must be >= 1 (windows looked into per level)")
+            raise InputError(f"search beam {self.search_beam} must be >= 1 (windows opened together by the search)")
         if not (0 <= int(self.search_levels) <= 8):
             raise InputError(f"search levels {self.search_levels} out of range; use 0..8 (0 = run every tile)")
         return self
