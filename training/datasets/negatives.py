@@ -60,13 +60,24 @@ class Negative:
     colour: str | None     # the colour named, if any
 
 
+def _pick(hard: list[tuple[str, str]], scene: Scene, rng: np.random.Generator) -> int:
+    """A hard negative, the nearer its colour to one the class shows the likelier: "the red-roofed building" over
+    orange roofs teaches more than over gray ones (the demo confused red and orange roofs over whole rasters)."""
+    shown = {cls: [PALETTES[cls][o.colour] for o in scene.objects if o.cls == cls and o.colour in PALETTES[cls]]
+             for cls in PALETTES}
+    near = np.array([min((float(np.abs(np.subtract(PALETTES[cls][c], rgb)).sum()) for rgb in shown[cls]),
+                         default=255.0) for cls, c in hard])
+    w = np.exp(-near / 120.0)
+    return int(rng.choice(len(hard), p=w / w.sum()))
+
+
 def negative_sentence(scene: Scene, rng: np.random.Generator) -> Negative:
     """A sentence about something the scene does not show."""
     opts = {k: v for k, v in negative_options(scene).items() if v}
     kinds = sorted(opts)
     p = np.array([KIND_WEIGHTS[k] for k in kinds])
     kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
-    cls, colour = opts[kind][int(rng.integers(len(opts[kind])))]
+    cls, colour = opts[kind][_pick(opts[kind], scene, rng) if kind == "hard" else int(rng.integers(len(opts[kind])))]
     if kind == "vocabulary":
         return Negative(str(rng.choice(TRAIN_ABSENT)), kind, None, None)
     if kind in ("hard", "unseen_colour"):
