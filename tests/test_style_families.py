@@ -134,3 +134,25 @@ def test_zoom_in_crops_hold_the_target_and_leave_scene_wide_sentences_whole():
     img, m = np.zeros((64, 64, 3), np.uint8), np.ones((64, 64), bool)
     _, crop = zoom_in(img, m, "class", np.random.default_rng(0))
     assert crop.all()
+
+
+def test_near_colour_negatives_favour_colours_close_to_those_shown():
+    """With near_colours, "red" is named more often over orange roofs than a far colour is; off by default (the
+    shipped stages trained without it)."""
+    ds = build_dataset("synthetic", "train", 128, scene_size=128, density=1.6, level=2, length=60)
+    counts = {False: [0, 0], True: [0, 0]}  # per mode: (red named, white named) over scenes with orange roofs and
+    for near in (False, True):                # neither red, white nor gray ones
+        rng = np.random.default_rng(0)
+        for k in range(60):
+            scene = ds.scene(k)
+            roofs = {o.colour for o in scene.objects if o.cls == "building"}
+            if "orange" not in roofs or roofs & {"red", "white", "gray"}:
+                continue
+            for _ in range(40):
+                neg = negative_sentence(scene, rng, near_colours=near)
+                if neg.kind == "hard" and neg.cls == "building":
+                    counts[near][0] += neg.colour == "red"
+                    counts[near][1] += neg.colour == "white"
+    assert sum(counts[True]) > 20
+    assert counts[True][0] > 1.5 * counts[True][1] and counts[True][0] / sum(counts[True]) > \
+        counts[False][0] / max(sum(counts[False]), 1)

@@ -71,13 +71,15 @@ def _pick(hard: list[tuple[str, str]], scene: Scene, rng: np.random.Generator) -
     return int(rng.choice(len(hard), p=w / w.sum()))
 
 
-def negative_sentence(scene: Scene, rng: np.random.Generator) -> Negative:
-    """A sentence about something the scene does not show."""
+def negative_sentence(scene: Scene, rng: np.random.Generator, near_colours: bool = False) -> Negative:
+    """A sentence about something the scene does not show. ``near_colours``: hard negatives favour colours near
+    those the scene shows (``_pick``; stage 6c), else every absent palette colour is as likely."""
     opts = {k: v for k, v in negative_options(scene).items() if v}
     kinds = sorted(opts)
     p = np.array([KIND_WEIGHTS[k] for k in kinds])
     kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
-    cls, colour = opts[kind][_pick(opts[kind], scene, rng) if kind == "hard" else int(rng.integers(len(opts[kind])))]
+    near = near_colours and kind == "hard"
+    cls, colour = opts[kind][_pick(opts[kind], scene, rng) if near else int(rng.integers(len(opts[kind])))]
     if kind == "vocabulary":
         return Negative(str(rng.choice(TRAIN_ABSENT)), kind, None, None)
     if kind in ("hard", "unseen_colour"):
