@@ -124,17 +124,25 @@ def test_predictor_reports_presence(predictor):
     assert np.array_equal(prob, predictor.predict(tiles, ["red", "blue"]))
 
 
-class WeakTilePresence(Predictor):
-    """The colour model, with a presence that is confident (0.95) only in tiles showing much red (>= 500 px) and
-    lukewarm (0.6) elsewhere: a set whose small members sit in weak tiles."""
+class ScriptedPresence(Predictor):
+    """The colour model's masks with a presence the test scripts: ``presence_of(images [B,H,W,3], presence [B,T])``
+    -> presence [B,T]."""
 
     def predict(self, images, texts, batch_size=None, presence=False):
         out = super().predict(images, texts, batch_size, presence)
         if not presence:
             return out
         prob, pres = out
+        return prob, self.presence_of(images, pres).astype(np.float32)
+
+
+class WeakTilePresence(ScriptedPresence):
+    """Confident (0.95) only in tiles showing much red (>= 500 px) and lukewarm (0.6) elsewhere: a set whose small
+    members sit in weak tiles."""
+
+    def presence_of(self, images, pres):
         red = ((images[..., 0] > 200) & (images[..., 1] < 50)).reshape(len(images), -1).sum(1)
-        return prob, np.minimum(pres, np.where(red >= 500, 0.95, 0.6)[:, None]).astype(np.float32)
+        return np.minimum(pres, np.where(red >= 500, 0.95, 0.6)[:, None])
 
 
 def test_plans_over_every_member_keep_members_in_weak_tiles_once_the_class_is_in_the_extent(scene):
@@ -161,17 +169,13 @@ def test_plans_over_every_member_keep_members_in_weak_tiles_once_the_class_is_in
     assert lukewarm.polygons["the red boxes"] == []
 
 
-class PixelCountPresence(Predictor):
-    """The colour model, with a presence that grows with the blue pixels the window shows (200 px: certain): a
-    small object all but vanishes from a window shrunk 4x, as a roof colour does for a real model."""
+class PixelCountPresence(ScriptedPresence):
+    """Grows with the blue pixels the window shows (200 px: certain): a small object all but vanishes from a window
+    shrunk 4x, as a roof colour does for a real model."""
 
-    def predict(self, images, texts, batch_size=None, presence=False):
-        out = super().predict(images, texts, batch_size, presence)
-        if not presence:
-            return out
-        prob, _ = out
+    def presence_of(self, images, pres):
         blue = ((images[..., 2] > 150) & (images[..., 0] < 80)).reshape(len(images), -1).sum(1)
-        return prob, np.repeat(np.minimum(blue / 200.0, 1.0)[:, None], len(texts), 1).astype(np.float32)
+        return np.repeat(np.minimum(blue / 200.0, 1.0)[:, None], pres.shape[1], 1)
 
 
 def test_the_search_finds_a_small_object_the_coarsest_view_barely_shows(tmp_path):
