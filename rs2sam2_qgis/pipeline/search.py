@@ -103,41 +103,47 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     """Decide which fine tiles each model text needs. ``texts``: model text -> (searched: bool, region or None).
 
     A searched text is one object: the pyramid is searched best first. Every window of the coarsest level is looked
-    at and ranked; then the window with the highest presence is opened (its windows one level down are looked at,
-    and those at ``threshold`` or more join the ranking), and so on, until ``beam`` windows of the finest coarse
-    level are open. Their fine tiles are then looked at: if one reaches ``confirm`` (the engine's presence
-    threshold) the object is found there; otherwise the search goes on with the next best windows. The coarsest
-    level only ranks: shrunk 4 or 8 times, a small object or a roof colour may barely show, so its window is opened
-    in its turn whatever its presence. So a look-alike here and there cannot open the whole raster, and a coarse
-    view too small to tell the object apart cannot lose it either: the search stops at a confirmed fine tile, or
-    when no window is left (the text is absent: no fine tile runs). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of
-    windows is predicted (the engine's feature cache); default: the predictor directly."""
+    at and ranked (one read and one forward per window for all searched texts); then the window with the highest
+    presence is opened (its windows one level down are looked at, and those at ``threshold`` or more join the
+    ranking), and so on, until ``beam`` windows of the finest coarse level are open. Their fine tiles are then
+    looked at: if one reaches ``confirm`` (the engine's presence threshold) the object is found there; otherwise the
+    search goes on with the next best windows. The coarsest level only ranks: shrunk 4 or 8 times, a small object
+    or a roof colour may barely show, so its window is opened in its turn whatever its presence. So a look-alike
+    here and there cannot open the whole raster, and a coarse view too small to tell the object apart cannot lose
+    it either: the search stops at a confirmed fine tile, or when no window is left (the text is absent: no fine
+    tile runs). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of windows is predicted
+    (the engine's feature cache); default: the predictor directly."""
     res = SearchResult()
     areas = {t: region_window(aoi, region, tile) for t, (_, region) in texts.items()}
     searched = [t for t, (s, _) in texts.items() if s]
     sides = coarse_sides(tile, aoi, levels) if searched else []
     if sides:
         look = _Looker(src, ds, predictor, batch_size, cancelled, predict_windows, res)
+        coarsest = [w for w in _windows(aoi, sides[0], overlap)
+                    if any(_overlaps(*w, sides[0], areas[t]) for t in searched)]
+        first = look(coarsest, sides[0], searched)
         for t in searched:
-            res.fine[t] = _best_first(look, t, areas[t], aoi, sides, tile, fine_rows, fine_cols, overlap,
+            ranked = {w: first[t][w] for w in coarsest if _overlaps(*w, sides[0], areas[t])}
+            res.fine[t] = _best_first(look, t, ranked, areas[t], aoi, sides, tile, fine_rows, fine_cols, overlap,
                                       threshold, confirm, beam)
     for t, (_, region) in texts.items():
-        if t in res.fine:
-            continue
-        tiles = {(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, areas[t])}
-        res.fine[t] = None if region is None else tiles
+        if t not in res.fine:  # not searched: every tile, or those of its region
+            res.fine[t] = None if region is None else {
+                (r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, areas[t])}
     return res
 
 
 class _Looker:
-    """Presence of windows for one text, each window looked at once (read, shrunk to the model's input, run)."""
+    """Presence of windows for texts, each batch of windows read once (shrunk to the model's input) and run for
+    all the texts asked."""
 
     def __init__(self, src, ds, predictor, batch_size, cancelled, predict_windows, res: SearchResult):
         self.src, self.ds, self.predictor, self.batch_size = src, ds, predictor, batch_size
         self.cancelled, self.predict_windows, self.res = cancelled, predict_windows, res
 
-    def __call__(self, windows: list[tuple[int, int]], side: int, text: str) -> dict:
-        out = {}
+    def __call__(self, windows: list[tuple[int, int]], side: int, texts: list[str]) -> dict:
+        """text -> {window: presence}."""
+        out: dict = {t: {} for t in texts}
         for batch in batched(sorted(windows), self.batch_size):
             if self.cancelled():
                 raise Cancelled()
@@ -145,23 +151,25 @@ class _Looker:
             self.res.windows_valid += sum(bool(valid.any()) for _, valid in reads)
             px = np.stack([rgb for rgb, _ in reads])
             if self.predict_windows is not None:
-                _, p = self.predict_windows([(r, c, side) for r, c in batch], px, [text])
+                _, p = self.predict_windows([(r, c, side) for r, c in batch], px, texts)
             else:
-                _, p = predict_presence(self.predictor, px, [text])
+                _, p = predict_presence(self.predictor, px, texts)
             self.res.windows_read += len(batch)
-            self.res.forwards += len(batch)
-            out.update({w: float(p[k, 0]) for k, w in enumerate(batch)})
+            self.res.forwards += len(batch) * len(texts)
+            for j, t in enumerate(texts):
+                out[t].update({w: float(p[k, j]) for k, w in enumerate(batch)})
         return out
 
 
-def _best_first(look: _Looker, text: str, area: Window2D, aoi: Window2D, sides: list[int], tile: int,
-                fine_rows, fine_cols, overlap: float, threshold: float, confirm: float, beam: int) -> set:
-    """The fine tiles to run for one searched text (``search``): those under the opened finest windows once a
-    fine tile confirms the referent, else none."""
-    levels = [[w for w in _windows(aoi, side, overlap) if _overlaps(*w, side, area)] for side in sides]
-    heap = [(-p, 0, w) for w, p in look(levels[0], sides[0], text).items()]  # ranked, never dropped: see search
+def _best_first(look: _Looker, text: str, ranked: dict, area: Window2D, aoi: Window2D, sides: list[int],
+                tile: int, fine_rows, fine_cols, overlap: float, threshold: float, confirm: float,
+                beam: int) -> set:
+    """The fine tiles to run for one searched text (``search``), from its presence in the coarsest windows of its
+    area (``ranked``): those under the opened finest windows once a fine tile confirms the referent, else none."""
+    below = [[w for w in _windows(aoi, side, overlap) if _overlaps(*w, side, area)] for side in sides[1:]]
+    heap = [(-p, 0, w) for w, p in ranked.items()]  # ranked, never dropped: see search
     heapq.heapify(heap)
-    seen = {(0, w) for w in levels[0]}
+    seen: set = set()
     fine: set = set()
     while heap:
         ready: list = []
@@ -170,10 +178,9 @@ def _best_first(look: _Looker, text: str, area: Window2D, aoi: Window2D, sides: 
             if k == len(sides) - 1:
                 ready.append((r, c))
                 continue
-            side, below = sides[k], sides[k + 1]
-            inside = Window2D(r, c, side, side)
-            kids = [w for w in levels[k + 1] if _overlaps(*w, below, inside) and (k + 1, w) not in seen]
-            got = look(kids, below, text)
+            inside = Window2D(r, c, sides[k], sides[k])
+            kids = [w for w in below[k] if _overlaps(*w, sides[k + 1], inside) and (k + 1, w) not in seen]
+            got = look(kids, sides[k + 1], [text])[text]  # below[k]: the windows of level k + 1
             seen.update((k + 1, w) for w in got)
             for w, p in got.items():
                 if p >= threshold:
@@ -182,6 +189,6 @@ def _best_first(look: _Looker, text: str, area: Window2D, aoi: Window2D, sides: 
         tiles = {(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, area) and (r, c) not in fine
                  and any(_overlaps(r, c, tile, Window2D(wr, wc, side, side)) for wr, wc in ready)}
         fine |= tiles
-        if tiles and max(look(list(tiles), tile, text).values()) >= confirm:
+        if tiles and max(look(list(tiles), tile, [text])[text].values()) >= confirm:
             return fine
     return set()
