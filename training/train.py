@@ -49,7 +49,7 @@ import torch.distributed as dist
 from model_core.checkpoints import save_atomic
 
 from .datasets import build_dataset
-from .evaluate import evaluate_model
+from .evaluate import checkpoint_meta, evaluate_model
 from .presence_loss import joint_loss
 
 DEFAULTS = {
@@ -235,7 +235,7 @@ def final_checkpoint(run, dst) -> Path:
     run = Path(run)
     model = model_core.load_model(str(run / "best.pt"))
     model.load_state_dict(torch.load(run / "last.pt", map_location="cpu", weights_only=False)["model"])
-    meta = torch.load(run / "best.pt", map_location="cpu", weights_only=True).get("train_meta", {})
+    meta = checkpoint_meta(str(run / "best.pt"))
     with open(run / "val.csv", newline="") as fh:
         last = list(csv.DictReader(fh))[-1]
     meta.update(epoch=int(last["epoch"]), step=int(last["step"]),

@@ -89,7 +89,7 @@ class ReferringPlan:
     @property
     def selective(self) -> bool:
         """True when candidates are chosen by a rule over the whole extent (not just kept or ranked by score)."""
-        return bool(self.size or self.extreme or self.region or self.anchor_text)
+        return self.ranks_all or self.region is not None
 
     @property
     def ranks_all(self) -> bool:

@@ -15,6 +15,7 @@ and whether its wording is one of the generator's own templates (``template``) o
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,7 +101,7 @@ def plant_unique_colour(m: Mosaic, cls: str, palette: dict, rng: np.random.Gener
     in the palette's other colours. A mosaic of many scenes rarely has a colour only one object shows, which leaves
     singular attribute sentences ("the red-roofed building") almost unmeasured."""
     idx = [i for i, o in enumerate(m.objects) if o.cls == cls]
-    if len(idx) < 3 or any(sum(m.objects[j].colour == m.objects[i].colour for j in idx) == 1 for i in idx):
+    if len(idx) < 3 or 1 in Counter(m.objects[i].colour for i in idx).values():
         return
     colour = list(palette)[int(rng.integers(len(palette)))]
     others = [c for c in palette if c != colour]
