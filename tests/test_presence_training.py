@@ -1,6 +1,7 @@
 """Presence from negatives (training/presence.py, model_core/presence.py) and raster-scale mosaics
 (training/datasets/mosaic.py)."""
 import numpy as np
+import pytest
 import torch
 
 from model_core import Predictor, build_model, load_model, save_model
@@ -67,6 +68,14 @@ def test_trained_head_travels_in_the_checkpoint_and_drives_the_predictor(tmp_pat
     np.testing.assert_allclose(pres[:, 0], expect, atol=1e-5)
     # a model without the head still reports presence (the pseudo-mask's peak), and loads as before
     assert not load_model(src).cfg.heads.presence
+    # shipping sets the head's val-chosen threshold, which the predictor gates with; a model without a head refuses
+    from training.train import export_checkpoint
+
+    shipped = export_checkpoint(out, tmp_path / "shipped.pt", presence_threshold=0.85)
+    assert Predictor(load_model(str(shipped)), device="cpu").presence_threshold == 0.85
+    with pytest.raises(ValueError, match="no presence head"):
+        export_checkpoint(src, tmp_path / "refused.pt", presence_threshold=0.85)
+    assert not (tmp_path / "refused.pt").exists()
 
 
 def test_unique_colours_leave_one_object_of_a_colour_painted_in_it():
