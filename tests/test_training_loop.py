@@ -105,6 +105,11 @@ def test_cli_trains_validates_and_saves_best(tmp_path):
         assert torch.equal(v, state["model"][k]), k
     meta = torch.load(tmp_path / "final.pt", map_location="cpu", weights_only=True)["train_meta"]
     assert meta["step"] == 2 and meta["val"]["mIoU"] == pytest.approx(float(val[-1]["mIoU"]), abs=1e-5)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(run / "best.pt", partial / "best.pt")
+    with pytest.raises(FileNotFoundError, match="lacks last.pt, val.csv"):
+        final_checkpoint(partial, tmp_path / "x.pt")
 
 
 def test_init_from_a_checkpoint_may_change_only_the_loss(tmp_path):

@@ -233,6 +233,10 @@ def final_checkpoint(run, dst) -> Path:
     import model_core
 
     run = Path(run)
+    missing = [n for n in ("best.pt", "last.pt", "val.csv") if not (run / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run} lacks {', '.join(missing)}: give the folder of a training run that validated "
+                                f"at least once (its `out`)")
     model = model_core.load_model(str(run / "best.pt"))
     model.load_state_dict(torch.load(run / "last.pt", map_location="cpu", weights_only=False)["model"])
     meta = checkpoint_meta(str(run / "best.pt"))
