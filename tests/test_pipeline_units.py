@@ -10,8 +10,8 @@ from rs2sam2_qgis.pipeline import InputError, SegmentOptions
 from rs2sam2_qgis.pipeline.areas import AreaCalculator
 from rs2sam2_qgis.pipeline.batching import Prefetcher, batched
 from rs2sam2_qgis.pipeline.source import open_source
-from rs2sam2_qgis.pipeline.stitching import weight_profile, weight_sums
-from rs2sam2_qgis.pipeline.tiling import tile_starts
+from rs2sam2_qgis.pipeline.stitching import MemorySink, Stitcher, weight_profile, weight_sums
+from rs2sam2_qgis.pipeline.tiling import Tile, Window2D, tile_starts
 from tests.colour_model import write_raster
 
 
@@ -36,6 +36,35 @@ def test_weight_profile_is_smooth_positive_and_sums_are_exact():
     for s in (0, 48, 96):
         brute[s:s + 64] += w
     np.testing.assert_allclose(ws, brute)
+
+
+def _stitch(probs, opinions, abstain):
+    """Two 64 px tiles side by side sharing 16 columns (one row), two queries; returns the sink's [2, 64, 112]."""
+    aoi = Window2D(0, 0, 64, 112)
+    sink = MemorySink(2, aoi, 0.5)
+    st = Stitcher(2, aoi, 64, 16, sink, [0], [0, 48], abstain=abstain)
+    valid = np.ones((64, 64), bool)
+    for k, (col, prob) in enumerate(zip((0, 48), probs)):
+        st.add(Tile(k, 0, col, 64), prob, valid, opinions[k])
+    st.finish()
+    return sink.prob
+
+
+def test_a_tile_that_abstains_adds_no_weight_and_the_others_blend_as_before():
+    """Extent scope: a tile gated out for a query gives no opinion, so an object in the overlap keeps the
+    probability of the tile that holds it (it used to be averaged with the gated tile's zeros)."""
+    left = np.zeros((2, 64, 64), np.float32)
+    left[:, 20:40, 40:64] = 1.0                        # an object reaching into the overlap (columns 48-63)
+    right = np.zeros((2, 64, 64), np.float32)
+    blended = _stitch([left, right], [None, None], abstain=False)
+    assert blended[0, 30, 56] < 0.9                    # averaged with the right tile's zeros
+    both = _stitch([left, right], [np.array([True, True]), np.array([True, True])], abstain=True)
+    np.testing.assert_allclose(both, blended, atol=1e-6)  # every tile answering: the plain weighted blend
+    gated = _stitch([left, right], [np.array([True, True]), np.array([False, True])], abstain=True)
+    assert gated[0, 20:40, 40:64].min() == pytest.approx(1.0)   # query 0: the right tile abstains
+    np.testing.assert_allclose(gated[1], blended[1], atol=1e-6)  # query 1: both answered
+    nobody = _stitch([left, right], [np.array([False, True]), np.array([False, True])], abstain=True)
+    assert not nobody[0].any()                         # no opinion anywhere: nothing
 
 
 def test_prefetcher_orders_bounds_and_reraises():

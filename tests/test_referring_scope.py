@@ -193,3 +193,30 @@ def test_the_search_finds_a_small_object_the_coarsest_view_barely_shows(tmp_path
     empty = write_raster(tmp_path / "empty.tif", rgb_scene(512, 512, [], GREY), transform=T)
     none = segment_raster(empty, "the blue box", counting, opts)
     assert none.polygons["the blue box"] == [] and none.stats.tiles_skipped == none.stats.tiles_total
+
+
+YELLOW = (230, 230, 20)
+
+
+class LookAlikePresence(PixelCountPresence):
+    """Certain (0.99) wherever any yellow shows, whatever the text: a look-alike the model is sure of but draws no
+    mask for; elsewhere as PixelCountPresence."""
+
+    def presence_of(self, images, pres):
+        yellow = ((images[..., 0] > 150) & (images[..., 1] > 150) & (images[..., 2] < 80)).reshape(
+            len(images), -1).any(1)
+        return np.where(yellow[:, None], 0.99, super().presence_of(images, pres)).astype(np.float32)
+
+
+def test_a_sure_tile_without_a_mask_does_not_end_the_search(tmp_path):
+    """Six yellow look-alikes outrank the blue box at every level and their fine tiles are certain of it, but draw
+    no mask: the search must not stop there (the answer would be empty), it goes on to the blue box."""
+    looks = [(40 + 80 * k, 40 + 70 * (k % 3), 56 + 80 * k, 56 + 70 * (k % 3), YELLOW) for k in range(6)]
+    raster = write_raster(tmp_path / "lookalikes.tif",
+                          rgb_scene(512, 512, looks + [(420, 440, 436, 456, BLUE)], GREY), transform=T)
+    counting = LookAlikePresence(ColourModel(64), device="cpu")
+    opts = SegmentOptions(tile=64, overlap=0.0, search_levels=2, presence_threshold=0.5, search_beam=1)
+    res = segment_raster(raster, "the blue box", counting, opts)
+    (box,) = res.polygons["the blue box"]
+    assert abs(_centroid_rc(box)[0] - 428) < 2 and abs(_centroid_rc(box)[1] - 448) < 2
+    assert res.stats.tiles_skipped > 0

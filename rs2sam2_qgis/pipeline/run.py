@@ -271,7 +271,8 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             found = search(src, ds, aoi, grid.rows, grid.cols, tile, predictor, search_requests(texts, plans),
                            levels=int(options.search_levels), threshold=float(options.search_threshold),
                            overlap=options.overlap, batch_size=options.batch_size,
-                           beam=int(options.search_beam), confirm=presence_threshold, cancelled=cancelled,
+                           beam=int(options.search_beam), confirm=presence_threshold,
+                           mask_threshold=options.threshold, min_pixels=options.min_pixels, cancelled=cancelled,
                            predict_windows=cached_windows)
         fine_needed = found.fine
         stats.coarse_windows, stats.forwards = found.windows_read, found.forwards
@@ -295,13 +296,15 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                 yield items
 
     def infer(run):
-        """Probabilities [n,T,h,w] of the tiles that run; in extent scope, tiles without the referent give 0."""
+        """(probabilities [n,T,h,w] of the tiles that run, opinion [n,T] or None); in extent scope a tile without
+        the referent (below its gate, or not needed by the search) abstains for that text (stitching.py)."""
         rgbs = np.stack([it[1] for it in run])
         call = cached_call([(it[0].row, it[0].col, it[0].size) for it in run], rgbs)
         if not extent_scope:
             return backoff.run(lambda bs: call(rgbs, texts, batch_size=bs) if call else
-                               predictor.predict(rgbs, texts, bs))
+                               predictor.predict(rgbs, texts, bs)), None
         prob, pres = backoff.run(lambda bs: predict_presence(predictor, rgbs, texts, call, batch_size=bs))
+        opinion = np.ones(pres.shape, bool)
         for k, it in enumerate(run):
             t = it[0]
             presence[row_index[t.row], col_index[t.col]] = pres[k]
@@ -309,11 +312,12 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                 need = fine_needed[text]
                 if pres[k, j] < gates[j] or (need is not None and (t.row, t.col) not in need):
                     prob[k, j] = 0.0
-        return prob
+                    opinion[k, j] = False
+        return prob, opinion
 
     try:
         with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20):
-            stitcher = Stitcher(T, aoi, tile, grid.overlap_px, sink, grid.rows, grid.cols)
+            stitcher = Stitcher(T, aoi, tile, grid.overlap_px, sink, grid.rows, grid.cols, abstain=extent_scope)
             report(0.0, f"{len(tiles)} of {len(grid)} tiles of {tile} px on {stats.device} ({stats.precision})")
             with Prefetcher(produce, depth=options.prefetch) as reader:
                 for items in reader:
@@ -322,7 +326,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     run = [it for it in items if it[3]]
                     if run:
                         t0 = time.perf_counter()
-                        prob = infer(run)
+                        prob, opinion = infer(run)
                         stats.seconds_inference += time.perf_counter() - t0
                         stats.tiles_run += len(run)
                         stats.forwards += len(run) * T
@@ -330,7 +334,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     k = 0
                     for t, _rgb, valid, has in items:
                         if has:
-                            stitcher.add(t, prob[k], valid)
+                            stitcher.add(t, prob[k], valid, None if opinion is None else opinion[k])
                             k += 1
                     stats.seconds_stitch += time.perf_counter() - t0
                     done += len(items)

@@ -98,16 +98,18 @@ def _windows(aoi: Window2D, side: int, overlap: float) -> list[tuple[int, int]]:
 
 def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence[int], tile: int, predictor,
            texts: dict, *, levels: int, threshold: float, overlap: float, batch_size: int, beam: int = 4,
-           confirm: float = 0.5, cancelled: Callable[[], bool] = lambda: False,
-           predict_windows: Callable | None = None) -> SearchResult:
+           confirm: float = 0.5, mask_threshold: float = 0.5, min_pixels: int = 1,
+           cancelled: Callable[[], bool] = lambda: False, predict_windows: Callable | None = None) -> SearchResult:
     """Decide which fine tiles each model text needs. ``texts``: model text -> (searched: bool, region or None).
 
     A searched text is one object: the pyramid is searched best first. Every window of the coarsest level is looked
     at and ranked (one read and one forward per window for all searched texts); then the window with the highest
     presence is opened (its windows one level down are looked at, and those at ``threshold`` or more join the
     ranking), and so on, until ``beam`` windows of the finest coarse level are open. Their fine tiles are then
-    looked at: if one reaches ``confirm`` (the engine's presence threshold) the object is found there; otherwise the
-    search goes on with the next best windows. The coarsest level only ranks: shrunk 4 or 8 times, a small object
+    looked at: if one reaches ``confirm`` (the engine's presence threshold) and its mask holds at least
+    ``min_pixels`` pixels at ``mask_threshold`` (a tile "sure" of a look-alike it draws no mask for cannot answer,
+    and stopping there would leave the answer empty), the object is found there; otherwise the search goes on with
+    the next best windows. The coarsest level only ranks: shrunk 4 or 8 times, a small object
     or a roof colour may barely show, so its window is opened in its turn whatever its presence. So a look-alike
     here and there cannot open the whole raster, and a coarse view too small to tell the object apart cannot lose
     it either: the search stops at a confirmed fine tile, or when no window is left (the text is absent: no fine
@@ -118,7 +120,7 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     searched = [t for t, (s, _) in texts.items() if s]
     sides = coarse_sides(tile, aoi, levels) if searched else []
     if sides:
-        look = _Looker(src, ds, predictor, batch_size, cancelled, predict_windows, res)
+        look = _Looker(src, ds, predictor, batch_size, cancelled, predict_windows, res, mask_threshold, min_pixels)
         coarsest = [w for w in _windows(aoi, sides[0], overlap)
                     if any(_overlaps(*w, sides[0], areas[t]) for t in searched)]
         first = look(coarsest, sides[0], searched)
@@ -137,12 +139,15 @@ class _Looker:
     """Presence of windows for texts, each batch of windows read once (shrunk to the model's input) and run for
     all the texts asked."""
 
-    def __init__(self, src, ds, predictor, batch_size, cancelled, predict_windows, res: SearchResult):
+    def __init__(self, src, ds, predictor, batch_size, cancelled, predict_windows, res: SearchResult,
+                 mask_threshold: float = 0.5, min_pixels: int = 1):
         self.src, self.ds, self.predictor, self.batch_size = src, ds, predictor, batch_size
         self.cancelled, self.predict_windows, self.res = cancelled, predict_windows, res
+        self.mask_threshold, self.min_pixels = mask_threshold, max(1, int(min_pixels))
 
-    def __call__(self, windows: list[tuple[int, int]], side: int, texts: list[str]) -> dict:
-        """text -> {window: presence}."""
+    def __call__(self, windows: list[tuple[int, int]], side: int, texts: list[str], masked: bool = False) -> dict:
+        """text -> {window: presence}; ``masked``: 0 for a window whose mask holds fewer than ``min_pixels`` pixels
+        at ``mask_threshold`` (it cannot answer, whatever its presence)."""
         out: dict = {t: {} for t in texts}
         for batch in batched(sorted(windows), self.batch_size):
             if self.cancelled():
@@ -151,9 +156,12 @@ class _Looker:
             self.res.windows_valid += sum(bool(valid.any()) for _, valid in reads)
             px = np.stack([rgb for rgb, _ in reads])
             if self.predict_windows is not None:
-                _, p = self.predict_windows([(r, c, side) for r, c in batch], px, texts)
+                prob, p = self.predict_windows([(r, c, side) for r, c in batch], px, texts)
             else:
-                _, p = predict_presence(self.predictor, px, texts)
+                prob, p = predict_presence(self.predictor, px, texts)
+            if masked:
+                drawn = (np.asarray(prob) >= self.mask_threshold).reshape(*p.shape, -1).sum(-1)
+                p = np.where(drawn >= self.min_pixels, p, 0.0)
             self.res.windows_read += len(batch)
             self.res.forwards += len(batch) * len(texts)
             for j, t in enumerate(texts):
@@ -189,6 +197,6 @@ def _best_first(look: _Looker, text: str, ranked: dict, area: Window2D, aoi: Win
         tiles = {(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, area) and (r, c) not in fine
                  and any(_overlaps(r, c, tile, Window2D(wr, wc, side, side)) for wr, wc in ready)}
         fine |= tiles
-        if tiles and max(look(list(tiles), tile, [text])[text].values()) >= confirm:
+        if tiles and max(look(list(tiles), tile, [text], masked=True)[text].values()) >= confirm:
             return fine
     return set()

@@ -6,6 +6,11 @@ rows no later tile can touch are normalised and flushed to a sink: numpy in memo
 GeoTIFF when large. ``sum(w)`` is separable (row sums x column sums over the grid's tile starts): a tile is skipped
 only when all its pixels in the area of interest are invalid, and those are written as 0 anyway, so no weight
 buffer is needed. Memory is O(queries x tile x width), independent of the raster's height.
+
+In extent scope a tile may abstain for a query (its presence gate says the referent is not there, or the search
+did not need it): it then adds neither probability nor weight, so an object at its edge keeps the probability the
+tile that holds it gave, instead of being averaged with zeros and lost. That needs the weight sum per query and
+pixel: a second band of the same size (``abstain=True``).
 """
 from __future__ import annotations
 
@@ -95,7 +100,8 @@ class Stitcher:
     """Rolling band accumulator. Invalid pixels (nodata, outside the mask polygon) are NaN in the accumulator:
     validity is a property of the pixel, the same in every tile, so no separate validity buffer is needed."""
 
-    def __init__(self, n_queries: int, aoi: Window2D, tile: int, overlap_px: int, sink, row_starts, col_starts):
+    def __init__(self, n_queries: int, aoi: Window2D, tile: int, overlap_px: int, sink, row_starts, col_starts,
+                 abstain: bool = False):
         self.T = n_queries
         self.aoi = aoi
         self.tile = tile
@@ -105,6 +111,8 @@ class Stitcher:
         self.row_wsum = weight_sums(row_starts, tile, prof, aoi.row, aoi.row_end)
         self.inv_col_wsum = (1.0 / weight_sums(col_starts, tile, prof, aoi.col, aoi.col_end)).astype(np.float32)
         self.acc = np.zeros((n_queries, tile, aoi.width), np.float32)
+        #: per query and pixel, the weights of the tiles that gave an opinion (abstain=True), else None
+        self.wacc = np.zeros_like(self.acc) if abstain else None
         self.top = aoi.row  # grid row of buffer row 0
 
     def _advance(self, new_top: int):
@@ -117,22 +125,30 @@ class Stitcher:
         # self.top >= aoi.row always, so buffer rows [0, k) are all inside the area of interest
         for a in range(0, k, FLUSH_ROWS):
             b = min(k, a + FLUSH_ROWS)
-            rows = slice(self.top + a - self.aoi.row, self.top + b - self.aoi.row)
-            inv = (1.0 / self.row_wsum[rows]).astype(np.float32)[:, None] * self.inv_col_wsum[None, :]
-            out = self.acc[:, a:b] * inv
+            if self.wacc is None:
+                rows = slice(self.top + a - self.aoi.row, self.top + b - self.aoi.row)
+                inv = (1.0 / self.row_wsum[rows]).astype(np.float32)[:, None] * self.inv_col_wsum[None, :]
+                out = self.acc[:, a:b] * inv
+            else:
+                wsum = self.wacc[:, a:b]
+                out = np.divide(self.acc[:, a:b], wsum, out=np.zeros_like(wsum), where=wsum > 0)
             np.nan_to_num(out, copy=False, nan=0.0)
             np.clip(out, 0.0, 1.0, out=out)
             self.sink.write(self.top + a - self.aoi.row, out)
         # rows past the buffer (no tile touched them) stay 0 in the sink; shift the rest up in non-overlapping
         # chunks (a single overlapping slice assignment would make numpy copy it whole first)
-        for a in range(0, self.tile - k, min(k, FLUSH_ROWS)):
-            b = min(self.tile - k, a + min(k, FLUSH_ROWS))
-            self.acc[:, a:b] = self.acc[:, a + k:b + k]
-        self.acc[:, self.tile - k:] = 0
+        for buf in (self.acc, self.wacc):
+            if buf is None:
+                continue
+            for a in range(0, self.tile - k, min(k, FLUSH_ROWS)):
+                b = min(self.tile - k, a + min(k, FLUSH_ROWS))
+                buf[:, a:b] = buf[:, a + k:b + k]
+            buf[:, self.tile - k:] = 0
         self.top = new_top
 
-    def add(self, tile: Tile, prob: np.ndarray, valid: np.ndarray):
-        """prob [T, size, size] for the grid window at (tile.row, tile.col); valid [size, size]."""
+    def add(self, tile: Tile, prob: np.ndarray, valid: np.ndarray, opinion: np.ndarray | None = None):
+        """prob [T, size, size] for the grid window at (tile.row, tile.col); valid [size, size]; ``opinion`` [T]
+        (abstain=True): the queries the tile answers for (the others add nothing; None: all)."""
         if tile.row > self.top:
             self._advance(tile.row)
         a = self.aoi
@@ -142,12 +158,18 @@ class Stitcher:
             return
         tr, tc = slice(r0 - tile.row, r1 - tile.row), slice(c0 - tile.col, c1 - tile.col)
         br, bc = slice(r0 - self.top, r1 - self.top), slice(c0 - a.col, c1 - a.col)
-        contrib = prob[:, tr, tc] * self.w[tr, tc]
+        w = self.w[tr, tc]
+        contrib = prob[:, tr, tc] * w
         contrib[:, ~valid[tr, tc]] = np.nan
-        self.acc[:, br, bc] += contrib
+        if self.wacc is None:
+            self.acc[:, br, bc] += contrib
+            return
+        says = np.ones(self.T, bool) if opinion is None else np.asarray(opinion, bool)
+        self.acc[says, br, bc] += contrib[says]
+        self.wacc[says, br, bc] += w
 
     def finish(self):
         while self.top < self.aoi.row_end:
             self._advance(self.top + self.tile)
-        self.acc = None  # the tile-row band (tile x width per query): freed before polygonizing needs memory
+        self.acc = self.wacc = None  # the tile-row band (tile x width per query): freed before polygonizing needs memory
         self.sink.close()
