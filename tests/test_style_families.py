@@ -156,3 +156,63 @@ def test_near_colour_negatives_favour_colours_close_to_those_shown():
     assert sum(counts[True]) > 20
     assert counts[True][0] > 1.5 * counts[True][1] and counts[True][0] / sum(counts[True]) > \
         counts[False][0] / max(sum(counts[False]), 1)
+
+
+def test_contrast_pairs_show_the_two_nearest_colours_and_name_one():
+    """A contrast pair repaints one object of a class into the palette colour nearest another's (red and orange
+    roofs side by side), keeps its shading, and names one colour: the target is every object of the class in it."""
+    from training.datasets.contrast import contrast_pair, nearest_colour
+    from training.datasets.negatives import PALETTES
+
+    assert nearest_colour(PALETTES["building"], "red") == "orange"
+    assert nearest_colour(PALETTES["building"], "orange") == "red"
+    seen = 0
+    for k in range(40):
+        scene = generate_scene(np.random.SeedSequence([5, k]), 128, 1.6)
+        pair = contrast_pair(scene, np.random.default_rng(k))
+        if pair is None:
+            assert all(sum(o.cls == c for o in scene.objects) < 2 for c in PALETTES)
+            continue
+        seen += 1
+        shown, expr = pair
+        changed = [(o, n) for o, n in zip(scene.objects, shown.objects) if o.colour != n.colour]
+        assert len(changed) <= 1 and np.array_equal(shown.labels, scene.labels)
+        for old, new in changed:
+            px = scene.labels == old.label
+            partners = [o.colour for o in shown.objects if o.cls == old.cls and o.label != old.label]
+            assert any(nearest_colour(PALETTES[old.cls], c) == new.colour for c in partners)
+            assert not np.array_equal(shown.image[px], scene.image[px])
+            assert np.array_equal(shown.image[~px], scene.image[~px])
+            # shading survives: the brightest and darkest roof pixels stay in order
+            lum_old, lum_new = scene.image[px].sum(1), shown.image[px].astype(int).sum(1)
+            assert np.corrcoef(lum_old, lum_new)[0, 1] > 0.5
+        cls = next(o.cls for o in shown.objects if o.label == expr.target[0])
+        named = {o.colour for o in shown.objects if o.label in expr.target}
+        assert len(named) == 1 and expr.kind == "colour"
+        (colour,) = named
+        assert colour in expr.text
+        assert sorted(expr.target) == sorted(o.label for o in shown.objects if o.cls == cls and o.colour == colour)
+        plural = len(expr.target) > 1
+        assert any(w in expr.text for w in (("buildings", "houses", "cars", "vehicles") if plural else
+                                            ("building", "house", "car", "vehicle")))
+        if not plural:
+            assert not any(w in expr.text for w in ("buildings", "houses", "cars", "vehicles"))
+    assert seen >= 10
+
+
+def test_contrast_share_draws_pairs_for_positives_only_and_is_off_by_default():
+    plain = build_dataset("synthetic", "train", 128, scene_size=128, density=1.6, level=2, length=80,
+                          negatives=0.3)
+    paired = build_dataset("synthetic", "train", 128, scene_size=128, density=1.6, level=2, length=80,
+                           negatives=0.3, contrast=1.0)
+    repainted = 0
+    for i in range(80):
+        (s0, e0), (s1, e1) = plain.expression(i), paired.expression(i)
+        if e0.kind == "absent":  # negatives are drawn first and stay as they were
+            assert (e1.text, e1.target) == (e0.text, e0.target)
+            continue
+        assert s0 is plain.scene(i // plain.refs_per_scene)
+        if s1 is not paired.scene(i // paired.refs_per_scene):
+            repainted += 1
+        assert e1.kind == "colour" or all(sum(o.cls == c for o in s1.objects) < 2 for c in ("building", "vehicle"))
+    assert repainted > 10

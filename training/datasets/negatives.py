@@ -33,12 +33,18 @@ PALETTES = {"building": ROOF_COLOURS, "vehicle": VEHICLE_COLOURS}
 KIND_WEIGHTS = {"hard": 0.25, "unseen_colour": 0.15, "class": 0.35, "vocabulary": 0.25}
 
 
-def colour_text(cls: str, colour: str, rng: np.random.Generator) -> str:
-    """A sentence naming a building's roof colour or a vehicle's colour."""
+def colour_text(cls: str, colour: str, rng: np.random.Generator, plural: bool | None = None) -> str:
+    """A sentence naming a building's roof colour or a vehicle's colour; ``plural``: its number (None: either,
+    for a negative, which has no target to agree with)."""
     if cls == "building":
-        return str(rng.choice([f"the {colour}-roofed building", f"the {colour}-roofed buildings",
-                               f"the house with a {colour} roof"]))
-    return str(rng.choice([f"the {colour} car", f"the {colour} cars", f"the {colour} vehicle"]))
+        words = {False: [f"the {colour}-roofed building", f"the house with a {colour} roof"],
+                 True: [f"the {colour}-roofed buildings", f"the houses with {colour} roofs"]}
+    else:
+        words = {False: [f"the {colour} car", f"the {colour} vehicle"],
+                 True: [f"the {colour} cars", f"the {colour} vehicles"]}
+    if plural is None:  # the wordings negatives have always drawn from
+        return str(rng.choice(words[False][:1] + words[True][:1] + words[False][1:]))
+    return str(rng.choice(words[plural]))
 
 
 def negative_options(scene: Scene) -> dict[str, list[tuple[str, str | None]]]:

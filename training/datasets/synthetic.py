@@ -573,7 +573,9 @@ class SyntheticRefer(RefDataset):
     look (the held-out family may not train); `negatives`: the share of samples whose sentence names something the
     scene does not show (negatives.py), with an empty mask. Samples carry `present` (0 for negatives, else 1).
     `zoom`: the share of samples shown as a crop of the scene enlarged to its size (``zoom_in``); `near_colours`:
-    hard negatives favour colours near those the scene shows (negatives.py).
+    hard negatives favour colours near those the scene shows (negatives.py); `contrast`: the share of positive
+    samples drawn as a contrast pair (contrast.py: two objects of a class in the two nearest palette colours, a
+    sentence naming one).
     All are off by default, so val/test stay as they were."""
 
     name = "synthetic"
@@ -582,7 +584,7 @@ class SyntheticRefer(RefDataset):
                  scene_size: int = 256, density: float = 1.0, refs_per_scene: int = 4, level: int = 2,
                  level_weights: list[float] | None = None, distinct_refs: bool = False, plural_single: float = 0.0,
                  families: list[str] | None = None, native_share: float = 0.0, negatives: float = 0.0,
-                 zoom: float = 0.0, near_colours: bool = False, transform=None, root=None):
+                 zoom: float = 0.0, near_colours: bool = False, contrast: float = 0.0, transform=None, root=None):
         if split not in SPLIT_CODES:
             raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
         super().__init__(split=split, size=size, transform=transform)
@@ -603,6 +605,7 @@ class SyntheticRefer(RefDataset):
         self.negatives = float(negatives)
         self.zoom = float(zoom)
         self.near_colours = bool(near_colours)
+        self.contrast = float(contrast)
 
     def __len__(self) -> int:
         return self.length
@@ -636,6 +639,14 @@ class SyntheticRefer(RefDataset):
                                                                 3000 + ref_idx]))
             if rng.random() < self.negatives:
                 return scene, Expression(negative_sentence(scene, rng, self.near_colours).text, [], "absent", -1)
+        if self.contrast > 0:
+            from .contrast import contrast_pair  # contrast.py builds on this module's Expression
+
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
+                                                                6000 + ref_idx]))
+            pair = contrast_pair(scene, rng) if rng.random() < self.contrast else None
+            if pair is not None:
+                return pair
         if self.distinct_refs:
             return scene, self._scene_expressions(scene_idx)[ref_idx]
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
