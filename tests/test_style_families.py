@@ -216,3 +216,38 @@ def test_contrast_share_draws_pairs_for_positives_only_and_is_off_by_default():
             repainted += 1
         assert e1.kind == "colour" or all(sum(o.cls == c for o in s1.objects) < 2 for c in ("building", "vehicle"))
     assert repainted > 10
+
+
+def test_colour_confusion_reads_every_word_a_model_answers_on_an_object():
+    """A model that answers "red" and "orange" alike reads both on either roof: the measure counts it, where an
+    argmax over the words would hide it in a coin toss."""
+    from training.colour_confusion import confusion, scenes_of
+
+    class WarmIsWarm:
+        """Covers the tile for the words in ``words``: its object's colour, and both red and orange on a warm roof."""
+
+        words: set = set()
+
+        def predict(self, tiles, texts):
+            out = np.zeros((1, len(texts), *tiles.shape[1:3]), np.float32)
+            for j, t in enumerate(texts):
+                out[0, j] = any(w in t for w in self.words)
+            return out
+
+    scene = next(scenes_of("val", 1, None))
+    model = WarmIsWarm()
+    result = {}
+    for o in scene.objects:  # one object at a time, so the fake knows which words to answer
+        if o.cls not in ("building", "vehicle") or o.colour is None:
+            continue
+        model.words = {o.colour} | ({"red", "orange"} if o.colour in ("red", "orange") and o.cls == "building"
+                                    else set())
+        one = dataclasses.replace(scene, objects=[o])
+        for cls, (colours, m, right, n) in confusion(model, [one], 64).items():
+            prev = result.get(cls, (colours, 0, 0, 0))
+            result[cls] = (colours, prev[1] + m, prev[2] + right, prev[3] + n)
+    colours, m, right, n = result["building"]
+    warm = [o for o in scene.objects if o.cls == "building" and o.colour in ("red", "orange")]
+    assert warm and n == sum(o.cls == "building" for o in scene.objects) and right == n - len(warm)
+    for o in warm:
+        assert m[colours.index(o.colour), colours.index("red")] and m[colours.index(o.colour), colours.index("orange")]
