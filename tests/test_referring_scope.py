@@ -60,11 +60,14 @@ def test_select_rules_over_the_extent():
     assert select(parse_expression("the largest red box"), [], T, 256, 256) == []
 
 
-def test_smallest_ignores_specks_that_are_no_object():
+def test_smallest_and_extremes_ignore_specks_that_are_no_object():
     boxes = [(0, 0, 20, 20), (40, 40, 56, 56), (80, 80, 110, 110), (150, 150, 152, 152)]  # the last: a 2 px speck
     cands = [_poly(*b) for b in boxes]
     (pick,) = select(parse_expression("the smallest box"), cands, T, 256, 256)
     assert pick.geometry.area == 16 * 16
+    # nor does an extreme: the speck lies furthest south-east, the 30 px box is the southernmost object
+    (south,) = select(parse_expression("the southernmost box"), cands, T, 256, 256)
+    assert south.geometry.area == 30 * 30
 
 
 def test_deduplicate_keeps_the_most_confident_of_overlapping_candidates():

@@ -62,6 +62,14 @@ def _areas(cands: Sequence[DetectedPolygon]) -> np.ndarray:
     return np.array([c.area_m2 if c.area_m2 is not None else c.geometry.area for c in cands], dtype=np.float64)
 
 
+def _objects_only(idx: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """Drop fragments and specks (under a quarter of the typical candidate's area) from a rule that could pick
+    one for where it lies or how small it is rather than for what it is; fewer than three candidates: all kept."""
+    if len(idx) <= 2:
+        return idx
+    return idx[areas[idx] >= 0.25 * float(np.median(areas[idx]))]
+
+
 def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_transform: Affine, height: int,
            width: int, anchors: Sequence[DetectedPolygon] | None = None) -> list[DetectedPolygon]:
     """The candidates the expression asks for, best first, each a copy with ``query`` = the analyst's sentence and
@@ -99,12 +107,12 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
     if plan.size is not None:
         areas = _areas(cands)
         order_key = -areas if plan.size == "max" else areas
-        if plan.size == "min" and len(idx) > 2:
-            # the smallest *object*: fragments and specks (under a quarter of the typical candidate) are not one
-            idx = idx[areas[idx] >= 0.25 * float(np.median(areas[idx]))]
+        if plan.size == "min":
+            idx = _objects_only(idx, areas)
     elif plan.extreme is not None:
         dx, dy = plan.extreme
         order_key = -(pos[:, 0] * dx + pos[:, 1] * dy)
+        idx = _objects_only(idx, _areas(cands))  # a sliver at the edge is no "southernmost house"
     idx = sorted(idx.tolist(), key=lambda i: (order_key[i], -conf[i]))
     if plan.count is not None:
         idx = idx[:plan.count]
