@@ -12,7 +12,7 @@ from training.datasets import build_dataset
 from training.datasets.negatives import TRAIN_ABSENT, negative_sentence
 from training.datasets.styles import FAMILIES, HELD_OUT, TRAIN_FAMILIES, sample_look
 from training.datasets.synthetic import generate_scene
-from training.datasets.vocabulary import ABSENT_ROOF, ABSENT_VEHICLE, NEVER_DRAWN, OFF_PALETTE
+from training.datasets.vocabulary import ABSENT_ROOF, ABSENT_VEHICLE, NEVER_DRAWN, OFF_PALETTE, ROOF_COLOURS
 from training.presence_loss import joint_loss
 
 STYLED = dict(scene_size=128, density=1.6, families=list(TRAIN_FAMILIES), native_share=0.3)
@@ -251,3 +251,29 @@ def test_colour_confusion_reads_every_word_a_model_answers_on_an_object():
     assert warm and n == sum(o.cls == "building" for o in scene.objects) and right == n - len(warm)
     for o in warm:
         assert m[colours.index(o.colour), colours.index("red")] and m[colours.index(o.colour), colours.index("orange")]
+
+
+def test_contrast_repaints_under_a_look_take_the_colour_the_scene_shows():
+    """Under a style family's look a palette colour shows otherwise (white balance, gamma, stretch): the repaint
+    takes the new colour from an object of the scene wearing it, and without one makes no pair."""
+    from training.datasets.contrast import recolour
+
+    checked = refused = 0
+    for k in range(30):
+        ss = np.random.SeedSequence([6, k])
+        scene = generate_scene(ss, 128, 1.6, look=sample_look("arid", np.random.default_rng(k)))
+        roofs = [o for o in scene.objects if o.cls == "building"]
+        if len(roofs) < 2:
+            continue
+        obj = roofs[0]
+        for colour in {o.colour for o in roofs[1:]} - {obj.colour}:
+            image = recolour(scene, obj, colour)
+            worn = np.concatenate([scene.image[scene.labels == o.label] for o in roofs if o.colour == colour])
+            got = image[scene.labels == obj.label].astype(float).mean(0)
+            assert np.abs(got - worn.astype(float).mean(0)).max() < 40  # shading pushed past 255 clips
+            checked += 1
+        unseen = [c for c in ROOF_COLOURS if c not in {o.colour for o in roofs}]
+        if unseen:
+            assert recolour(scene, obj, unseen[0]) is None
+            refused += 1
+    assert checked >= 5 and refused >= 5

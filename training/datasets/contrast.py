@@ -25,13 +25,24 @@ def nearest_colour(palette: dict, colour: str) -> str:
     return min(others, key=lambda c: float(np.abs(np.asarray(palette[c], np.float32) - ref).sum()))
 
 
-def recolour(scene: Scene, obj: SceneObject, colour: str, palette: dict) -> np.ndarray:
-    """``scene.image`` with ``obj`` in ``colour``: each channel scaled by the ratio of the two palette colours, so
-    the object keeps its shading, noise and the look's white balance (an approximation under a look's gamma)."""
-    gain = (np.asarray(palette[colour], np.float32) + 1.0) / (np.asarray(palette[obj.colour], np.float32) + 1.0)
-    image = scene.image.copy()
+def recolour(scene: Scene, obj: SceneObject, colour: str) -> np.ndarray | None:
+    """``scene.image`` with ``obj`` in ``colour``, keeping its shading and noise: each channel scaled by the ratio
+    of the new colour to the old as this scene shows them. In the generator's own look those are the palette's; a
+    style family's look (white balance, gamma, stretch) shows them otherwise, so there the new colour is read off
+    an object of its class in the scene that wears it, and without one there is no faithful repaint (None): scaling by the
+    palette's ratio painted "orange" roofs yellow and "red" ones purple under some looks."""
     px = scene.labels == obj.label
-    image[px] = np.clip(image[px].astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+    if scene.look is None:
+        palette = PALETTES[obj.cls]
+        new, old = np.asarray(palette[colour], np.float32), np.asarray(palette[obj.colour], np.float32)
+    else:
+        worn = [o for o in scene.objects if o.cls == obj.cls and o.colour == colour]
+        if not worn:
+            return None
+        new = np.concatenate([scene.image[scene.labels == o.label] for o in worn]).astype(np.float32).mean(0)
+        old = scene.image[px].astype(np.float32).mean(0)
+    image = scene.image.copy()
+    image[px] = np.clip(image[px].astype(np.float32) * (new + 1.0) / (old + 1.0) + 0.5, 0, 255).astype(np.uint8)
     return image
 
 
@@ -50,7 +61,9 @@ def contrast_pair(scene: Scene, rng: np.random.Generator) -> tuple[Scene, Expres
     near = nearest_colour(palette, a.colour)
     image = scene.image
     if b.colour != near:
-        image = recolour(scene, b, near, palette)
+        image = recolour(scene, b, near)
+        if image is None:
+            return None
     objects = [dataclasses.replace(o, colour=near) if o.label == b.label else o for o in scene.objects]
     named = (a.colour, near)[int(rng.integers(2))]
     target = [o.label for o in objects if o.cls == cls and o.colour == named]
