@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from .negatives import PALETTES, colour_text
-from .scene import Scene, SceneObject
+from .scene import Scene, SceneObject, paint
 from .synthetic import Expression
 
 
@@ -26,23 +26,19 @@ def nearest_colour(palette: dict, colour: str) -> str:
 
 
 def recolour(scene: Scene, obj: SceneObject, colour: str) -> np.ndarray | None:
-    """``scene.image`` with ``obj`` in ``colour``, keeping its shading and noise: each channel scaled by the ratio
-    of the new colour to the old as this scene shows them. In the generator's own look those are the palette's; a
-    style family's look (white balance, gamma, stretch) shows them otherwise, so there the new colour is read off
-    an object of its class in the scene that wears it, and without one there is no faithful repaint (None): scaling by the
-    palette's ratio painted "orange" roofs yellow and "red" ones purple under some looks."""
-    px = scene.labels == obj.label
+    """``scene.image`` with ``obj`` in ``colour``, its shading kept (``scene.paint``). The generator's own look
+    shows the palette's colour; a style family's look (white balance, gamma, stretch) shows it otherwise, so there
+    the colour is read off the objects of its class that wear it in the scene, and without one there is no
+    faithful repaint (None): the palette's colour painted "orange" roofs yellow and "red" ones purple there."""
     if scene.look is None:
-        palette = PALETTES[obj.cls]
-        new, old = np.asarray(palette[colour], np.float32), np.asarray(palette[obj.colour], np.float32)
+        rgb = np.asarray(PALETTES[obj.cls][colour], np.float32)
     else:
-        worn = [o for o in scene.objects if o.cls == obj.cls and o.colour == colour]
+        worn = [scene.labels == o.label for o in scene.objects if o.cls == obj.cls and o.colour == colour]
         if not worn:
             return None
-        new = np.concatenate([scene.image[scene.labels == o.label] for o in worn]).astype(np.float32).mean(0)
-        old = scene.image[px].astype(np.float32).mean(0)
+        rgb = np.median(scene.image[np.logical_or.reduce(worn)].astype(np.float32), axis=0)
     image = scene.image.copy()
-    image[px] = np.clip(image[px].astype(np.float32) * (new + 1.0) / (old + 1.0) + 0.5, 0, 255).astype(np.uint8)
+    paint(image, scene.labels == obj.label, rgb)
     return image
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .scene import Scene, SceneObject
+from .scene import Scene, SceneObject, paint
 from .synthetic import SPLIT_CODES, generate_scene
 from .vocabulary import ABSENT_ROOF, ABSENT_VEHICLE, NAMES, NEVER_DRAWN, ROOF_COLOURS, VEHICLE_COLOURS
 
@@ -87,12 +87,8 @@ def build_mosaic(seed: int, split: str, index: int, cells: int, scene_size: int 
 
 
 def repaint(m: Mosaic, obj: SceneObject, colour: str, palette: dict) -> SceneObject:
-    """``obj`` painted in another palette colour, keeping its shading (ridge, lit half, noise) as a brightness factor
-    relative to its median brightness."""
-    px = m.labels == obj.label
-    luma = m.image[px].astype(np.float32).mean(axis=1)
-    factor = np.clip(luma / max(float(np.median(luma)), 1.0), 0.6, 1.3)[:, None]
-    m.image[px] = np.clip(np.asarray(palette[colour], np.float32) * factor, 0, 255).astype(np.uint8)
+    """``obj`` painted in another palette colour, keeping its shading (``scene.paint``)."""
+    paint(m.image, m.labels == obj.label, palette[colour])
     return SceneObject(obj.cls, obj.label, colour, obj.orient, obj.area, obj.cx, obj.cy, obj.bbox)
 
 

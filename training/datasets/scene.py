@@ -31,3 +31,12 @@ class Scene:
 
     def mask(self, target: list[int]) -> np.ndarray:
         return np.isin(self.labels, np.asarray(target, dtype=np.int32))
+
+
+def paint(image: np.ndarray, px: np.ndarray, rgb) -> None:
+    """Paint the pixels ``px`` of ``image`` (in place) in ``rgb``, keeping their shading (ridge, lit half, noise) as
+    a brightness factor relative to their median brightness. A per-channel gain would blow up the channels a
+    colour barely has (a blue roof's red) into noise and clipping."""
+    luma = image[px].astype(np.float32).mean(axis=1)
+    factor = np.clip(luma / max(float(np.median(luma)), 1.0), 0.6, 1.3)[:, None]
+    image[px] = np.clip(np.asarray(rgb, np.float32) * factor, 0, 255).astype(np.uint8)
