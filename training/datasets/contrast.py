@@ -15,7 +15,6 @@ import numpy as np
 
 from .negatives import PALETTES, colour_text
 from .scene import Scene, SceneObject, paint
-from .synthetic import Expression
 
 
 def nearest_colour(palette: dict, colour: str) -> str:
@@ -42,9 +41,9 @@ def recolour(scene: Scene, obj: SceneObject, colour: str) -> np.ndarray | None:
     return image
 
 
-def contrast_pair(scene: Scene, rng: np.random.Generator) -> tuple[Scene, Expression] | None:
-    """(the scene with one object repainted, a colour sentence) or None when no class with a palette has two
-    objects in the scene."""
+def contrast_pair(scene: Scene, rng: np.random.Generator) -> tuple[Scene, str, list[int]] | None:
+    """(the scene with one object repainted, a colour sentence, its target labels) or None when no class with a
+    palette has two objects in the scene, or the repaint cannot be faithful (``recolour``)."""
     by_cls = {cls: [o for o in scene.objects if o.cls == cls and o.colour in pal]
               for cls, pal in PALETTES.items() if cls not in scene.faint}
     classes = sorted(cls for cls, objs in by_cls.items() if len(objs) >= 2)
@@ -64,4 +63,4 @@ def contrast_pair(scene: Scene, rng: np.random.Generator) -> tuple[Scene, Expres
     named = (a.colour, near)[int(rng.integers(2))]
     target = [o.label for o in objects if o.cls == cls and o.colour == named]
     text = colour_text(cls, named, rng, plural=len(target) > 1)
-    return dataclasses.replace(scene, image=image, objects=objects), Expression(text, target, "colour", 1)
+    return dataclasses.replace(scene, image=image, objects=objects), text, target

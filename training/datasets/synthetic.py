@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .common import RefDataset, resize_image, resize_mask
+from .contrast import contrast_pair
 from .negatives import negative_sentence
 from .scene import Scene, SceneObject
 from .styles import FAMILIES, HELD_OUT, NATIVE_GSD, Look, develop, sample_look
@@ -640,13 +641,12 @@ class SyntheticRefer(RefDataset):
             if rng.random() < self.negatives:
                 return scene, Expression(negative_sentence(scene, rng, self.near_colours).text, [], "absent", -1)
         if self.contrast > 0:
-            from .contrast import contrast_pair  # contrast.py builds on this module's Expression
-
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
                                                                 6000 + ref_idx]))
             pair = contrast_pair(scene, rng) if rng.random() < self.contrast else None
             if pair is not None:
-                return pair
+                shown, text, target = pair
+                return shown, Expression(text, target, "colour", 1)
         if self.distinct_refs:
             return scene, self._scene_expressions(scene_idx)[ref_idx]
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
