@@ -60,3 +60,24 @@ def test_cpu_bf16_autocast(nano):
             b = nano(x, ["a red roof"])["logits"]
     assert b.dtype == torch.float32 and torch.isfinite(b).all()
     assert float((a - b).abs().max()) < 0.1
+
+
+def test_lr_mult_moves_a_prefix_into_its_own_group(nano):
+    """train.lr_mult: the parameters under a name prefix train at a multiple of their group's lr, every trainable
+    parameter in exactly one group."""
+    from training.train import build_optimizer
+
+    prefix = "union_encoder.backend.clip.token_embedding"
+    cfg = {"train": {"lr": 1e-4, "weight_decay": 0.01, "lr_mult": {prefix: 10}}}
+    opt = build_optimizer(nano, cfg)
+    names = {id(p): n for n, p in nano.named_parameters()}
+    seen = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(seen) == sorted(id(p) for _, p in nano.trainable_parameters())
+    for g in opt.param_groups:
+        under = {names[id(p)].startswith(prefix) for p in g["params"]}
+        assert len(under) == 1
+        if under == {True}:
+            assert g["lr"] == pytest.approx(1e-3)
+    assert any(names[id(p)].startswith(prefix) for g in opt.param_groups for p in g["params"])
+    plain = build_optimizer(nano, {"train": {"lr": 1e-4, "weight_decay": 0.01}})
+    assert [g["lr"] for g in plain.param_groups] == [2e-4, 1e-4]

@@ -26,7 +26,8 @@ Config (YAML or JSON), every key optional except model.preset / model.init:
             amp: auto, seed: 2401, num_workers: 0, threads: null, log_every: 10, save_every_steps: null,
             val_limit: 200, val_batch_size: 16, best_by: miou, max_minutes: null,
             group: 1,                                           # keep runs of N consecutive samples in one batch
-            presence_weight: 1.0}                               # samples with `present` (negatives): presence_loss
+            presence_weight: 1.0,                               # samples with `present` (negatives): presence_loss
+            lr_mult: {}}                                        # {parameter name prefix: lr multiplier}
     out: runs/name
 """
 from __future__ import annotations
@@ -61,7 +62,7 @@ DEFAULTS = {
               "min_lr_ratio": 0.0, "clip_grad": None, "amp": "auto", "seed": 2401, "num_workers": 0,
               "threads": None, "log_every": 10, "save_every_steps": None, "val_limit": 200,
               "val_batch_size": 16, "best_by": "miou", "max_minutes": None, "device": "auto",
-              "milestone_epochs": [], "gamma": 0.1, "group": 1, "presence_weight": 1.0},
+              "milestone_epochs": [], "gamma": 0.1, "group": 1, "presence_weight": 1.0, "lr_mult": {}},
     "out": "runs/train",
 }
 
@@ -123,11 +124,22 @@ def set_trainable(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]
 
 
 def build_optimizer(model, cfg) -> torch.optim.Optimizer:
+    """AdamW over the model's own parameter groups; ``train.lr_mult`` ({name prefix: multiplier}) moves the
+    parameters under a prefix into a group of their own at that multiple of their group's lr (the first prefix that
+    matches wins), e.g. a text tower that has to learn a distinction the rest of the model already sees."""
     t = cfg["train"]
-    groups = model.param_groups(float(t["lr"]))
-    for g in groups:
+    mult = {str(k): float(v) for k, v in (t.get("lr_mult") or {}).items()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = []
+    for g in model.param_groups(float(t["lr"])):
         g["params"] = [p for p in g["params"] if p.requires_grad]
         g.setdefault("weight_decay", float(t["weight_decay"]))
+        for prefix, m in mult.items():
+            moved = [p for p in g["params"] if names.get(id(p), "").startswith(prefix)]
+            if moved:
+                g["params"] = [p for p in g["params"] if not names.get(id(p), "").startswith(prefix)]
+                groups.append({**g, "params": moved, "lr": g["lr"] * m, "name": f"{g.get('name', 'group')}:{prefix}"})
+        groups.append(g)
     groups = [g for g in groups if g["params"]]
     return torch.optim.AdamW(groups, lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
 
