@@ -277,3 +277,17 @@ def test_contrast_repaints_under_a_look_take_the_colour_the_scene_shows():
             assert recolour(scene, obj, unseen[0]) is None
             refused += 1
     assert checked >= 5 and refused >= 5
+
+
+def test_colour_probe_held_out_boxes_name_one_of_two_colours():
+    from training.colour_probe import ORANGE, RED, box_pairs
+
+    px, masks, texts = box_pairs(6, 128, np.random.default_rng(0))
+    assert px.shape == (6, 3, 128, 128) and masks.shape == (6, 1, 128, 128) and float(px.max()) <= 1.0
+    for k, text in enumerate(texts):
+        img = (px[k].permute(1, 2, 0).numpy() * 255).astype(int)
+        named = masks[k, 0].numpy() > 0
+        colour = RED if "red" in text else ORANGE
+        assert named.any() and np.abs(img[named].mean(0) - colour).max() < 30  # a box is its colour +- noise
+        other = ORANGE if colour == RED else RED
+        assert (np.abs(img - other).max(-1) < 30)[~named].sum() > 100  # the other box is there, unnamed
