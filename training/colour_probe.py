@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if (step + 1) % 25 == 0:
-            print(f"step {step + 1}: loss {float(loss):.3f} {score()}", flush=True)
+            print(f"step {step + 1}: loss {float(loss.detach()):.3f} {score()}", flush=True)
     return 0
 
 
