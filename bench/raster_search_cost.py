@@ -67,7 +67,7 @@ def main(argv=None) -> int:
                                  grid=res.stats.tiles_total, fine_run=res.stats.tiles_run,
                                  windows=res.stats.coarse_windows, seconds=secs))
                 print(rows[-1], file=sys.stderr, flush=True)
-    meta = dict(command=" ".join([".venv/bin/python", "bench/raster_search_cost.py", *(argv or sys.argv[1:])]),
+    meta = dict(command=" ".join([".venv/bin/python", "bench/raster_search_cost.py", *(argv if argv is not None else sys.argv[1:])]),
                 commit=commit, split=a.split, side=a.side, model=a.model, date=time.strftime("%Y-%m-%d"))
     lines = [f"# Search cost per singular query ({a.split} split, {a.side} px one-tank mosaics, model {a.model})", "",
              f"Command: `{meta['command']}` (commit {commit})", "",

@@ -5,25 +5,32 @@ orange box at random places on plain ground, one named) by the answer's mass on 
 ("elsewhere"), both over the named box's area. A model that reads both words alike scores elsewhere ~1.
 
     .venv/bin/python -m training.colour_probe [--model demo] [--pairs 8] [--mix 0] [--negatives 0.3]
-        [--presence-weight 1.0] [--steps 200]
+        [--presence-weight 1.0] [--steps 200] [--recipe training/configs/demo_nano_stage6b.yaml]
 
 Nothing is written; the model file is not changed.
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .datasets import build_dataset
+from .datasets.vocabulary import ROOF_COLOURS
 from .presence_loss import joint_loss
-from .train import collate
+from .train import collate, load_config
 
-RED, ORANGE = (172, 52, 42), (206, 124, 48)
-RECIPE = dict(scene_size=128, density=1.6, level=2, level_weights=[0.15, 0.3, 0.55], length=400000,
-              distinct_refs=True, plural_single=0.3, families=["temperate", "arid", "urban", "coarse"],
-              native_share=0.4, zoom=0.4)
+RED, ORANGE = ROOF_COLOURS["red"], ROOF_COLOURS["orange"]
+#: the shipped demo's last training stage: the recipe the pairs are mixed with
+SHIPPED_RECIPE = Path(__file__).resolve().parent / "configs" / "demo_nano_stage6b.yaml"
+
+
+def recipe_options(config) -> dict:
+    """The training set's options of a training config (its data.options and data.train)."""
+    data = load_config(str(config))["data"]
+    return {**(data.get("options") or {}), **(data.get("train") or {})}
 
 
 def box_pairs(n: int, side: int, rng: np.random.Generator):
@@ -75,6 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recipe", default=str(SHIPPED_RECIPE), help="training config whose samples are mixed in")
     a = ap.parse_args(argv)
 
     from rs2sam2_qgis.pipeline.model_spec import resolve_model
@@ -85,9 +93,10 @@ def main(argv=None) -> int:
     model.train()
     rng = np.random.default_rng(a.seed)
     held_out = box_pairs(16, model.input_size, np.random.default_rng(a.seed + 1))
-    pairs = build_dataset("synthetic", "train", model.input_size, **{**RECIPE, "negatives": 0.0, "zoom": 0.0},
-                          contrast=1.0)
-    mix = build_dataset("synthetic", "train", model.input_size, **{**RECIPE, "negatives": a.negatives})
+    recipe = recipe_options(a.recipe)
+    pairs = build_dataset("synthetic", "train", model.input_size,
+                          **{**recipe, "negatives": 0.0, "zoom": 0.0, "contrast": 1.0})
+    mix = build_dataset("synthetic", "train", model.input_size, **{**recipe, "negatives": a.negatives})
     order = red_orange_pairs(pairs, a.pairs * a.steps)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr)

@@ -311,7 +311,6 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             for j, text in enumerate(texts):
                 need = fine_needed[text]
                 if pres[k, j] < gates[j] or (need is not None and (t.row, t.col) not in need):
-                    prob[k, j] = 0.0
                     opinion[k, j] = False
         return prob, opinion
 
