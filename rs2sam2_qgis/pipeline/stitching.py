@@ -164,9 +164,13 @@ class Stitcher:
         if self.wacc is None:
             self.acc[:, br, bc] += contrib
             return
-        says = np.ones(self.T, bool) if opinion is None else np.asarray(opinion, bool)
-        self.acc[says, br, bc] += contrib[says]
-        self.wacc[says, br, bc] += w
+        if opinion is None or np.all(opinion):
+            self.acc[:, br, bc] += contrib
+            self.wacc[:, br, bc] += w
+            return
+        for q in np.flatnonzero(opinion):  # basic slices: a boolean index would copy the band's window twice
+            self.acc[q, br, bc] += contrib[q]
+            self.wacc[q, br, bc] += w
 
     def finish(self):
         while self.top < self.aoi.row_end:
