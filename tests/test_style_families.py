@@ -200,6 +200,43 @@ def test_contrast_pairs_show_the_two_nearest_colours_and_name_one():
     assert seen >= 10
 
 
+def test_contrast_pairs_show_the_colours_a_model_confuses(tmp_path):
+    """Given a measured confusion (red cars read as yellow), pairs show the confused colours, not the RGB-nearest
+    (black for red cars): two objects of the class wear the two, one is named, and its target is every object of
+    the class in that colour."""
+    import json
+
+    from training.datasets.contrast import confused_pairs, contrast_pair
+
+    measured = {"classes": {"vehicle": {"colours": ["red", "blue", "yellow"],
+                                        "counts": [[10, 0, 9], [0, 10, 1], [10, 0, 10]]},
+                            "building": {"colours": ["red", "blue"], "counts": [[10, 2], [0, 10]]}}}
+    (tmp_path / "m.json").write_text(json.dumps(measured))
+    confused = confused_pairs(tmp_path / "m.json")
+    assert confused == {"vehicle": [("red", "yellow")]}
+    seen = 0
+    for k in range(60):
+        scene = generate_scene(np.random.SeedSequence([7, k]), 128, 1.6)
+        if sum(o.cls == "vehicle" and o.colour is not None for o in scene.objects) < 2:
+            continue
+        pair = contrast_pair(scene, np.random.default_rng(k), confused)
+        if pair is None:
+            continue
+        seen += 1
+        shown, text, target = pair
+        worn = [o.colour for o in shown.objects if o.cls == "vehicle"]
+        assert {"red", "yellow"} <= set(worn) and np.array_equal(shown.labels, scene.labels)
+        named = "red" if "red" in text else "yellow"
+        assert ("yellow" in text) != ("red" in text)
+        assert sorted(target) == sorted(o.label for o in shown.objects if o.cls == "vehicle" and o.colour == named)
+        for old, new in zip(scene.objects, shown.objects):
+            if old.colour != new.colour:
+                assert old.cls == "vehicle" and new.colour in ("red", "yellow")
+                assert not np.array_equal(shown.image[scene.labels == old.label],
+                                          scene.image[scene.labels == old.label])
+    assert seen >= 5
+
+
 def test_contrast_share_draws_pairs_for_positives_only_and_is_off_by_default():
     plain = build_dataset("synthetic", "train", 128, scene_size=128, density=1.6, level=2, length=80,
                           negatives=0.3)

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .common import RefDataset, resize_image, resize_mask
-from .contrast import contrast_pair
+from .contrast import confused_pairs, contrast_pair
 from .negatives import negative_sentence
 from .scene import Scene, SceneObject
 from .styles import FAMILIES, HELD_OUT, NATIVE_GSD, Look, develop, sample_look
@@ -576,7 +576,8 @@ class SyntheticRefer(RefDataset):
     `zoom`: the share of samples shown as a crop of the scene enlarged to its size (``zoom_in``); `near_colours`:
     hard negatives favour colours near those the scene shows (negatives.py); `contrast`: the share of positive
     samples drawn as a contrast pair (contrast.py: two objects of a class in the two nearest palette colours, a
-    sentence naming one).
+    sentence naming one); `confused_colours`: a ``training.colour_confusion --json`` file whose confused colour
+    pairs the contrast pairs show instead (``contrast.confused_pairs``).
     All are off by default, so val/test stay as they were."""
 
     name = "synthetic"
@@ -585,7 +586,8 @@ class SyntheticRefer(RefDataset):
                  scene_size: int = 256, density: float = 1.0, refs_per_scene: int = 4, level: int = 2,
                  level_weights: list[float] | None = None, distinct_refs: bool = False, plural_single: float = 0.0,
                  families: list[str] | None = None, native_share: float = 0.0, negatives: float = 0.0,
-                 zoom: float = 0.0, near_colours: bool = False, contrast: float = 0.0, transform=None, root=None):
+                 zoom: float = 0.0, near_colours: bool = False, contrast: float = 0.0,
+                 confused_colours: str | None = None, transform=None, root=None):
         if split not in SPLIT_CODES:
             raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
         super().__init__(split=split, size=size, transform=transform)
@@ -607,6 +609,7 @@ class SyntheticRefer(RefDataset):
         self.zoom = float(zoom)
         self.near_colours = bool(near_colours)
         self.contrast = float(contrast)
+        self.confused = confused_pairs(confused_colours) if confused_colours else None
 
     def __len__(self) -> int:
         return self.length
@@ -643,7 +646,7 @@ class SyntheticRefer(RefDataset):
         if self.contrast > 0:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
                                                                 6000 + ref_idx]))
-            pair = contrast_pair(scene, rng) if rng.random() < self.contrast else None
+            pair = contrast_pair(scene, rng, self.confused) if rng.random() < self.contrast else None
             if pair is not None:
                 shown, text, target = pair
                 return shown, Expression(text, target, "colour", 1)
