@@ -94,6 +94,37 @@ def test_negatives_have_empty_targets_presence_zero_and_name_nothing_shown():
     assert all(mixed[i]["present"] == 1.0 and mixed[i]["mask"].sum() > 0 for i in np.flatnonzero(present)[:30])
 
 
+def test_wide_vocabulary_negatives_draw_more_names_and_none_of_the_benchmarks():
+    """``wide_vocabulary`` widens the unseen objects a negative names (TRAIN_ABSENT_WIDE, a superset of
+    TRAIN_ABSENT); the benchmark's absent referents and palette colours stay out, and the default is unchanged."""
+    from training.datasets.negatives import TRAIN_ABSENT_WIDE
+
+    assert set(TRAIN_ABSENT) < set(TRAIN_ABSENT_WIDE) and not set(TRAIN_ABSENT_WIDE) & set(NEVER_DRAWN)
+    scene = generate_scene(np.random.SeedSequence([3, 1]), 128, 1.6)
+    rng, wide_rng = np.random.default_rng(1), np.random.default_rng(1)
+    plain = [negative_sentence(scene, rng) for _ in range(400)]
+    wide = [negative_sentence(scene, wide_rng, wide_vocabulary=True) for _ in range(400)]
+    assert all(n.text in TRAIN_ABSENT for n in plain if n.kind == "vocabulary")
+    named = {n.text for n in wide if n.kind == "vocabulary"}
+    assert named <= set(TRAIN_ABSENT_WIDE) and named - set(TRAIN_ABSENT)
+    assert [n.kind for n in plain] == [n.kind for n in wide]  # only the vocabulary's names differ
+
+
+def test_pseudo_word_negatives_name_made_up_nouns_the_generator_never_uses():
+    from training.datasets.negatives import pseudo_noun
+    from training.datasets.vocabulary import NAMES
+
+    known = {w for names in NAMES.values() for group in names for n in group for w in n.split()}
+    rng = np.random.default_rng(4)
+    nouns = [pseudo_noun(rng) for _ in range(300)]
+    assert not set(nouns) & known and len(set(nouns)) > 250
+    scene = generate_scene(np.random.SeedSequence([3, 1]), 128, 1.6)
+    negs = [negative_sentence(scene, rng, pseudo_words=1.0) for _ in range(300)]
+    made_up = [n.text for n in negs if n.kind == "vocabulary"]
+    assert made_up and not set(made_up) & set(TRAIN_ABSENT) and all(t.startswith("the ") for t in made_up)
+    assert {n.kind for n in negs} - {"vocabulary"}  # the other kinds are drawn as before
+
+
 def test_joint_loss_masks_learn_from_positives_only_presence_from_all():
     class Stub:
         def loss(self, out, target):

@@ -577,7 +577,9 @@ class SyntheticRefer(RefDataset):
     hard negatives favour colours near those the scene shows (negatives.py); `contrast`: the share of positive
     samples drawn as a contrast pair (contrast.py: two objects of a class in the two nearest palette colours, a
     sentence naming one); `confused_colours`: a ``training.colour_confusion --json`` file whose confused colour
-    pairs the contrast pairs show instead (``contrast.confused_pairs``).
+    pairs the contrast pairs show instead (``contrast.confused_pairs``); `wide_vocabulary`: vocabulary negatives
+    from the wider list (``negatives.TRAIN_ABSENT_WIDE``); `pseudo_words`: the share of vocabulary negatives naming a
+    made-up noun (``negatives.pseudo_noun``).
     All are off by default, so val/test stay as they were."""
 
     name = "synthetic"
@@ -587,7 +589,8 @@ class SyntheticRefer(RefDataset):
                  level_weights: list[float] | None = None, distinct_refs: bool = False, plural_single: float = 0.0,
                  families: list[str] | None = None, native_share: float = 0.0, negatives: float = 0.0,
                  zoom: float = 0.0, near_colours: bool = False, contrast: float = 0.0,
-                 confused_colours: str | None = None, transform=None, root=None):
+                 confused_colours: str | None = None, wide_vocabulary: bool = False,
+                 pseudo_words: float = 0.0, transform=None, root=None):
         if split not in SPLIT_CODES:
             raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
         super().__init__(split=split, size=size, transform=transform)
@@ -608,6 +611,8 @@ class SyntheticRefer(RefDataset):
         self.negatives = float(negatives)
         self.zoom = float(zoom)
         self.near_colours = bool(near_colours)
+        self.wide_vocabulary = bool(wide_vocabulary)
+        self.pseudo_words = float(pseudo_words)
         self.contrast = float(contrast)
         self.confused = confused_pairs(confused_colours) if confused_colours else None
 
@@ -642,7 +647,8 @@ class SyntheticRefer(RefDataset):
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
                                                                 3000 + ref_idx]))
             if rng.random() < self.negatives:
-                return scene, Expression(negative_sentence(scene, rng, self.near_colours).text, [], "absent", -1)
+                neg = negative_sentence(scene, rng, self.near_colours, self.wide_vocabulary, self.pseudo_words)
+                return scene, Expression(neg.text, [], "absent", -1)
         if self.contrast > 0:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
                                                                 6000 + ref_idx]))
