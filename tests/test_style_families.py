@@ -286,6 +286,28 @@ def test_contrast_share_draws_pairs_for_positives_only_and_is_off_by_default():
     assert repainted > 10
 
 
+def test_unseen_names_count_answers_only_where_presence_passes_and_a_mask_is_drawn():
+    from training.unseen_names import PROBE_NAMES, answers, scene_tiles
+
+    class FiresOn:
+        """Sure of "the car wash" everywhere but draws it only on tile 0; half sure of "the jetty", drawn."""
+
+        def predict(self, tiles, texts, batch_size=None, presence=False):
+            prob = np.zeros((len(tiles), len(texts), 8, 8), np.float32)
+            pres = np.zeros((len(tiles), len(texts)), np.float32)
+            for j, t in enumerate(texts):
+                if t == "the car wash":
+                    pres[:, j], prob[0, j] = 0.99, 1.0
+                elif t == "the jetty":
+                    pres[:, j], prob[:, j] = 0.5, 1.0
+            return prob, pres
+
+    tiles = scene_tiles([generate_scene(np.random.SeedSequence([1, 2]), 256)], 128)
+    assert tiles.shape == (4, 128, 128, 3)
+    hit = answers(FiresOn(), tiles, PROBE_NAMES, threshold=0.85)
+    assert hit.sum() == 1 and hit[0, PROBE_NAMES.index("the car wash")]
+
+
 def test_colour_confusion_reads_every_word_a_model_answers_on_an_object():
     """A model that answers "red" and "orange" alike reads both on either roof: the measure counts it, where an
     argmax over the words would hide it in a coin toss."""
