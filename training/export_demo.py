@@ -1,6 +1,7 @@
 """Package a run's best checkpoint as the bundled demo model and record its metrics.
 
     python -m training.export_demo runs/demo_nano_stage4 [--last] [--presence-threshold T] [--out ...demo.pt]
+    python -m training.export_demo runs/some_checkpoint.pt ...   # a checkpoint file (e.g. training.interpolate's)
     python -m training.export_demo --measure-only            # re-score the shipped file (e.g. after a rule change)
 
 Writes the checkpoint with fp16 weights (load_model casts them back to fp32) and its train_meta, then evaluates the
@@ -25,7 +26,7 @@ from .train import export_checkpoint, final_checkpoint
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("run", nargs="?", help="training run folder (its best.pt is exported)")
+    p.add_argument("run", nargs="?", help="training run folder (its best.pt is exported), or a checkpoint file")
     p.add_argument("--measure-only", action="store_true", help="do not export: score the existing --out file")
     p.add_argument("--last", action="store_true", help="export the run's final weights (last.pt) instead of best.pt")
     p.add_argument("--presence-threshold", type=float, help="the presence head's decision threshold (chosen on val)")
@@ -40,7 +41,10 @@ def main(argv=None) -> int:
     if not a.measure_only:
         if not a.run:
             p.error("give the training run folder, or --measure-only")
-        src = Path(a.run) / "best.pt"
+        given = Path(a.run)
+        if given.is_file() and a.last:
+            p.error("--last picks a run folder's final weights; a checkpoint file is exported as it is")
+        src = given if given.is_file() else given / "best.pt"
         if a.last:
             src = final_checkpoint(a.run, Path(a.run) / "final.pt")
         export_checkpoint(src, out, fp16=True, presence_threshold=a.presence_threshold)
