@@ -268,6 +268,27 @@ def test_contrast_pairs_show_the_colours_a_model_confuses(tmp_path):
     assert seen >= 5
 
 
+def test_confused_pairs_given_for_one_class_never_repaint_another():
+    from training.datasets.contrast import confused_spec, contrast_pair
+
+    roofs = confused_spec({"building": [["orange", "red"]]})
+    assert roofs == {"building": [("orange", "red")]} and confused_spec(None) is None
+    made = 0
+    for k in range(60):
+        scene = generate_scene(np.random.SeedSequence([9, k]), 128, 1.6)
+        pair = contrast_pair(scene, np.random.default_rng(k), roofs)
+        if sum(o.cls == "building" and o.colour is not None for o in scene.objects) < 2:
+            assert pair is None
+            continue
+        if pair is None:
+            continue
+        made += 1
+        shown, text, _ = pair
+        assert all(o.colour == n.colour for o, n in zip(scene.objects, shown.objects) if o.cls != "building")
+        assert ("red" in text) != ("orange" in text)
+    assert made >= 5
+
+
 def test_contrast_share_draws_pairs_for_positives_only_and_is_off_by_default():
     plain = build_dataset("synthetic", "train", 128, scene_size=128, density=1.6, level=2, length=80,
                           negatives=0.3)

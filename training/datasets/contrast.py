@@ -44,6 +44,16 @@ def confused_pairs(measured: str | Path, share: float = 0.5) -> dict[str, list[t
     return out
 
 
+def confused_spec(spec: str | Path | dict | None) -> dict[str, list[tuple[str, str]]] | None:
+    """The confused pairs a data option names: a measurement file (``confused_pairs``), the pairs themselves
+    ({class: [[a, b], ...]}, e.g. one class's only), or None."""
+    if not spec:
+        return None
+    if isinstance(spec, dict):
+        return {cls: [tuple(pair) for pair in pairs] for cls, pairs in spec.items()}
+    return confused_pairs(spec)
+
+
 def recolour(scene: Scene, obj: SceneObject, colour: str) -> np.ndarray | None:
     """``scene.image`` with ``obj`` in ``colour``, its shading kept (``scene.paint``). The generator's own look
     shows the palette's colour; a style family's look (white balance, gamma, stretch) shows it otherwise, so there
@@ -65,18 +75,21 @@ def contrast_pair(scene: Scene, rng: np.random.Generator,
                   confused: dict[str, list[tuple[str, str]]] | None = None) -> tuple[Scene, str, list[int]] | None:
     """(the scene with objects repainted, a colour sentence, its target labels) or None when no class with a
     palette has two objects in the scene, or the repaint cannot be faithful (``recolour``). ``confused``
-    (``confused_pairs``): classes with confused colours are chosen first, and two of their objects are shown in one
-    confused pair; otherwise one object is repainted into the colour nearest another's."""
+    (``confused_spec``): only classes with confused colours make pairs, two of their objects shown in one confused
+    pair; without it one object is repainted into the colour nearest another's."""
     by_cls = {cls: [o for o in scene.objects if o.cls == cls and o.colour in pal]
               for cls, pal in PALETTES.items() if cls not in scene.faint}
     classes = sorted(cls for cls, objs in by_cls.items() if len(objs) >= 2)
     if not classes:
         return None
-    confused = {cls: pairs for cls, pairs in (confused or {}).items() if pairs and cls in classes}
-    pool = sorted(confused) or classes
+    if confused is not None:  # only the confused classes make pairs
+        confused = {cls: pairs for cls, pairs in confused.items() if pairs and cls in classes}
+        if not confused:
+            return None
+    pool = sorted(confused or classes)
     cls = pool[int(rng.integers(len(pool)))]
     objs = by_cls[cls]
-    if cls in confused:
+    if confused:
         pair = confused[cls][int(rng.integers(len(confused[cls])))]
         colours = pair if rng.random() < 0.5 else pair[::-1]
         a = _wearing(objs, colours[0], rng, [])

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .common import RefDataset, resize_image, resize_mask
-from .contrast import confused_pairs, contrast_pair
+from .contrast import confused_spec, contrast_pair
 from .negatives import negative_sentence
 from .scene import Scene, SceneObject
 from .styles import FAMILIES, HELD_OUT, NATIVE_GSD, Look, develop, sample_look
@@ -576,8 +576,9 @@ class SyntheticRefer(RefDataset):
     `zoom`: the share of samples shown as a crop of the scene enlarged to its size (``zoom_in``); `near_colours`:
     hard negatives favour colours near those the scene shows (negatives.py); `contrast`: the share of positive
     samples drawn as a contrast pair (contrast.py: two objects of a class in the two nearest palette colours, a
-    sentence naming one); `confused_colours`: a ``training.colour_confusion --json`` file whose confused colour
-    pairs the contrast pairs show instead (``contrast.confused_pairs``); `wide_vocabulary`: vocabulary negatives
+    sentence naming one); `confused_colours`: the colour pairs the contrast pairs show instead
+    (``contrast.confused_spec``: a ``training.colour_confusion --json`` file, or {class: [[a, b], ...]});
+    `wide_vocabulary`: vocabulary negatives
     from the wider list (``negatives.TRAIN_ABSENT_WIDE``); `pseudo_words`: the share of vocabulary negatives naming a
     made-up noun (``negatives.pseudo_noun``).
     All are off by default, so val/test stay as they were."""
@@ -589,7 +590,7 @@ class SyntheticRefer(RefDataset):
                  level_weights: list[float] | None = None, distinct_refs: bool = False, plural_single: float = 0.0,
                  families: list[str] | None = None, native_share: float = 0.0, negatives: float = 0.0,
                  zoom: float = 0.0, near_colours: bool = False, contrast: float = 0.0,
-                 confused_colours: str | None = None, wide_vocabulary: bool = False,
+                 confused_colours: str | dict | None = None, wide_vocabulary: bool = False,
                  pseudo_words: float = 0.0, transform=None, root=None):
         if split not in SPLIT_CODES:
             raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
@@ -614,7 +615,7 @@ class SyntheticRefer(RefDataset):
         self.wide_vocabulary = bool(wide_vocabulary)
         self.pseudo_words = float(pseudo_words)
         self.contrast = float(contrast)
-        self.confused = confused_pairs(confused_colours) if confused_colours else None
+        self.confused = confused_spec(confused_colours)
 
     def __len__(self) -> int:
         return self.length
