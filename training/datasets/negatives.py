@@ -19,8 +19,9 @@ import numpy as np
 from .scene import Scene
 from .vocabulary import NAMES, NEVER_DRAWN, OFF_PALETTE, ROOF_COLOURS, VEHICLE_COLOURS
 
-#: syllables of made-up nouns (``pseudo_noun``)
+#: syllables of made-up nouns (``pseudo_noun``), and the words of the generator's names a made-up noun must not be
 SYLLABLES = [c + v for c in "bcdfghklmnprstvwz" for v in "aeiou"]
+NAME_WORDS = frozenset(w.lower() for names in NAMES.values() for group in names for n in group for w in n.split())
 
 #: objects the synthetic generator never draws, used as negatives in training (none of NEVER_DRAWN)
 TRAIN_ABSENT = ["the baseball diamond", "the helipad", "the stadium", "the golf course", "the dam", "the chimney",
@@ -87,11 +88,10 @@ def pseudo_noun(rng: np.random.Generator) -> str:
     A model whose tokenizer spells unknown words in pieces learns from these that a noun it cannot read names
     nothing in the scene, whatever pieces it shares with words it knows ("the swimming pools" is "s w i m m ing p
     o o l s" to the demo)."""
-    known = {w.strip(",.").lower() for names in NAMES.values() for group in names for n in group for w in n.split()}
     while True:
         word = "".join(rng.choice(SYLLABLES, size=int(rng.integers(2, 5))))
         word += "s" if rng.random() < 0.5 else ""
-        if word not in known:
+        if word not in NAME_WORDS:
             return word
 
 
@@ -120,10 +120,9 @@ def negative_sentence(scene: Scene, rng: np.random.Generator, near_colours: bool
     cls, colour = opts[kind][_pick(opts[kind], scene, rng) if near else int(rng.integers(len(opts[kind])))]
     if kind == "vocabulary" and pseudo_words > 0 and rng.random() < pseudo_words:
         noun = pseudo_noun(rng)
-        cls = str(rng.choice(sorted(PALETTES)))
+        palette = PALETTES[str(rng.choice(sorted(PALETTES)))]
         coloured = rng.random() < 0.3
-        text = f"the {rng.choice(list(PALETTES[cls]))} {noun}" if coloured else f"the {noun}"
-        return Negative(text, kind, None, None)
+        return Negative(f"the {rng.choice(list(palette))} {noun}" if coloured else f"the {noun}", kind, None, None)
     if kind == "vocabulary":
         return Negative(str(rng.choice(TRAIN_ABSENT_WIDE if wide_vocabulary else TRAIN_ABSENT)), kind, None, None)
     if kind in ("hard", "unseen_colour"):

@@ -578,9 +578,8 @@ class SyntheticRefer(RefDataset):
     samples drawn as a contrast pair (contrast.py: two objects of a class in the two nearest palette colours, a
     sentence naming one); `confused_colours`: the colour pairs the contrast pairs show instead
     (``contrast.confused_spec``: a ``training.colour_confusion --json`` file, or {class: [[a, b], ...]});
-    `wide_vocabulary`: vocabulary negatives
-    from the wider list (``negatives.TRAIN_ABSENT_WIDE``); `pseudo_words`: the share of vocabulary negatives naming a
-    made-up noun (``negatives.pseudo_noun``).
+    `wide_vocabulary`: vocabulary negatives from the wider list (``negatives.TRAIN_ABSENT_WIDE``); `pseudo_words`:
+    the share of vocabulary negatives naming a made-up noun (``negatives.pseudo_noun``).
     All are off by default, so val/test stay as they were."""
 
     name = "synthetic"
