@@ -149,3 +149,17 @@ def test_epoch_order_keeps_groups_together():
     blocks = [grouped[i:i + 4] for i in range(0, 40, 4)]
     assert all(b == list(range(b[0], b[0] + 4)) and b[0] % 4 == 0 for b in blocks)
     assert epoch_order(40, 3, 1, group=1) == plain
+
+
+def test_export_demo_refuses_last_for_a_checkpoint_file_before_touching_anything(tmp_path, capsys):
+    """``--last`` picks a run folder's final weights; with a checkpoint file it is a mistake, said before any
+    file is written."""
+    from training.export_demo import main
+
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"not read")
+    out = tmp_path / "demo.pt"
+    with pytest.raises(SystemExit):
+        main([str(ckpt), "--last", "--out", str(out), "--record", str(tmp_path / "m.json")])
+    assert "--last picks a run folder" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "m.json").exists()
