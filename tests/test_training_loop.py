@@ -112,14 +112,20 @@ def test_cli_trains_validates_and_saves_best(tmp_path):
         final_checkpoint(partial, tmp_path / "x.pt")
 
 
-def test_init_from_a_checkpoint_may_change_only_the_loss(tmp_path):
+def test_init_from_a_checkpoint_may_change_only_how_it_trains(tmp_path):
     from training.train import build_model_from_config
 
     ck = tmp_path / "m.pt"
     model_core.save_model(model_core.build_model("nano", sam={"image_size": 64}), str(ck))
     m = build_model_from_config({"model": {"init": str(ck), "overrides": {"loss": {"pseudo_weight": 0.5}}}})
     assert m.cfg.loss.pseudo_weight == 0.5 and m.criterion.cfg.pseudo_weight == 0.5 and m.input_size == 64
-    with pytest.raises(ValueError, match="only set 'loss'"):
+    assert all(p.requires_grad for p in m.image_encoder.neck.parameters())  # nano trains its trunk
+    frozen = build_model_from_config({"model": {"init": str(ck), "overrides": {"train": {"freeze_trunk": True}}}})
+    assert frozen.cfg.train.freeze_trunk
+    assert not any(p.requires_grad for p in frozen.image_encoder.neck.parameters())
+    assert not any(p.requires_grad for _, p in frozen.image_encoder.trunk.stock_parameters())
+    assert any(p.requires_grad for _, p in frozen.trainable_parameters())  # adapters, fusion, decoder still learn
+    with pytest.raises(ValueError, match=r"only set \['loss', 'train'\]"):
         build_model_from_config({"model": {"init": str(ck), "overrides": {"sam": {"image_size": 128}}}})
 
 

@@ -27,7 +27,8 @@ Config (YAML or JSON), every key optional except model.preset / model.init:
             val_limit: 200, val_batch_size: 16, best_by: miou, max_minutes: null,
             group: 1,                                           # keep runs of N consecutive samples in one batch
             presence_weight: 1.0,                               # samples with `present` (negatives): presence_loss
-            lr_mult: {}}                                        # {parameter name prefix: lr multiplier}
+            lr_mult: {},                                        # {parameter name prefix: lr multiplier}
+            distill: null}                                      # {teacher: ckpt, weight: 1.0}: training/distill.py
     out: runs/name
 """
 from __future__ import annotations
@@ -50,6 +51,7 @@ import torch.distributed as dist
 from model_core.checkpoints import save_atomic
 
 from .datasets import build_dataset
+from .distill import Teacher
 from .evaluate import checkpoint_meta, evaluate_model
 from .presence_loss import joint_loss
 
@@ -62,7 +64,8 @@ DEFAULTS = {
               "min_lr_ratio": 0.0, "clip_grad": None, "amp": "auto", "seed": 2401, "num_workers": 0,
               "threads": None, "log_every": 10, "save_every_steps": None, "val_limit": 200,
               "val_batch_size": 16, "best_by": "miou", "max_minutes": None, "device": "auto",
-              "milestone_epochs": [], "gamma": 0.1, "group": 1, "presence_weight": 1.0, "lr_mult": {}},
+              "milestone_epochs": [], "gamma": 0.1, "group": 1, "presence_weight": 1.0, "lr_mult": {},
+              "distill": None},
     "out": "runs/train",
 }
 
@@ -97,6 +100,10 @@ def load_config(path_or_dict) -> dict:
 # ---------------------------------------------------------------------------------------------------- pieces
 
 
+# Sub-configs of a loaded model that say how it trains, not what it is: a fine-tune may change them.
+TRAINING_OVERRIDES = frozenset({"loss", "train"})
+
+
 def build_model_from_config(cfg: dict) -> torch.nn.Module:
     import model_core
 
@@ -104,12 +111,14 @@ def build_model_from_config(cfg: dict) -> torch.nn.Module:
     if m.get("init"):
         model = model_core.load_model(m["init"])
         overrides = dict(m.get("overrides") or {})
-        if overrides:  # a loaded model keeps its architecture: only its training loss may change
-            if set(overrides) != {"loss"} or not hasattr(model, "criterion"):
-                raise ValueError(f"model.overrides with model.init may only set 'loss' (got {sorted(overrides)}); "
-                                 "the architecture comes from the checkpoint")
-            model.cfg = model.cfg.replace(loss=overrides["loss"])
+        if overrides:  # a loaded model keeps its architecture: only how it trains (loss, freezing) may change
+            if not set(overrides) <= TRAINING_OVERRIDES or not hasattr(model, "criterion"):
+                raise ValueError(f"model.overrides with model.init may only set {sorted(TRAINING_OVERRIDES)} "
+                                 f"(got {sorted(overrides)}); the architecture comes from the checkpoint")
+            model.cfg = model.cfg.replace(**overrides)
             model.criterion = type(model.criterion)(model.cfg.loss)
+            if "train" in overrides:
+                model.apply_freezing()
         return model
     return model_core.build_model(m["preset"], **(m.get("overrides") or {}))
 
@@ -195,8 +204,9 @@ def seed_all(seed: int) -> None:
 def collate(samples: list[dict]) -> dict:
     out = {"image": torch.stack([s["image"] for s in samples]), "mask": torch.stack([s["mask"] for s in samples]),
            "text": [s["text"] for s in samples], "id": [s["id"] for s in samples]}
-    if "present" in samples[0]:  # a set with negatives
-        out["present"] = torch.tensor([s["present"] for s in samples], dtype=torch.float32)
+    for flag in ("present", "contrast"):  # a set with negatives; one with contrast pairs
+        if flag in samples[0]:
+            out[flag] = torch.tensor([s[flag] for s in samples], dtype=torch.float32)
     return out
 
 
@@ -294,6 +304,7 @@ class Trainer:
 
         self.model = build_model_from_config(cfg).to(self.device)
         self.trainable = set_trainable(self.model)
+        self.teacher = Teacher.from_config(t.get("distill"), self.device)
         size = cfg["data"].get("size") or int(self.model.input_size)
         d = cfg["data"]
         base_opts = dict(d.get("options") or {})
@@ -376,9 +387,18 @@ class Trainer:
     def _forward_loss(self, pixels: torch.Tensor, target: torch.Tensor, batch: dict):
         out = self.net(pixels, batch["text"])
         if "present" in batch:  # a set with negatives: masks from positives, presence from all
-            return joint_loss(_unwrap(self.net), out, target, batch["present"],
-                              float(self.cfg["train"]["presence_weight"]))
-        return _unwrap(self.net).loss(out, target)
+            loss, parts = joint_loss(_unwrap(self.net), out, target, batch["present"],
+                                     float(self.cfg["train"]["presence_weight"]))
+        else:
+            loss, parts = _unwrap(self.net).loss(out, target)
+        if self.teacher is not None:  # the starting model's masks kept where nothing new is taught
+            keep = batch.get("present", torch.ones(len(batch["text"]))) > 0.5
+            if "contrast" in batch:
+                keep &= batch["contrast"] < 0.5
+            distill = self.teacher.loss(out["logits"], pixels, batch["text"], keep.to(pixels.device))
+            loss = loss + self.teacher.weight * distill
+            parts = {**parts, "distill": float(distill.detach())}
+        return loss, parts
 
     def train_step(self, batches: list[dict]) -> dict:
         """One optimizer step over `accum` micro-batches; returns the mean loss and its parts."""

@@ -641,6 +641,11 @@ class SyntheticRefer(RefDataset):
         return levels, wts / wts.sum()
 
     def expression(self, index: int) -> tuple[Scene, Expression]:
+        scene, expr, _ = self.drawn(index)
+        return scene, expr
+
+    def drawn(self, index: int) -> tuple[Scene, Expression, str]:
+        """(scene, sentence, where it came from: "negative", "contrast" (a pair) or "scene")."""
         scene_idx, ref_idx = divmod(index, self.refs_per_scene)
         scene = self.scene(scene_idx)
         if self.negatives > 0:
@@ -648,23 +653,23 @@ class SyntheticRefer(RefDataset):
                                                                 3000 + ref_idx]))
             if rng.random() < self.negatives:
                 neg = negative_sentence(scene, rng, self.near_colours, self.wide_vocabulary, self.pseudo_words)
-                return scene, Expression(neg.text, [], "absent", -1)
+                return scene, Expression(neg.text, [], "absent", -1), "negative"
         if self.contrast > 0:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
                                                                 6000 + ref_idx]))
             pair = contrast_pair(scene, rng, self.confused) if rng.random() < self.contrast else None
             if pair is not None:
                 shown, text, target = pair
-                return shown, Expression(text, target, "colour", 1)
+                return shown, Expression(text, target, "colour", 1), "contrast"
         if self.distinct_refs:
-            return scene, self._scene_expressions(scene_idx)[ref_idx]
+            return scene, self._scene_expressions(scene_idx)[ref_idx], "scene"
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
                                                             1000 + ref_idx]))
         exprs = describe(scene, rng, self.level, self.plural_single)
         levels, probs = self._level_probs(exprs)
         lv = levels[int(rng.choice(len(levels), p=probs))]
         pool = [e for e in exprs if e.level == lv]
-        return scene, pool[int(rng.integers(len(pool)))]
+        return scene, pool[int(rng.integers(len(pool)))], "scene"
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - as scene()
     def _scene_expressions(self, scene_idx: int) -> list[Expression]:
@@ -697,6 +702,9 @@ class SyntheticRefer(RefDataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = super().__getitem__(index)
+        source = self.drawn(index)[2] if self.negatives > 0 or self.contrast > 0 else "scene"
         if self.negatives > 0:
-            sample["present"] = float(self.expression(index)[1].kind != "absent")
+            sample["present"] = float(source != "negative")
+        if self.contrast > 0:  # a contrast pair teaches a new skill (training/distill.py keeps the rest)
+            sample["contrast"] = float(source == "contrast")
         return sample
