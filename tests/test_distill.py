@@ -1,6 +1,6 @@
 """Distillation from the fine-tune's starting model (training/distill.py): the pull is the BCE of the student's
-mask logits against the teacher's probabilities on the samples that teach nothing new, contrast pairs are marked
-so, and a fine-tune that distills trains, logs the term and saves."""
+mask logits against the teacher's probabilities on the samples that teach nothing new and that the teacher draws
+right, contrast pairs are marked so, and a fine-tune that distills trains, logs the term and saves."""
 from __future__ import annotations
 
 import csv
@@ -19,24 +19,32 @@ SMALL = {"sam": {"image_size": 64}}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_the_pull_is_bce_against_the_teachers_probabilities_on_kept_samples_only():
+def test_the_pull_is_bce_against_the_teachers_probabilities_where_it_drew_the_target_right():
     torch.manual_seed(0)
     teacher_model = model_core.build_model("nano", **SMALL)
-    teacher = Teacher(teacher_model, weight=2.0)
+    teacher = Teacher(teacher_model, weight=2.0, min_iou=0.5)
     assert not any(p.requires_grad for p in teacher_model.parameters()) and not teacher_model.training
-    pixels, texts = torch.rand(3, 3, 64, 64), ["the buildings", "the red car", "the lake"]
-    student = torch.randn(3, 1, 64, 64, requires_grad=True)
-    keep = torch.tensor([True, False, True])
+    pixels, texts = torch.rand(4, 3, 64, 64), ["the buildings", "the red car", "the lake", "the red roof"]
     with torch.no_grad():
-        target = torch.sigmoid(teacher_model(pixels[[0, 2]], [texts[0], texts[2]])["logits"])
-    got = teacher.loss(student, pixels, texts, keep)
-    assert got.item() == pytest.approx(F.binary_cross_entropy_with_logits(student[[0, 2]], target).item(), rel=1e-5)
+        logits = teacher_model(pixels, texts)["logits"]
+    drawn = (logits > 0).float()
+    # targets: the teacher's own mask (IoU 1) for 0-2, its complement (IoU 0: the teacher got it wrong) for 3
+    target = torch.cat([drawn[:3], 1 - drawn[3:]])
+    student = torch.randn(4, 1, 64, 64, requires_grad=True)
+    keep = torch.tensor([True, False, True, True])  # 1: a contrast pair (or a negative)
+    got = teacher.loss(student, pixels, texts, target, keep)
+    want = F.binary_cross_entropy_with_logits(student[[0, 2]], torch.sigmoid(logits[[0, 2]]))
+    assert got.item() == pytest.approx(want.item(), rel=1e-4)
     got.backward()
-    assert student.grad[1].abs().sum() == 0 and student.grad[0].abs().sum() > 0  # sample 1 is not pulled
-    none = teacher.loss(student, pixels, texts, torch.zeros(3, dtype=torch.bool))
-    assert none.item() == 0.0 and none.requires_grad
+    assert student.grad[0].abs().sum() > 0 and student.grad[2].abs().sum() > 0
+    assert student.grad[1].abs().sum() == 0 and student.grad[3].abs().sum() == 0  # not kept; drawn wrong
+    for keep in (torch.zeros(4, dtype=torch.bool), torch.tensor([False, False, False, True])):
+        none = teacher.loss(student, pixels, texts, target, keep)
+        assert none.item() == 0.0 and none.requires_grad
     with pytest.raises(ValueError, match="weight must be > 0"):
         Teacher(teacher_model, weight=0.0)
+    with pytest.raises(ValueError, match="min_iou must be in"):
+        Teacher(teacher_model, weight=1.0, min_iou=1.5)
     with pytest.raises(ValueError, match="needs a teacher checkpoint"):
         Teacher.from_config({"weight": 1.0}, torch.device("cpu"))
     assert Teacher.from_config(None, torch.device("cpu")) is None

@@ -28,7 +28,7 @@ Config (YAML or JSON), every key optional except model.preset / model.init:
             group: 1,                                           # keep runs of N consecutive samples in one batch
             presence_weight: 1.0,                               # samples with `present` (negatives): presence_loss
             lr_mult: {},                                        # {parameter name prefix: lr multiplier}
-            distill: null}                                      # {teacher: ckpt, weight: 1.0}: training/distill.py
+            distill: null}                                      # {teacher, weight, min_iou}: training/distill.py
     out: runs/name
 """
 from __future__ import annotations
@@ -395,7 +395,7 @@ class Trainer:
             keep = batch.get("present", torch.ones(len(batch["text"]))) > 0.5
             if "contrast" in batch:
                 keep &= batch["contrast"] < 0.5
-            distill = self.teacher.loss(out["logits"], pixels, batch["text"], keep.to(pixels.device))
+            distill = self.teacher.loss(out["logits"], pixels, batch["text"], target, keep.to(pixels.device))
             loss = loss + self.teacher.weight * distill
             parts = {**parts, "distill": float(distill.detach())}
         return loss, parts
