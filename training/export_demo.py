@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     model = model_core.load_model(str(out)).eval()
     opts = {k: v for k, v in meta["val_options"].items() if k != "length"}
     res = {"checkpoint": str(out.name), "size_mb": round(out.stat().st_size / 2 ** 20, 2),
-           "trained": {k: meta.get(k) for k in ("epoch", "step", "train_options")},
+           "trained": {k: meta[k] for k in ("epoch", "step", "train_options", "interpolation") if k in meta},
            "model": {"preset": "nano", "input_size": model.input_size,
                      "parameters": sum(p.numel() for p in model.parameters())}}
     t0 = time.time()
