@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -402,3 +403,75 @@ def test_colour_probe_held_out_boxes_name_one_of_two_colours():
         assert named.any() and np.abs(img[named].mean(0) - colour).max() < 30  # a box is its colour +- noise
         other = ORANGE if colour == RED else RED
         assert (np.abs(img - other).max(-1) < 30)[~named].sum() > 100  # the other box is there, unnamed
+
+
+def test_lookalike_negatives_favour_absent_classes_the_model_finds_in_what_is_shown(tmp_path):
+    """confused_classes: over scenes with buildings and no tank, "the storage tank" is named as a negative more
+    often when tanks are taken for buildings; other scenes and the default draws are untouched."""
+    from training.datasets.negatives import GROUND, confused_classes, lookalike_spec
+
+    measured = {"tank": {"asked": 700, "answered": 1, "on": {"building": 1}, "shown": {"building": 550}},
+                "tree": {"asked": 300, "answered": 1, "on": {GROUND: 1}, "shown": {"building": 200}},
+                "water": {"asked": 700, "answered": 0, "on": {}, "shown": {"building": 500}}}
+    assert confused_classes(measured) == {"tank": ["building"]}  # a mask on no object names no look-alike
+    assert confused_classes(measured, min_rate=0.01) == {}
+    path = tmp_path / "cc.json"
+    path.write_text(json.dumps({"classes": measured}))
+    assert lookalike_spec(str(path)) == {"tank": ["building"]} and lookalike_spec(None) is None
+    assert lookalike_spec({"tank": ("building",)}) == {"tank": ["building"]}
+
+    ds = build_dataset("synthetic", "train", 128, scene_size=128, density=1.6, level=2, length=200)
+    scenes = [ds.scene(k) for k in range(200)]
+    with_roofs = [s for s in scenes if {o.cls for o in s.objects} >= {"building"} and
+                  "tank" not in {o.cls for o in s.objects} | set(s.faint)]
+    assert len(with_roofs) >= 10
+    tanks = {}
+    for spec in (None, {"tank": ["building"]}):
+        rng, named, classes = np.random.default_rng(0), 0, 0
+        for scene in with_roofs:
+            for _ in range(30):
+                neg = negative_sentence(scene, rng, confused_classes=spec)
+                if neg.kind == "class":
+                    classes += 1
+                    named += neg.cls == "tank"
+        tanks[spec is not None] = named / classes
+    assert tanks[True] > 1.5 * tanks[False]
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)  # off: the draws of before
+    for scene in scenes[:40]:
+        assert negative_sentence(scene, rng_a) == negative_sentence(scene, rng_b, confused_classes=None)
+
+
+def test_class_confusion_counts_answers_against_the_class_under_the_mask():
+    """A model that answers "the storage tank" by drawing every building is counted once per tile that shows
+    buildings and no tank, against "building"; a tile that shows tanks is never asked for them."""
+    from training.class_confusion import class_confusion
+    from training.datasets.negatives import confused_classes
+
+    scenes = [generate_scene(np.random.SeedSequence([3, k]), 256) for k in range(6)]
+    labels = {}
+
+    class DrawsBuildings:
+        input_size = 128
+
+        def predict(self, tiles, texts, batch_size=None, presence=False):
+            prob = np.zeros((len(tiles), len(texts), 128, 128), np.float32)
+            pres = np.zeros((len(tiles), len(texts)), np.float32)
+            j = texts.index("the storage tank")
+            for t in range(len(tiles)):
+                prob[t, j] = labels["building"][t]
+                pres[t, j] = 0.99
+            return prob, pres
+
+    side = 128
+    tiles_of = [(sc, r, c) for sc in scenes for r in (0, side) for c in (0, side)]
+    labels["building"] = [np.isin(sc.labels[r:r + side, c:c + side],
+                                  [o.label for o in sc.objects if o.cls == "building"]).astype(np.float32)
+                          for sc, r, c in tiles_of]
+    shows = [{o.cls for o in sc.objects if (sc.labels[r:r + side, c:c + side] == o.label).any()}
+             for sc, r, c in tiles_of]
+    got = class_confusion(DrawsBuildings(), scenes, threshold=0.85)["tank"]
+    no_tank = [s for s in shows if "tank" not in s]
+    assert got["asked"] == len(no_tank)
+    assert got["on"].get("building", 0) == got["answered"] == sum("building" in s for s in no_tank) > 0
+    assert got["shown"]["building"] == sum("building" in s for s in no_tank)
+    assert "tank" in confused_classes({"tank": got}) and confused_classes({"tank": got})["tank"] == ["building"]

@@ -34,7 +34,11 @@ assert not set(PROBE_NAMES) & (set(TRAIN_ABSENT_WIDE) | set(NEVER_DRAWN)), "prob
 
 def answers(predictor, tiles: np.ndarray, names: list[str], threshold: float, min_pixels: int = 1) -> np.ndarray:
     """[tiles, names] bool: presence at ``threshold`` or more and at least ``min_pixels`` mask pixels at 0.5."""
-    prob, presence = predict_presence(predictor, tiles, names)
+    return answered(*predict_presence(predictor, tiles, names), threshold, min_pixels)
+
+
+def answered(prob, presence, threshold: float, min_pixels: int = 1) -> np.ndarray:
+    """``answers`` from a prediction already made (``search.predict_presence``'s probabilities and presence)."""
     drawn = (np.asarray(prob) >= 0.5).reshape(*np.shape(presence), -1).sum(-1) >= min_pixels
     return (np.asarray(presence) >= threshold) & drawn
 

@@ -12,7 +12,9 @@ Classes with only a faint sliver in the scene (``Scene.faint``) are neither pres
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -106,18 +108,67 @@ def _pick(hard: list[tuple[str, str]], scene: Scene, rng: np.random.Generator) -
     return int(rng.choice(len(hard), p=w / w.sum()))
 
 
+#: a mask on no object, in ``training.class_confusion``'s counts
+GROUND = "ground"
+
+
+def confused_classes(measured: str | Path | dict, min_rate: float = 0.001) -> dict[str, list[str]]:
+    """absent class -> the classes a model finds it in, from ``training.class_confusion``'s result (or its
+    ``--json`` file): where at least ``min_rate`` of the asked tiles that show the other class answer on it (one
+    in a thousand tiles: a raster of 2,000 tiles then holds two sure look-alikes)."""
+    if not isinstance(measured, dict):
+        measured = json.loads(Path(measured).read_text())["classes"]
+    out = {}
+    for cls, rec in measured.items():
+        taken = sorted(d for d, k in rec["on"].items()
+                       if d != GROUND and rec["shown"].get(d) and k / rec["shown"][d] >= min_rate)
+        if taken:
+            out[cls] = taken
+    return out
+
+
+def lookalike_spec(spec: str | Path | dict | None) -> dict[str, list[str]] | None:
+    """The look-alikes a data option names: a ``training.class_confusion --json`` file (``confused_classes``), the
+    pairs themselves ({absent class: [classes it is found in]}), or None."""
+    if not spec:
+        return None
+    return {cls: list(found) for cls, found in spec.items()} if isinstance(spec, dict) else confused_classes(spec)
+
+
+#: how much likelier an absent class is as a negative when the scene shows a class it is taken for
+LOOKALIKE_BOOST = 4.0
+
+
+def _pick_lookalike(absent: list[tuple[str, None]], scene: Scene, confused: dict[str, list[str]],
+                    rng: np.random.Generator) -> int:
+    """An absent class, ``LOOKALIKE_BOOST`` + 1 times as likely when the scene shows a class the model finds it in
+    (``confused``: ``training.class_confusion.confused_classes``): at raster scale one sure look-alike in a
+    thousand tiles answers a singular query in place of the referent."""
+    shown = {o.cls for o in scene.objects}
+    w = np.array([1.0 + LOOKALIKE_BOOST * bool(shown & set(confused.get(cls, ()))) for cls, _ in absent])
+    return int(rng.choice(len(absent), p=w / w.sum()))
+
+
 def negative_sentence(scene: Scene, rng: np.random.Generator, near_colours: bool = False,
-                      wide_vocabulary: bool = False, pseudo_words: float = 0.0) -> Negative:
+                      wide_vocabulary: bool = False, pseudo_words: float = 0.0,
+                      confused_classes: dict[str, list[str]] | None = None) -> Negative:
     """A sentence about something the scene does not show. ``near_colours``: hard negatives favour colours near
     those the scene shows (``_pick``; stage 6c), else every absent palette colour is as likely;
     ``wide_vocabulary``: vocabulary negatives from ``TRAIN_ABSENT_WIDE``; ``pseudo_words``: the share of
-    vocabulary negatives that name a made-up noun (``pseudo_noun``), bare or with a palette colour."""
+    vocabulary negatives that name a made-up noun (``pseudo_noun``), bare or with a palette colour;
+    ``confused_classes``: absent-class negatives favour classes the model finds in what the scene shows
+    (``_pick_lookalike``)."""
     opts = {k: v for k, v in negative_options(scene).items() if v}
     kinds = sorted(opts)
     p = np.array([KIND_WEIGHTS[k] for k in kinds])
     kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
-    near = near_colours and kind == "hard"
-    cls, colour = opts[kind][_pick(opts[kind], scene, rng) if near else int(rng.integers(len(opts[kind])))]
+    if near_colours and kind == "hard":
+        pick = _pick(opts[kind], scene, rng)
+    elif confused_classes and kind == "class":
+        pick = _pick_lookalike(opts[kind], scene, confused_classes, rng)
+    else:
+        pick = int(rng.integers(len(opts[kind])))
+    cls, colour = opts[kind][pick]
     if kind == "vocabulary" and pseudo_words > 0 and rng.random() < pseudo_words:
         noun = pseudo_noun(rng)
         palette = PALETTES[str(rng.choice(sorted(PALETTES)))]

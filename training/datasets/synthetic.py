@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from .common import RefDataset, resize_image, resize_mask
 from .contrast import confused_spec, contrast_pair
-from .negatives import negative_sentence
+from .negatives import lookalike_spec, negative_sentence
 from .scene import Scene, SceneObject
 from .styles import FAMILIES, HELD_OUT, NATIVE_GSD, Look, develop, sample_look
 from .vocabulary import NAMES, ROOF_COLOURS, VEHICLE_COLOURS
@@ -579,7 +579,9 @@ class SyntheticRefer(RefDataset):
     sentence naming one); `confused_colours`: the colour pairs the contrast pairs show instead
     (``contrast.confused_spec``: a ``training.colour_confusion --json`` file, or {class: [[a, b], ...]});
     `wide_vocabulary`: vocabulary negatives from the wider list (``negatives.TRAIN_ABSENT_WIDE``); `pseudo_words`:
-    the share of vocabulary negatives naming a made-up noun (``negatives.pseudo_noun``).
+    the share of vocabulary negatives naming a made-up noun (``negatives.pseudo_noun``); `confused_classes`:
+    absent-class negatives favour the classes a model finds in what the scene shows (``negatives.lookalike_spec``:
+    a ``training.class_confusion --json`` file, or {absent class: [classes]}).
     All are off by default, so val/test stay as they were."""
 
     name = "synthetic"
@@ -590,7 +592,8 @@ class SyntheticRefer(RefDataset):
                  families: list[str] | None = None, native_share: float = 0.0, negatives: float = 0.0,
                  zoom: float = 0.0, near_colours: bool = False, contrast: float = 0.0,
                  confused_colours: str | dict | None = None, wide_vocabulary: bool = False,
-                 pseudo_words: float = 0.0, transform=None, root=None):
+                 pseudo_words: float = 0.0, confused_classes: str | dict | None = None, transform=None,
+                 root=None):
         if split not in SPLIT_CODES:
             raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
         super().__init__(split=split, size=size, transform=transform)
@@ -615,6 +618,7 @@ class SyntheticRefer(RefDataset):
         self.pseudo_words = float(pseudo_words)
         self.contrast = float(contrast)
         self.confused = confused_spec(confused_colours)
+        self.lookalikes = lookalike_spec(confused_classes)
 
     def __len__(self) -> int:
         return self.length
@@ -652,7 +656,8 @@ class SyntheticRefer(RefDataset):
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
                                                                 3000 + ref_idx]))
             if rng.random() < self.negatives:
-                neg = negative_sentence(scene, rng, self.near_colours, self.wide_vocabulary, self.pseudo_words)
+                neg = negative_sentence(scene, rng, self.near_colours, self.wide_vocabulary, self.pseudo_words,
+                                        self.lookalikes)
                 return scene, Expression(neg.text, [], "absent", -1), "negative"
         if self.contrast > 0:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx,
