@@ -475,3 +475,28 @@ def test_class_confusion_counts_answers_against_the_class_under_the_mask():
     assert got["on"].get("building", 0) == got["answered"] == sum("building" in s for s in no_tank) > 0
     assert got["shown"]["building"] == sum("building" in s for s in no_tank)
     assert "tank" in confused_classes({"tank": got}) and confused_classes({"tank": got})["tank"] == ["building"]
+
+
+def test_roadless_scenes_have_no_road_and_no_vehicle_and_name_the_road_as_absent():
+    """roadless: that share of scenes drawn without roads (so without vehicles, which park on them), where "the
+    road" can be a negative; a scene with nothing else left is drawn with its roads; off by default."""
+    plain = build_dataset("synthetic", "train", 128, scene_size=128, density=1.6, level=2, length=400)
+    ds = build_dataset("synthetic", "train", 128, scene_size=128, density=1.6, level=2, length=400,
+                       negatives=0.5, roadless=0.3)
+    roadless = [k for k in range(100) if ds.excluded(k)]
+    assert 15 <= len(roadless) <= 45 and not plain.excluded(0)
+    kept = [k for k in range(100) if k not in roadless]
+    assert all(ds.scene(k).image.tobytes() == plain.scene(k).image.tobytes() for k in kept[:10])
+    for k in roadless:
+        classes = {o.cls for o in ds.scene(k).objects}
+        if not classes - set(ds.scene(k).faint):
+            continue
+        assert "road" not in classes or ds.scene(k).image.tobytes() == plain.scene(k).image.tobytes()
+        if "road" not in classes:
+            assert "vehicle" not in classes
+    named = [ds.expression(i)[1] for i in range(400) if ds.drawn(i)[2] == "negative"]
+    assert any("road" in e.text for e in named)
+    for i in range(400):  # every sample still has a sentence
+        assert ds.expression(i)[1].text
+    with pytest.raises(ValueError, match="cannot exclude"):
+        generate_scene(np.random.SeedSequence([1]), 128, exclude=("runway",))

@@ -78,7 +78,7 @@ def _outline_mask(h, w, poly, width: int) -> np.ndarray:
     return np.asarray(m) > 0
 
 
-EXCLUDABLE = ("water", "building", "tank", "vehicle", "tree")
+EXCLUDABLE = ("water", "building", "tank", "vehicle", "tree", "road")  # no road: no vehicle either
 
 
 def _shift(m: np.ndarray, dx: int, dy: int) -> np.ndarray:
@@ -161,7 +161,7 @@ def generate_scene(seed, size: int | tuple[int, int] = 256, density: float = 1.0
                     break
 
     # roads: 1-2 per 256 (straight, axis-aligned), dashed centre line
-    n_roads = max(1, int(round(rng.integers(1, 3) * math.sqrt(scale))))
+    n_roads = 0 if "road" in exclude else max(1, int(round(rng.integers(1, 3) * math.sqrt(scale))))
     road_objs = []
     for _ in range(n_roads):
         for _try in range(20):
@@ -581,7 +581,8 @@ class SyntheticRefer(RefDataset):
     `wide_vocabulary`: vocabulary negatives from the wider list (``negatives.TRAIN_ABSENT_WIDE``); `pseudo_words`:
     the share of vocabulary negatives naming a made-up noun (``negatives.pseudo_noun``); `confused_classes`:
     absent-class negatives favour the classes a model finds in what the scene shows (``negatives.lookalike_spec``:
-    a ``training.class_confusion --json`` file, or {absent class: [classes]}).
+    a ``training.class_confusion --json`` file, or {absent class: [classes]}); `roadless`: the share of scenes
+    drawn without roads (and so without vehicles), where "the road" is an absent class.
     All are off by default, so val/test stay as they were."""
 
     name = "synthetic"
@@ -592,8 +593,8 @@ class SyntheticRefer(RefDataset):
                  families: list[str] | None = None, native_share: float = 0.0, negatives: float = 0.0,
                  zoom: float = 0.0, near_colours: bool = False, contrast: float = 0.0,
                  confused_colours: str | dict | None = None, wide_vocabulary: bool = False,
-                 pseudo_words: float = 0.0, confused_classes: str | dict | None = None, transform=None,
-                 root=None):
+                 pseudo_words: float = 0.0, confused_classes: str | dict | None = None, roadless: float = 0.0,
+                 transform=None, root=None):
         if split not in SPLIT_CODES:
             raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
         super().__init__(split=split, size=size, transform=transform)
@@ -614,6 +615,7 @@ class SyntheticRefer(RefDataset):
         self.negatives = float(negatives)
         self.zoom = float(zoom)
         self.near_colours = bool(near_colours)
+        self.roadless = float(roadless)
         self.wide_vocabulary = bool(wide_vocabulary)
         self.pseudo_words = float(pseudo_words)
         self.contrast = float(contrast)
@@ -626,7 +628,20 @@ class SyntheticRefer(RefDataset):
     @functools.lru_cache(maxsize=8)  # noqa: B019 - one set per process: holding it is intended
     def scene(self, scene_idx: int) -> Scene:
         ss = np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx])
-        return generate_scene(ss, self.scene_size, self.density, look=self.look(scene_idx))
+        look, exclude = self.look(scene_idx), self.excluded(scene_idx)
+        scene = generate_scene(ss, self.scene_size, self.density, exclude=exclude, look=look)
+        if exclude and all(o.cls in scene.faint for o in scene.objects):  # nothing left to refer to: with roads
+            scene = generate_scene(ss, self.scene_size, self.density, look=look)
+        return scene
+
+    def excluded(self, scene_idx: int) -> tuple[str, ...]:
+        """Classes the scene leaves out: roads in `roadless` of scenes. The generator draws roads in every other
+        scene, and the demo, never shown a tile without one, answered "the road" on 7 of 10 road-free val tiles
+        (``training.class_confusion``)."""
+        if self.roadless <= 0:
+            return ()
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], scene_idx, 5100]))
+        return ("road",) if rng.random() < self.roadless else ()
 
     def look(self, scene_idx: int) -> Look | None:
         """The scene's look: None (the generator's own) for `native_share` of scenes, else a family's draw."""
