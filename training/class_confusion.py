@@ -11,7 +11,6 @@ pairs that ``negatives.negative_sentence`` favours: an absent class over a scene
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -19,10 +18,8 @@ import numpy as np
 
 from rs2sam2_qgis.pipeline.search import predict_presence
 
-from .colour_confusion import scenes_of
+from .colour_confusion import probe_parser, probe_predictor, scenes_of
 from .datasets.negatives import GROUND, confused_classes
-from .datasets.styles import FAMILIES
-from .datasets.synthetic import SPLIT_CODES
 from .datasets.vocabulary import NAMES
 from .unseen_names import answered
 
@@ -72,19 +69,8 @@ def report(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="demo")
-    ap.add_argument("--split", default="val", choices=sorted(SPLIT_CODES))
-    ap.add_argument("--scenes", type=int, default=24)
-    ap.add_argument("--family", choices=sorted(FAMILIES), help="draw the scenes in this style family's look")
-    ap.add_argument("--json", help="also write the result here")
-    a = ap.parse_args(argv)
-
-    from model_core import Predictor
-    from rs2sam2_qgis.pipeline.model_spec import resolve_model
-
-    model = resolve_model(a.model, allow_code=True)
-    predictor = Predictor(model, device="cpu")
+    a = probe_parser(__doc__, "also write the result here").parse_args(argv)
+    model, predictor = probe_predictor(a.model)
     threshold = float(model.cfg.heads.presence_threshold)
     result = class_confusion(predictor, list(scenes_of(a.split, a.scenes, a.family)), threshold)
     print(report(result))

@@ -74,19 +74,29 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def probe_parser(doc: str, json_help: str) -> argparse.ArgumentParser:
+    """The options of a probe that asks one model about ``scenes_of``: --model, --split, --scenes, --family, --json."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--model", default="demo")
     ap.add_argument("--split", default="val", choices=sorted(SPLIT_CODES))
     ap.add_argument("--scenes", type=int, default=24)
     ap.add_argument("--family", choices=sorted(FAMILIES), help="draw the scenes in this style family's look")
-    ap.add_argument("--json", help="also write the matrices here")
-    a = ap.parse_args(argv)
+    ap.add_argument("--json", help=json_help)
+    return ap
 
+
+def probe_predictor(spec: str):
+    """(model, CPU predictor) for a --model spec (a path, "demo", ...)."""
     from model_core import Predictor
     from rs2sam2_qgis.pipeline.model_spec import resolve_model
 
-    predictor = Predictor(resolve_model(a.model, allow_code=True), device="cpu")
+    model = resolve_model(spec, allow_code=True)
+    return model, Predictor(model, device="cpu")
+
+
+def main(argv=None) -> int:
+    a = probe_parser(__doc__, "also write the matrices here").parse_args(argv)
+    _, predictor = probe_predictor(a.model)
     result = confusion(predictor, scenes_of(a.split, a.scenes, a.family), predictor.input_size)
     print(report(result))
     if a.json:
