@@ -21,22 +21,20 @@ from rs2sam2_qgis.pipeline.search import predict_presence
 from .colour_confusion import probe_parser, probe_predictor, scenes_of
 from .datasets.negatives import GROUND, confused_classes
 from .datasets.vocabulary import NAMES
-from .unseen_names import answered
+from .unseen_names import answered, tile_windows
 
 
 def class_confusion(predictor, scenes, threshold: float) -> dict:
     """{absent class: {"asked": tiles asked, "answered": tiles answered, "on": {class or GROUND: answers},
     "shown": {class: asked tiles that show it}}} over every non-overlapping tile of ``scenes``."""
-    side = predictor.input_size
     tiles, tile_classes = [], []
     for sc in scenes:
         class_of = np.full(int(sc.labels.max()) + 1, GROUND, dtype=object)  # label -> its object's class
         for o in sc.objects:
             class_of[o.label] = o.cls
-        for r in range(0, sc.image.shape[0] - side + 1, side):
-            for c in range(0, sc.image.shape[1] - side + 1, side):
-                tiles.append(sc.image[r:r + side, c:c + side])
-                tile_classes.append(class_of[sc.labels[r:r + side, c:c + side]])
+        for win in tile_windows(sc, predictor.input_size):
+            tiles.append(sc.image[win])
+            tile_classes.append(class_of[sc.labels[win]])
     classes = sorted(NAMES)
     texts = [f"the {NAMES[cls][0][0]}" for cls in classes]
     prob, presence = predict_presence(predictor, np.stack(tiles), texts)

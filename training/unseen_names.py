@@ -17,7 +17,7 @@ import numpy as np
 
 from rs2sam2_qgis.pipeline.search import predict_presence
 
-from .colour_confusion import scenes_of
+from .colour_confusion import probe_predictor, scenes_of
 from .datasets.negatives import TRAIN_ABSENT_WIDE
 from .datasets.styles import FAMILIES
 from .datasets.synthetic import SPLIT_CODES
@@ -43,11 +43,16 @@ def answered(prob, presence, threshold: float, min_pixels: int = 1) -> np.ndarra
     return (np.asarray(presence) >= threshold) & drawn
 
 
+def tile_windows(scene, side: int) -> list[tuple[slice, slice]]:
+    """The (rows, cols) of every non-overlapping ``side`` px tile of a scene."""
+    h, w = scene.labels.shape
+    return [(slice(r, r + side), slice(c, c + side))
+            for r in range(0, h - side + 1, side) for c in range(0, w - side + 1, side)]
+
+
 def scene_tiles(scenes, side: int) -> np.ndarray:
     """Every non-overlapping ``side`` px tile of the scenes."""
-    return np.stack([sc.image[r:r + side, c:c + side] for sc in scenes
-                     for r in range(0, sc.image.shape[0] - side + 1, side)
-                     for c in range(0, sc.image.shape[1] - side + 1, side)])
+    return np.stack([sc.image[win] for sc in scenes for win in tile_windows(sc, side)])
 
 
 def main(argv=None) -> int:
@@ -58,12 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--family", choices=sorted(FAMILIES), help="draw the scenes in this style family's look")
     a = ap.parse_args(argv)
 
-    from model_core import Predictor
-    from rs2sam2_qgis.pipeline.model_spec import resolve_model
-
     for spec in a.model or ["demo"]:
-        model = resolve_model(spec, allow_code=True)
-        predictor = Predictor(model, device="cpu")
+        model, predictor = probe_predictor(spec)
         tiles = scene_tiles(list(scenes_of(a.split, a.scenes, a.family)), predictor.input_size)
         threshold = float(model.cfg.heads.presence_threshold)
         hit = answers(predictor, tiles, PROBE_NAMES, threshold)

@@ -663,6 +663,7 @@ class SyntheticRefer(RefDataset):
         scene, expr, _ = self.drawn(index)
         return scene, expr
 
+    @functools.lru_cache(maxsize=16)  # noqa: B019 - as scene(); __getitem__ asks twice (raw, then the flags)
     def drawn(self, index: int) -> tuple[Scene, Expression, str]:
         """(scene, sentence, where it came from: "negative", "contrast" (a pair) or "scene")."""
         scene_idx, ref_idx = divmod(index, self.refs_per_scene)
