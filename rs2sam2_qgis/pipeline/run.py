@@ -19,7 +19,8 @@ from .expression import parse_expression
 from .oom import BatchBackoff
 from .options import SegmentOptions
 from .polygonize import Polygonizer, disk_reader, memory_reader, polygonize_canvas
-from .search import predict_presence, prunable, search
+from .search import CONFIRM_TRIES, predict_presence, prunable, search
+from .second_look import SecondLook
 from .selection import deduplicate, pixel_points, select
 from .source import open_source
 from .stitching import GeoTiffSink, MemorySink, Stitcher
@@ -55,6 +56,7 @@ class RunStats:
     tiles_skipped: int = 0           # fine tiles the coarse-to-fine search did not need (extent scope)
     coarse_windows: int = 0          # pyramid windows and fine tiles looked at by the search (extent scope)
     forwards: int = 0                # model forwards, one per (tile or window, text) pair
+    second_looks: int = 0            # of those, windows centred on a candidate to judge it whole (second_look.py)
     plans: dict = field(default_factory=dict)  # query -> how it was read (extent scope)
     batch_size: int = 0              # (image, query) pairs per forward at the end of the run
     cuda_oom_halvings: int = 0       # times CUDA ran out of memory and the batch was halved (pipeline/oom.py)
@@ -165,23 +167,44 @@ def tile_gates(plans: dict, texts: list[str], threshold: float) -> np.ndarray:
 
 
 def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, grid: TileGrid, transform: Affine,
-           aoi_transform: Affine, aoi, threshold: float) -> dict:
+           aoi_transform: Affine, aoi, threshold: float, second_look: SecondLook | None = None) -> dict:
     """Per query, the candidates its plan keeps over the whole extent (selection.select). A plan that asks every
     member of a class is answered when some tile of the extent holds its text at ``threshold``; other plans keep
-    candidates whose own tile does."""
+    candidates whose own tile does.
+
+    With ``second_look`` (second_look.py) the answer rests on views centred on its candidates: a plan that asks
+    every member is answered only if one of its most present candidates still holds the text at ``threshold`` seen
+    whole, and the objects a singular or counted answer keeps each pass their gate again in their own window (their
+    presence is then that view's)."""
     cands = {t: _with_presence(found[t], presence[:, :, j], grid, transform) for j, t in enumerate(texts)}
     peak = {t: float(presence[:, :, j].max()) if presence.size else 0.0 for j, t in enumerate(texts)}
+
+    def centred(c) -> float:
+        (col,), (row,) = pixel_points([c], transform)
+        return float(second_look([(row, col)], c.query)[0])
+
+    def verifier(gate: float):
+        if second_look is None:
+            return None
+        return lambda c: (lambda p: dataclasses.replace(c, presence=p) if p >= gate else None)(centred(c))
+
     out = {}
     for q, plan in plans.items():
         own = [c for t in plan.candidate_texts for c in cands[t]]
+        gate = threshold
         if not plan.asks_members:
             own = [c for c in own if c.presence >= threshold]
         elif max(peak[t] for t in plan.candidate_texts) < threshold:
             own = []
+        else:
+            gate = min(MEMBER_PRESENCE, threshold)
+            sure = sorted(own, key=lambda c: -c.presence)[:CONFIRM_TRIES]
+            if second_look is not None and not any(centred(c) >= threshold for c in sure):
+                own = []
         if plan.alt_text:
             own = deduplicate(own)
         out[q] = select(plan, own, aoi_transform, aoi.height, aoi.width,
-                        cands[plan.anchor_text] if plan.anchor_text else None)
+                        cands[plan.anchor_text] if plan.anchor_text else None, verifier(gate))
     return out
 
 
@@ -261,6 +284,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     if presence_threshold is None:
         presence_threshold = float(getattr(predictor, "presence_threshold", 0.5))
     gates = tile_gates(plans, texts, presence_threshold) if extent_scope else None
+    second_look = SecondLook(src, tile, cached_windows, options.batch_size, cancelled) if extent_scope else None
     # extent scope: which fine tiles each text needs (coarse-to-fine search), and each tile's presence per text
     fine_needed: dict = {t: None for t in texts}
     searched_valid = True  # the search saw image data (else no tile running is the raster's fault, not absence)
@@ -273,7 +297,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                            overlap=options.overlap, batch_size=options.batch_size,
                            beam=int(options.search_beam), confirm=presence_threshold,
                            mask_threshold=options.threshold, min_pixels=options.min_pixels, cancelled=cancelled,
-                           predict_windows=cached_windows)
+                           predict_windows=cached_windows, second_look=second_look)
         fine_needed = found.fine
         stats.coarse_windows, stats.forwards = found.windows_read, found.forwards
         searched_valid = found.windows_valid > 0 or not found.windows_read
@@ -374,7 +398,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                         stats.warnings.append(warning)
             if extent_scope:
                 polygons = answer(plans, texts, found_polygons, presence, grid, transform, aoi_transform, aoi,
-                                  presence_threshold)
+                                  presence_threshold, second_look)
+                stats.second_looks = second_look.forwards
+                stats.forwards += second_look.forwards
             else:
                 polygons = found_polygons
             stats.seconds_polygonize = time.perf_counter() - t0

@@ -99,7 +99,8 @@ def _windows(aoi: Window2D, side: int, overlap: float) -> list[tuple[int, int]]:
 def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence[int], tile: int, predictor,
            texts: dict, *, levels: int, threshold: float, overlap: float, batch_size: int, beam: int = 4,
            confirm: float = 0.5, mask_threshold: float = 0.5, min_pixels: int = 1,
-           cancelled: Callable[[], bool] = lambda: False, predict_windows: Callable | None = None) -> SearchResult:
+           cancelled: Callable[[], bool] = lambda: False, predict_windows: Callable | None = None,
+           second_look: Callable | None = None) -> SearchResult:
     """Decide which fine tiles each model text needs. ``texts``: model text -> (searched: bool, region or None).
 
     A searched text is one object: the pyramid is searched best first. Every window of the coarsest level is looked
@@ -114,7 +115,8 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     here and there cannot open the whole raster, and a coarse view too small to tell the object apart cannot lose
     it either: the search stops at a confirmed fine tile, or when no window is left (the text is absent: no fine
     tile runs). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of windows is predicted
-    (the engine's feature cache); default: the predictor directly."""
+    (the engine's feature cache); default: the predictor directly. ``second_look`` (second_look.SecondLook): a fine
+    tile confirms only if a window centred on its mask's peak holds the referent at ``confirm`` too."""
     res = SearchResult()
     areas = {t: region_window(aoi, region, tile) for t, (_, region) in texts.items()}
     searched = [t for t, (s, _) in texts.items() if s]
@@ -127,7 +129,7 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
         for t in searched:
             ranked = {w: first[t][w] for w in coarsest if _overlaps(*w, sides[0], areas[t])}
             res.fine[t] = _best_first(look, t, ranked, areas[t], aoi, sides, tile, fine_rows, fine_cols, overlap,
-                                      threshold, confirm, beam)
+                                      threshold, confirm, beam, second_look)
     for t, (_, region) in texts.items():
         if t not in res.fine:  # not searched: every tile, or those of its region
             res.fine[t] = None if region is None else {
@@ -144,6 +146,7 @@ class _Looker:
         self.src, self.ds, self.predictor, self.batch_size = src, ds, predictor, batch_size
         self.cancelled, self.predict_windows, self.res = cancelled, predict_windows, res
         self.mask_threshold, self.min_pixels = mask_threshold, max(1, int(min_pixels))
+        self.peaks: dict = {}  # (text, window) -> (row, col) of its mask's peak, for windows looked at masked
 
     def __call__(self, windows: list[tuple[int, int]], side: int, texts: list[str], masked: bool = False) -> dict:
         """text -> {window: presence}; ``masked``: 0 for a window whose mask holds fewer than ``min_pixels`` pixels
@@ -160,18 +163,29 @@ class _Looker:
             else:
                 prob, p = predict_presence(self.predictor, px, texts)
             if masked:
-                drawn = (np.asarray(prob) >= self.mask_threshold).reshape(*p.shape, -1).sum(-1)
+                prob = np.asarray(prob)
+                drawn = (prob >= self.mask_threshold).reshape(*p.shape, -1).sum(-1)
                 p = np.where(drawn >= self.min_pixels, p, 0.0)
+                self._note_peaks(batch, side, texts, prob)
             self.res.windows_read += len(batch)
             self.res.forwards += len(batch) * len(texts)
             for j, t in enumerate(texts):
                 out[t].update({w: float(p[k, j]) for k, w in enumerate(batch)})
         return out
 
+    def _note_peaks(self, batch: list[tuple[int, int]], side: int, texts: list[str], prob: np.ndarray) -> None:
+        """Where each window's mask is most sure (grid row, col): the point a second look is centred on."""
+        h, w = prob.shape[-2:]
+        flat = prob.reshape(*prob.shape[:2], -1).argmax(-1)
+        for k, (r, c) in enumerate(batch):
+            for j, t in enumerate(texts):
+                iy, ix = divmod(int(flat[k, j]), w)
+                self.peaks[(t, (r, c))] = (r + (iy + 0.5) * side / h, c + (ix + 0.5) * side / w)
+
 
 def _best_first(look: _Looker, text: str, ranked: dict, area: Window2D, aoi: Window2D, sides: list[int],
                 tile: int, fine_rows, fine_cols, overlap: float, threshold: float, confirm: float,
-                beam: int) -> set:
+                beam: int, second_look: Callable | None = None) -> set:
     """The fine tiles to run for one searched text (``search``), from its presence in the coarsest windows of its
     area (``ranked``): those under the opened finest windows once a fine tile confirms the referent, else none."""
     below = [[w for w in _windows(aoi, side, overlap) if _overlaps(*w, side, area)] for side in sides[1:]]
@@ -197,6 +211,20 @@ def _best_first(look: _Looker, text: str, ranked: dict, area: Window2D, aoi: Win
         tiles = {(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, area) and (r, c) not in fine
                  and any(_overlaps(r, c, tile, Window2D(wr, wc, side, side)) for wr, wc in ready)}
         fine |= tiles
-        if tiles and max(look(list(tiles), tile, [text], masked=True)[text].values()) >= confirm:
+        if tiles and _confirmed(look, text, look(list(tiles), tile, [text], masked=True)[text], confirm,
+                                second_look):
             return fine
     return set()
+
+
+#: fine tiles at ``confirm`` whose second look is tried before the search moves on (each costs one forward)
+CONFIRM_TRIES = 3
+
+
+def _confirmed(look: _Looker, text: str, got: dict, confirm: float, second_look: Callable | None) -> bool:
+    """True when a fine tile holds the referent at ``confirm`` and, with ``second_look``, still does in a window
+    centred on its mask's peak (second_look.py): a look-alike cut by the tile's edge does not stop the search."""
+    sure = sorted((w for w, p in got.items() if p >= confirm), key=lambda w: -got[w])[:CONFIRM_TRIES]
+    if second_look is None or not sure:
+        return bool(sure)
+    return bool((second_look([look.peaks[(text, w)] for w in sure], text, look.ds) >= confirm).any())

@@ -9,7 +9,7 @@ are those of the image as displayed (row 0 at the top), which on a north-up rast
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import shapely
@@ -71,11 +71,13 @@ def _objects_only(idx: np.ndarray, areas: np.ndarray) -> np.ndarray:
 
 
 def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_transform: Affine, height: int,
-           width: int, anchors: Sequence[DetectedPolygon] | None = None) -> list[DetectedPolygon]:
+           width: int, anchors: Sequence[DetectedPolygon] | None = None,
+           verify: Callable[[DetectedPolygon], DetectedPolygon | None] | None = None) -> list[DetectedPolygon]:
     """The candidates the expression asks for, best first, each a copy with ``query`` = the analyst's sentence and
     ``rank`` = 1, 2, ... . ``extent_transform``/``height``/``width`` describe the analysis extent in grid pixels;
     ``anchors`` are the polygons found for ``plan.anchor_text`` (ignored when there are none: the relation then
-    cannot be judged and the answer falls back to the most confident candidates)."""
+    cannot be judged and the answer falls back to the most confident candidates). ``verify``: for an answer of a
+    number of objects, a candidate is kept only as ``verify`` returns it (None: passed over for the next one)."""
     cands = list(candidates)
     if not cands:
         return []
@@ -113,7 +115,26 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         dx, dy = plan.extreme
         order_key = -(pos[:, 0] * dx + pos[:, 1] * dy)
         idx = _objects_only(idx, _areas(cands))  # a sliver at the edge is no "southernmost house"
-    idx = sorted(idx.tolist(), key=lambda i: (order_key[i], -conf[i]))
+    chosen = [cands[i] for i in sorted(idx.tolist(), key=lambda i: (order_key[i], -conf[i]))]
     if plan.count is not None:
-        idx = idx[:plan.count]
-    return [dataclasses.replace(cands[i], query=plan.query, rank=r) for r, i in enumerate(idx, start=1)]
+        chosen = chosen[:plan.count] if verify is None else first_verified(chosen, plan.count, verify)
+    return [dataclasses.replace(c, query=plan.query, rank=r) for r, c in enumerate(chosen, start=1)]
+
+
+#: candidates a counted answer may look at beyond its count before it settles for fewer
+SPARE_TRIES = 4
+
+
+def first_verified(ranked: Sequence[DetectedPolygon], count: int,
+                   verify: Callable[[DetectedPolygon], DetectedPolygon | None]) -> list[DetectedPolygon]:
+    """The first ``count`` candidates, in rank order, that ``verify`` keeps (as it returns them); at most
+    ``count + SPARE_TRIES`` are tried, so that a sentence the model doubts everywhere costs a few forwards, not one
+    per candidate of the extent."""
+    out = []
+    for c in ranked[:count + SPARE_TRIES]:
+        kept = verify(c)
+        if kept is not None:
+            out.append(kept)
+            if len(out) == count:
+                break
+    return out
