@@ -20,7 +20,7 @@ from .oom import BatchBackoff
 from .options import SegmentOptions
 from .polygonize import Polygonizer, disk_reader, memory_reader, polygonize_canvas
 from .search import CONFIRM_TRIES, predict_presence, prunable, search
-from .second_look import SecondLook
+from .second_look import SecondLook, sure_absent
 from .selection import deduplicate, pixel_points, select
 from .source import open_source
 from .stitching import GeoTiffSink, MemorySink, Stitcher
@@ -172,39 +172,32 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
     member of a class is answered when some tile of the extent holds its text at ``threshold``; other plans keep
     candidates whose own tile does.
 
-    With ``second_look`` (second_look.py) the answer rests on views centred on its candidates: a plan that asks
-    every member is answered only if one of its most present candidates still holds the text at ``threshold`` seen
-    whole, and the objects a singular or counted answer keeps each pass their gate again in their own window (their
-    presence is then that view's)."""
+    With ``second_look`` (second_look.py) the answer rests only on candidates that a window centred on them does not
+    rule out: an object a singular or counted answer would keep is passed over for the next one when that view is
+    sure it is absent, and a plan that asks every member is answered only if one of its most present candidates is
+    not ruled out."""
     cands = {t: _with_presence(found[t], presence[:, :, j], grid, transform) for j, t in enumerate(texts)}
     peak = {t: float(presence[:, :, j].max()) if presence.size else 0.0 for j, t in enumerate(texts)}
 
-    def centred(c) -> float:
+    def ruled_out(c) -> bool:
         (col,), (row,) = pixel_points([c], transform)
-        return float(second_look([(row, col)], c.query)[0])
+        return bool(sure_absent(second_look([(row, col)], c.query)[0], threshold))
 
-    def verifier(gate: float):
-        if second_look is None:
-            return None
-        return lambda c: (lambda p: dataclasses.replace(c, presence=p) if p >= gate else None)(centred(c))
-
+    accept = None if second_look is None else (lambda c: not ruled_out(c))
     out = {}
     for q, plan in plans.items():
         own = [c for t in plan.candidate_texts for c in cands[t]]
-        gate = threshold
         if not plan.asks_members:
             own = [c for c in own if c.presence >= threshold]
         elif max(peak[t] for t in plan.candidate_texts) < threshold:
             own = []
-        else:
-            gate = min(MEMBER_PRESENCE, threshold)
-            sure = sorted(own, key=lambda c: -c.presence)[:CONFIRM_TRIES]
-            if second_look is not None and not any(centred(c) >= threshold for c in sure):
-                own = []
+        elif second_look is not None and all(ruled_out(c) for c in
+                                             sorted(own, key=lambda c: -c.presence)[:CONFIRM_TRIES]):
+            own = []
         if plan.alt_text:
             own = deduplicate(own)
         out[q] = select(plan, own, aoi_transform, aoi.height, aoi.width,
-                        cands[plan.anchor_text] if plan.anchor_text else None, verifier(gate))
+                        cands[plan.anchor_text] if plan.anchor_text else None, accept)
     return out
 
 

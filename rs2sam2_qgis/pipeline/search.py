@@ -23,6 +23,7 @@ import numpy as np
 from .batching import batched
 from .errors import Cancelled
 from .expression import ONE, ReferringPlan
+from .second_look import sure_absent
 from .tiling import Window2D, tile_starts
 
 
@@ -116,7 +117,7 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     it either: the search stops at a confirmed fine tile, or when no window is left (the text is absent: no fine
     tile runs). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of windows is predicted
     (the engine's feature cache); default: the predictor directly. ``second_look`` (second_look.SecondLook): a fine
-    tile confirms only if a window centred on its mask's peak holds the referent at ``confirm`` too."""
+    tile does not confirm when a window centred on its mask's peak is sure the referent is absent."""
     res = SearchResult()
     areas = {t: region_window(aoi, region, tile) for t, (_, region) in texts.items()}
     searched = [t for t, (s, _) in texts.items() if s]
@@ -222,9 +223,10 @@ CONFIRM_TRIES = 3
 
 
 def _confirmed(look: _Looker, text: str, got: dict, confirm: float, second_look: Callable | None) -> bool:
-    """True when a fine tile holds the referent at ``confirm`` and, with ``second_look``, still does in a window
-    centred on its mask's peak (second_look.py): a look-alike cut by the tile's edge does not stop the search."""
+    """True when a fine tile holds the referent at ``confirm`` and, with ``second_look``, a window centred on its
+    mask's peak is not sure that it is absent (second_look.py): a look-alike cut by the tile's edge does not stop
+    the search."""
     sure = sorted((w for w, p in got.items() if p >= confirm), key=lambda w: -got[w])[:CONFIRM_TRIES]
     if second_look is None or not sure:
         return bool(sure)
-    return bool((second_look([look.peaks[(text, w)] for w in sure], text, look.ds) >= confirm).any())
+    return not sure_absent(second_look([look.peaks[(text, w)] for w in sure], text, look.ds), confirm).all()

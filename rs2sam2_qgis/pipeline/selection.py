@@ -72,12 +72,12 @@ def _objects_only(idx: np.ndarray, areas: np.ndarray) -> np.ndarray:
 
 def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_transform: Affine, height: int,
            width: int, anchors: Sequence[DetectedPolygon] | None = None,
-           verify: Callable[[DetectedPolygon], DetectedPolygon | None] | None = None) -> list[DetectedPolygon]:
+           accept: Callable[[DetectedPolygon], bool] | None = None) -> list[DetectedPolygon]:
     """The candidates the expression asks for, best first, each a copy with ``query`` = the analyst's sentence and
     ``rank`` = 1, 2, ... . ``extent_transform``/``height``/``width`` describe the analysis extent in grid pixels;
     ``anchors`` are the polygons found for ``plan.anchor_text`` (ignored when there are none: the relation then
-    cannot be judged and the answer falls back to the most confident candidates). ``verify``: for an answer of a
-    number of objects, a candidate is kept only as ``verify`` returns it (None: passed over for the next one)."""
+    cannot be judged and the answer falls back to the most confident candidates). ``accept``: for an answer of a
+    number of objects, a candidate ``accept`` refuses is passed over for the next one."""
     cands = list(candidates)
     if not cands:
         return []
@@ -117,7 +117,7 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         idx = _objects_only(idx, _areas(cands))  # a sliver at the edge is no "southernmost house"
     chosen = [cands[i] for i in sorted(idx.tolist(), key=lambda i: (order_key[i], -conf[i]))]
     if plan.count is not None:
-        chosen = chosen[:plan.count] if verify is None else first_verified(chosen, plan.count, verify)
+        chosen = chosen[:plan.count] if accept is None else first_accepted(chosen, plan.count, accept)
     return [dataclasses.replace(c, query=plan.query, rank=r) for r, c in enumerate(chosen, start=1)]
 
 
@@ -125,16 +125,14 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
 SPARE_TRIES = 4
 
 
-def first_verified(ranked: Sequence[DetectedPolygon], count: int,
-                   verify: Callable[[DetectedPolygon], DetectedPolygon | None]) -> list[DetectedPolygon]:
-    """The first ``count`` candidates, in rank order, that ``verify`` keeps (as it returns them); at most
-    ``count + SPARE_TRIES`` are tried, so that a sentence the model doubts everywhere costs a few forwards, not one
-    per candidate of the extent."""
+def first_accepted(ranked: Sequence[DetectedPolygon], count: int,
+                   accept: Callable[[DetectedPolygon], bool]) -> list[DetectedPolygon]:
+    """The first ``count`` candidates, in rank order, that ``accept`` takes; at most ``count + SPARE_TRIES`` are
+    tried, so that a sentence the model doubts everywhere costs a few forwards, not one per candidate of the extent."""
     out = []
     for c in ranked[:count + SPARE_TRIES]:
-        kept = verify(c)
-        if kept is not None:
-            out.append(kept)
+        if accept(c):
+            out.append(c)
             if len(out) == count:
                 break
     return out
