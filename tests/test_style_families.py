@@ -168,6 +168,27 @@ def test_zoom_in_crops_hold_the_target_and_leave_scene_wide_sentences_whole():
     assert crop.all()
 
 
+def test_tile_views_shift_the_scene_at_its_scale_and_leave_scene_wide_sentences_whole():
+    """A tile view is the scene shifted with wrap-around: the same pixels and target pixels, objects cut by the
+    view's edges; position, size and relation sentences stay whole; zoom and tile views share one draw."""
+    ds = build_dataset("synthetic", "train", 128, **STYLED, negatives=0.3, tile_view=1.0, length=60)
+    shifted = whole = 0
+    for i in range(60):
+        scene, expr = ds.expression(i)
+        image, mask, _, _ = ds.raw(i)
+        target = scene.mask(expr.target)
+        if expr.kind in ("class", "colour", "absent"):
+            assert mask.sum() == target.sum()                   # nothing enlarged, nothing lost
+            assert sorted(map(tuple, image.reshape(-1, 3))) == sorted(map(tuple, scene.image.reshape(-1, 3)))
+            shifted += int(not (image == scene.image).all())
+        else:
+            assert (image == scene.image).all() and (mask == target).all()
+            whole += 1
+    assert shifted > 5 and whole > 5
+    with pytest.raises(ValueError, match="share"):
+        build_dataset("synthetic", "train", 128, **STYLED, zoom=0.6, tile_view=0.6, length=4)
+
+
 def test_near_colour_negatives_favour_colours_close_to_those_shown():
     """With near_colours, "red" is named more often over orange roofs than a far colour is; off by default (the
     shipped stages trained without it)."""

@@ -563,6 +563,21 @@ def zoom_in(image: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Gener
     return resize_image(np.ascontiguousarray(image[crop]), w), resize_mask(mask[crop], (h, w))
 
 
+def tile_view(image: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Generator
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The scene as a tile of a raster grid shows the ground: at its own scale, but cut anywhere, so that objects
+    lie across the view's edges. The scene is shifted by a random offset with wrap-around (an object cut on one edge
+    shows its rest on the opposite one, as a tile shows the next scene of a mosaic). Whole synthetic scenes keep
+    every object inside, and a model trained only on them takes a small white roof cut by a tile's edge for "the
+    storage tank" (presence 0.993, and 0.006 in a window centred on it: rs2sam2_qgis/pipeline/second_look.py).
+    Kinds outside ``ZOOMABLE`` are returned whole."""
+    if kind not in ZOOMABLE:
+        return image, mask
+    h, w = mask.shape
+    shift = (int(rng.integers(h)), int(rng.integers(w)))
+    return np.roll(image, shift, axis=(0, 1)), np.roll(mask, shift, axis=(0, 1))
+
+
 class SyntheticRefer(RefDataset):
     """Synthetic referring set. `length` samples per split (default train 20000, val/test 500), scenes of
     `scene_size` pixels (objects keep their pixel sizes, about 0.5 m ground sampling; counts scale with the area
@@ -582,7 +597,8 @@ class SyntheticRefer(RefDataset):
     the share of vocabulary negatives naming a made-up noun (``negatives.pseudo_noun``); `confused_classes`:
     absent-class negatives favour the classes a model finds in what the scene shows (``negatives.lookalike_spec``:
     a ``training.class_confusion --json`` file, or {absent class: [classes]}); `roadless`: the share of scenes
-    drawn without roads (and so without vehicles), where "the road" is an absent class.
+    drawn without roads (and so without vehicles), where "the road" is an absent class; `tile_view`: the share of
+    samples shown shifted as a raster tile cuts the ground (``tile_view``; not with `zoom` on the same sample).
     All are off by default, so val/test stay as they were."""
 
     name = "synthetic"
@@ -594,7 +610,7 @@ class SyntheticRefer(RefDataset):
                  zoom: float = 0.0, near_colours: bool = False, contrast: float = 0.0,
                  confused_colours: str | dict | None = None, wide_vocabulary: bool = False,
                  pseudo_words: float = 0.0, confused_classes: str | dict | None = None, roadless: float = 0.0,
-                 transform=None, root=None):
+                 tile_view: float = 0.0, transform=None, root=None):
         if split not in SPLIT_CODES:
             raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
         super().__init__(split=split, size=size, transform=transform)
@@ -614,6 +630,9 @@ class SyntheticRefer(RefDataset):
         self.native_share = float(native_share) if self.families else 1.0
         self.negatives = float(negatives)
         self.zoom = float(zoom)
+        self.tile_view = float(tile_view)
+        if not 0.0 <= self.zoom + self.tile_view <= 1.0:
+            raise ValueError(f"zoom ({zoom}) and tile_view ({tile_view}) are shares of one draw: each >= 0, sum <= 1")
         self.near_colours = bool(near_colours)
         self.roadless = float(roadless)
         self.wide_vocabulary = bool(wide_vocabulary)
@@ -715,10 +734,13 @@ class SyntheticRefer(RefDataset):
             raise IndexError(index)
         scene, expr = self.expression(index)
         image, mask = scene.image, scene.mask(expr.target)
-        if self.zoom > 0:
+        if self.zoom > 0 or self.tile_view > 0:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], index, 4000]))
-            if rng.random() < self.zoom:
+            u = rng.random()
+            if u < self.zoom:
                 image, mask = zoom_in(image, mask, expr.kind, rng)
+            elif u < self.zoom + self.tile_view:
+                image, mask = tile_view(image, mask, expr.kind, rng)
         return image, mask, expr.text, f"{self.split}-{index}"
 
     def __getitem__(self, index: int) -> dict:
