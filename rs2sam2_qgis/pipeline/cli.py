@@ -123,7 +123,7 @@ def cmd_segment(a) -> int:
           f"model {st.model}; scope {st.scope}")
     if st.tiles_skipped or st.coarse_windows:
         print(f"search: {st.coarse_windows} window(s) looked at, {st.tiles_skipped} of {st.tiles_total} "
-              f"fine tiles skipped; {st.forwards} model forwards")
+              f"fine tiles skipped; {st.forwards} model forwards ({st.second_looks} second looks at candidates)")
     if st.tiles_encoded or st.feature_cache_hits:
         print(f"features: {st.tiles_encoded} tile(s) encoded, {st.feature_cache_hits} from the feature cache")
     if st.cuda_oom_halvings:
