@@ -35,10 +35,12 @@ def _run(raster, tmp_path, model: str, query: str) -> dict:
 def test_second_query_on_the_same_layer_reuses_the_tile_features(raster, tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "_FEATURES", None)
     first = _run(raster, tmp_path, "rsrefseg-tiny", "the red roofs")
-    assert first["tiles_encoded"] == first["tiles_run"] > 0
+    # the tiles, and the window of the second look at the plural's best candidate (second_look.py)
+    assert first["tiles_encoded"] == first["tiles_run"] + first["second_looks"] > first["tiles_run"] > 0
     second = _run(raster, tmp_path, "rsrefseg-tiny", "the storage tanks")
-    assert second["tiles_encoded"] == 0
-    assert second["feature_cache_hits"] == second["tiles_run"] == first["tiles_run"]
+    # every tile from the cache; only a second look centred elsewhere than the first run's is new
+    assert second["tiles_encoded"] <= second["second_looks"]
+    assert second["feature_cache_hits"] >= second["tiles_run"] == first["tiles_run"]
 
 
 def test_text_dependent_models_do_not_use_the_cache(raster, tmp_path, monkeypatch):

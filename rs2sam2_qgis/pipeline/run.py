@@ -359,9 +359,6 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             stats.batch_size, stats.cuda_oom_halvings = backoff.batch_size, backoff.halvings
             if stats.tiles_run == 0 and (tiles or not searched_valid):
                 raise no_valid_pixel(src, options)
-            if cache is not None:
-                stats.feature_cache_hits = cache.stats.memory_hits + cache.stats.disk_hits - cache_before[0]
-                stats.tiles_encoded = cache.stats.encoded - cache_before[1]
             if cancelled():
                 raise Cancelled()
             t0 = time.perf_counter()
@@ -397,6 +394,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             else:
                 polygons = found_polygons
             stats.seconds_polygonize = time.perf_counter() - t0
+            if cache is not None:  # the search, the fine tiles and the second looks
+                stats.feature_cache_hits = cache.stats.memory_hits + cache.stats.disk_hits - cache_before[0]
+                stats.tiles_encoded = cache.stats.encoded - cache_before[1]
     finally:
         sink.cleanup()
     stats.seconds_total = time.perf_counter() - t_start
