@@ -249,3 +249,17 @@ def test_an_answer_cut_by_the_tile_edge_must_hold_in_a_window_centred_on_it(tmp_
     assert res.stats.second_looks > 0
     per_tile = segment_raster(raster, "the red box", model, opts.replace(scope="tile"))
     assert len(per_tile.polygons["the red box"]) == 1        # the engine without scope keeps it
+
+
+def test_the_veto_mirrors_the_threshold_and_windows_stay_inside_the_raster(scene):
+    from types import SimpleNamespace
+
+    from rs2sam2_qgis.pipeline.second_look import SecondLook, sure_absent
+
+    p = np.array([0.0, 0.1, 0.2, 0.5, 0.9])
+    assert sure_absent(p, 0.85).tolist() == [True, True, False, False, False]   # under 1 - 0.85
+    assert sure_absent(p, 0.7).tolist() == [True, True, True, False, False]     # under 0.3
+    assert not sure_absent(p, 0.0).any()                                         # the gate off: no veto either
+    look = SecondLook(SimpleNamespace(grid_height=256, grid_width=200), 64, predict_windows=None)
+    assert look.window(100, 100) == (68, 68)                                     # centred
+    assert look.window(5, 199) == (0, 136) and look.window(250, -3) == (192, 0)  # clamped inside
