@@ -228,7 +228,7 @@ def test_a_sure_tile_without_a_mask_does_not_end_the_search(tmp_path):
 class EdgeLookalike(ScriptedPresence):
     """Sure (0.95) of a red object only where the window cuts it (red on the window's border), doubtful (0.05) of
     one seen whole: a look-alike that a tile's edge makes, as a small white roof at a tile's edge is "the storage
-    tank" to the demo model and nothing of the kind in a window centred on it."""
+    tank" to the demo model and nothing of the kind in a closer window centred on it."""
 
     def presence_of(self, images, pres):
         red = (images[..., 0] > 200) & (images[..., 1] < 50)
@@ -237,11 +237,10 @@ class EdgeLookalike(ScriptedPresence):
 
 
 @pytest.mark.parametrize("levels", [0, 2])
-def test_an_answer_cut_by_the_tile_edge_must_hold_in_a_window_centred_on_it(tmp_path, levels):
-    """The one red box straddles two tiles; each tile is sure of it, a window centred on it is not: the second look
-    (second_look.py) takes the answer back, with or without the search, and the plural's class is not in the extent
-    either. (Objects whose presence does not hang on the crop keep their answers: the tests above.)"""
-    raster = write_raster(tmp_path / "cut.tif", rgb_scene(256, 256, [(100, 54, 140, 74, RED)], GREY), transform=T)
+def test_an_answer_cut_by_the_tile_edge_must_hold_in_a_closer_look_centred_on_it(tmp_path, levels):
+    """The one small red box straddles two tiles; each tile is sure of it, a closer look centred on it is not: the
+    answer does not rest on it, with or without the search, and the plural's class is not in the extent either."""
+    raster = write_raster(tmp_path / "cut.tif", rgb_scene(256, 256, [(100, 58, 112, 70, RED)], GREY), transform=T)
     model = EdgeLookalike(ColourModel(64), device="cpu")
     opts = SegmentOptions(tile=64, overlap=0.0, presence_threshold=0.7, search_levels=levels)
     res = segment_raster(raster, ["the red box", "the red boxes", "the two red boxes"], model, opts)
@@ -251,7 +250,7 @@ def test_an_answer_cut_by_the_tile_edge_must_hold_in_a_window_centred_on_it(tmp_
     assert len(per_tile.polygons["the red box"]) == 1        # the engine without scope keeps it
 
 
-def test_the_veto_mirrors_the_threshold_and_windows_stay_inside_the_raster(scene):
+def test_the_veto_mirrors_the_threshold_and_closer_windows_stay_inside_the_raster():
     from types import SimpleNamespace
 
     from rs2sam2_qgis.pipeline.second_look import SecondLook, sure_absent
@@ -261,5 +260,5 @@ def test_the_veto_mirrors_the_threshold_and_windows_stay_inside_the_raster(scene
     assert sure_absent(p, 0.7).tolist() == [True, True, True, False, False]     # under 0.3
     assert not sure_absent(p, 0.0).any()                                         # the gate off: no veto either
     look = SecondLook(SimpleNamespace(grid_height=256, grid_width=200), 64, predict_windows=None)
-    assert look.window(100, 100) == (68, 68)                                     # centred
-    assert look.window(5, 199) == (0, 136) and look.window(250, -3) == (192, 0)  # clamped inside
+    assert look.side == 32 and look.window(100, 100) == (84, 84)                 # centred, half the tile
+    assert look.window(5, 199) == (0, 168) and look.window(250, -3) == (224, 0)  # clamped inside

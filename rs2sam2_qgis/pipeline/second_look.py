@@ -1,15 +1,19 @@
-"""A second look: before the scene's answer rests on a candidate, the model judges it again in a window centred on it,
-and the candidate is dropped when that view is sure it is not the referent.
+"""A second, closer look: before the scene's answer rests on a candidate, the model judges it again in a window
+centred on it and enlarged, as an analyst zooms in to check, and the candidate is dropped when that view is sure it
+is not the referent.
 
-A tile's presence is the model's view of one crop of the raster. An object cut by the tile's edge can look like the
-referent in that crop and nothing like it once seen whole: on the val split's 4096 px one-tank mosaic (seed 12 of
-``bench/raster_search_cost.py``) a small white roof at a tile's edge scores 0.993 for "the storage tank", and 0.006
-in a window centred on it (0.003-0.009 shifted 16 or 32 px either way). The second look is a veto, not a second
-gate: the demo model's presence moves with the crop for real objects too (the lone tanks of seeds 13 and 14: 0.98
-and 0.90 in their grid tiles, 0.41 and 0.26 centred), so asking the centred view to pass the threshold again lost
-two of three tanks the search had found. A candidate is dropped only when its centred view is as sure of absence
-as the threshold asks a tile to be sure of presence (``sure_absent``). One more forward per candidate the answer
-keeps (not per member of a plural).
+A tile's presence is the model's view of one crop of the raster, and the demo model's moves with the crop. On the
+val split's 4096 px one-tank mosaics of ``bench/raster_search_cost.py`` (probes, not committed), for "the storage
+tank": a small white roof cut by a tile's edge (seed 12) scores 0.993 in its grid tile; in a window half the
+tile's side centred on it and enlarged 2x (the scale of the zoomed crops the model trained on,
+``training.datasets.synthetic.zoom_in``) it scores 0.02-0.06, while the four real lone tanks score 0.93-1.00 there.
+
+The closer look is a veto, not a second gate. As a gate (at the threshold) it made the bundled sample's absent
+"the swimming pools" present: the model is surer of everything seen closer, look-alikes of an unknown word
+included. A same-size centred window as a gate lost real tanks (0.26-0.41 centred, against 0.90-0.98 in their
+grid tiles). So a candidate is dropped only when its closer view is as sure of absence as the threshold asks a
+tile to be sure of presence (``sure_absent``). One forward per candidate an answer keeps (a plural: one for its
+class), not per tile.
 """
 from __future__ import annotations
 
@@ -28,24 +32,28 @@ def sure_absent(presence, threshold: float):
     return np.asarray(presence) < min(float(threshold), 1.0 - float(threshold))
 
 
+#: how much closer the second look is: a window of the tile's side / ZOOM, enlarged to the model's input
+ZOOM = 2
+
+
 class SecondLook:
-    """Presence of a text in windows of ``tile`` px centred on points of the grid (row, col), clamped inside the
-    raster so that the view is whole. ``predict_windows(windows [(row, col, side)], pixels, texts)`` -> (prob,
-    presence), the engine's way to predict a batch of windows (feature cache, batch backoff). Each (text, window)
-    is predicted once per run."""
+    """Presence of a text in windows of ``tile / zoom`` px centred on points of the grid (row, col), clamped inside
+    the raster so that the view is whole, and enlarged to the model's input by the predictor.
+    ``predict_windows(windows [(row, col, side)], pixels, texts)`` -> (prob, presence), the engine's way to predict
+    a batch of windows (feature cache, batch backoff). Each (text, window) is predicted once per run."""
 
     def __init__(self, src, tile: int, predict_windows: Callable, batch_size: int = 8,
-                 cancelled: Callable[[], bool] = lambda: False):
-        self.src, self.tile, self.predict_windows = src, int(tile), predict_windows
+                 cancelled: Callable[[], bool] = lambda: False, zoom: float = ZOOM):
+        self.src, self.side, self.predict_windows = src, max(1, int(round(tile / zoom))), predict_windows
         self.batch_size, self.cancelled = max(1, int(batch_size)), cancelled
         self.seen: dict = {}
         self.forwards = 0
 
     def window(self, row: float, col: float) -> tuple[int, int]:
-        """The top-left corner of the tile-sized window centred on (row, col), inside the raster where it fits."""
-        half = self.tile / 2
-        r = min(max(0, int(round(row - half))), max(0, self.src.grid_height - self.tile))
-        c = min(max(0, int(round(col - half))), max(0, self.src.grid_width - self.tile))
+        """The top-left corner of the window centred on (row, col), inside the raster where it fits."""
+        half = self.side / 2
+        r = min(max(0, int(round(row - half))), max(0, self.src.grid_height - self.side))
+        c = min(max(0, int(round(col - half))), max(0, self.src.grid_width - self.side))
         return r, c
 
     def __call__(self, points: Sequence[tuple[float, float]], text: str, ds=None) -> np.ndarray:
@@ -65,7 +73,7 @@ class SecondLook:
         for batch in batched(windows, self.batch_size):
             if self.cancelled():
                 raise Cancelled()
-            px = np.stack([self.src.read(ds, r, c, self.tile, self.tile)[0] for r, c in batch])
-            _, p = self.predict_windows([(r, c, self.tile) for r, c in batch], px, [text])
+            px = np.stack([self.src.read(ds, r, c, self.side, self.side)[0] for r, c in batch])
+            _, p = self.predict_windows([(r, c, self.side) for r, c in batch], px, [text])
             self.forwards += len(batch)
             self.seen.update({(text, w): float(p[k, 0]) for k, w in enumerate(batch)})
