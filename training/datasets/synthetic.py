@@ -569,8 +569,8 @@ def tile_view(image: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Gen
     lie across the view's edges. The scene is shifted by a random offset with wrap-around (an object cut on one edge
     shows its rest on the opposite one, as a tile shows the next scene of a mosaic). Whole synthetic scenes keep
     every object inside, and a model trained only on them takes a small white roof cut by a tile's edge for "the
-    storage tank" (presence 0.993, and 0.006 in a window centred on it: rs2sam2_qgis/pipeline/second_look.py).
-    Kinds outside ``ZOOMABLE`` are returned whole."""
+    storage tank" (presence 0.993, and 0.006 in a same-size window centred on it;
+    bench/results/raster_referring_notes.md). Kinds outside ``ZOOMABLE`` are returned whole."""
     if kind not in ZOOMABLE:
         return image, mask
     h, w = mask.shape
