@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import functools
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -56,7 +57,7 @@ class RunStats:
     tiles_skipped: int = 0           # fine tiles the coarse-to-fine search did not need (extent scope)
     coarse_windows: int = 0          # pyramid windows and fine tiles looked at by the search (extent scope)
     forwards: int = 0                # model forwards, one per (tile or window, text) pair
-    second_looks: int = 0            # of those, windows centred on a candidate to judge it whole (second_look.py)
+    second_looks: int = 0            # of those, closer windows centred on candidates to judge them (second_look.py)
     plans: dict = field(default_factory=dict)  # query -> how it was read (extent scope)
     batch_size: int = 0              # (image, query) pairs per forward at the end of the run
     cuda_oom_halvings: int = 0       # times CUDA ran out of memory and the batch was halved (pipeline/oom.py)
@@ -167,15 +168,15 @@ def tile_gates(plans: dict, texts: list[str], threshold: float) -> np.ndarray:
 
 
 def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, grid: TileGrid, transform: Affine,
-           aoi_transform: Affine, aoi, threshold: float, second_look: SecondLook | None = None) -> dict:
+           aoi_transform: Affine, aoi, threshold: float, second_look: Callable | None = None) -> dict:
     """Per query, the candidates its plan keeps over the whole extent (selection.select). A plan that asks every
     member of a class is answered when some tile of the extent holds its text at ``threshold``; other plans keep
     candidates whose own tile does.
 
-    With ``second_look`` (second_look.py) the answer rests only on candidates that a window centred on them does not
-    rule out: an object a singular or counted answer would keep is passed over for the next one when that view is
-    sure it is absent, and a plan that asks every member is answered only if one of its most present candidates is
-    not ruled out."""
+    With ``second_look`` ((points, text) -> presence: a second_look.SecondLook, here bound to an open dataset) the
+    answer rests only on candidates that a closer window centred on them does not rule out: an object a singular or
+    counted answer would keep is passed over for the next one when that view is sure it is absent, and a plan that
+    asks every member is answered only if one of its most present candidates is not ruled out."""
     cands = {t: _with_presence(found[t], presence[:, :, j], grid, transform) for j, t in enumerate(texts)}
     peak = {t: float(presence[:, :, j].max()) if presence.size else 0.0 for j, t in enumerate(texts)}
 
@@ -387,8 +388,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     if warning:
                         stats.warnings.append(warning)
             if extent_scope:
-                polygons = answer(plans, texts, found_polygons, presence, grid, transform, aoi_transform, aoi,
-                                  presence_threshold, second_look)
+                with src.open() as ds:  # one open for every second look of the answers
+                    polygons = answer(plans, texts, found_polygons, presence, grid, transform, aoi_transform, aoi,
+                                      presence_threshold, functools.partial(second_look, ds=ds))
                 stats.second_looks = second_look.forwards
                 stats.forwards += second_look.forwards
             else:
