@@ -262,3 +262,64 @@ def test_the_veto_mirrors_the_threshold_and_closer_windows_stay_inside_the_raste
     look = SecondLook(SimpleNamespace(grid_height=256, grid_width=200), 64, predict_windows=None)
     assert look.side == 32 and look.window(100, 100) == (84, 84)                 # centred, half the tile
     assert look.window(5, 199) == (0, 168) and look.window(250, -3) == (224, 0)  # clamped inside
+
+
+class MarkedLookalike(ScriptedPresence):
+    """Red seen at the tile's scale: a red box beside a yellow mark is sure (0.95), a plain one lukewarm (0.4).
+    Seen closer (red fills 8% of the view or more), the marked one is not the referent (0.05) and the plain one is
+    (0.95): a look-alike the model is sure of in its tile, and the real object it doubts there."""
+
+    def presence_of(self, images, pres):
+        red = ((images[..., 0] > 200) & (images[..., 1] < 50)).reshape(len(images), -1).mean(1)
+        yellow = ((images[..., 0] > 150) & (images[..., 1] > 150) & (images[..., 2] < 80)).reshape(
+            len(images), -1).any(1)
+        closer = red >= 0.08
+        p = np.where(yellow, np.where(closer, 0.05, 0.95), np.where(closer, 0.95, 0.4))
+        return np.minimum(pres, np.where(red > 0, p, 0.0)[:, None])
+
+
+def test_the_search_passes_over_a_sure_lookalike_and_confirms_a_doubted_referent_closer(tmp_path):
+    """The marked look-alike outranks the plain red box everywhere and its tile is sure of it; a closer look rules
+    it out, so its tiles never run. The plain box's tile is only lukewarm (0.4, under the threshold 0.7); a steady
+    closer look is sure of it, so the search confirms it there and the engine keeps it with that presence."""
+    from rs2sam2_qgis.pipeline.search import predict_presence, search
+    from rs2sam2_qgis.pipeline.second_look import SecondLook
+    from rs2sam2_qgis.pipeline.source import open_source
+    from rs2sam2_qgis.pipeline.tiling import Window2D
+
+    boxes = [(40, 40, 52, 52, RED), (40, 53, 44, 57, YELLOW), (400, 420, 412, 432, RED)]
+    raster = write_raster(tmp_path / "marked.tif", rgb_scene(512, 512, boxes, GREY), transform=T)
+    model = MarkedLookalike(ColourModel(64), device="cpu")
+    src = open_source(raster, SegmentOptions())
+    grid = list(range(0, 512, 64))
+    look = SecondLook(src, 64, lambda w, px, texts: predict_presence(model, px, texts))
+    with src.open() as ds:
+        found = search(src, ds, Window2D(0, 0, 512, 512), grid, grid, 64, model, {"red box": (True, None)},
+                       levels=2, threshold=0.02, overlap=0.0, batch_size=8, beam=1, confirm=0.7, second_look=look)
+    fine, promoted = found.fine["red box"], found.promoted["red box"]
+    assert (0, 0) not in fine and (384, 384) in fine                      # ruled out; run
+    assert promoted == {(384, 384): pytest.approx(0.95)}
+    opts = SegmentOptions(tile=64, overlap=0.0, search_levels=2, presence_threshold=0.7, search_beam=1)
+    (box,) = segment_raster(raster, "the red box", model, opts).polygons["the red box"]
+    assert abs(_centroid_rc(box)[0] - 406) < 2 and abs(_centroid_rc(box)[1] - 426) < 2
+    assert box.presence == pytest.approx(0.95)
+
+
+def test_a_steady_look_is_the_lowest_of_five_views_and_shifts_only_what_the_centre_passes():
+    from types import SimpleNamespace
+
+    from rs2sam2_qgis.pipeline.second_look import SecondLook
+
+    asked = []
+
+    def predict_windows(windows, px, texts):  # sure only of the window at (84, 84) and of those around (200, 200)
+        asked.extend(windows)
+        p = [0.99 if (r, c) == (84, 84) or max(abs(r - 184), abs(c - 184)) <= 4 else 0.01 for r, c, _ in windows]
+        return None, np.array(p, np.float32)[:, None]
+
+    src = SimpleNamespace(grid_height=400, grid_width=400, read=lambda ds, r, c, h, w: (np.zeros((h, w, 3)), None))
+    look = SecondLook(src, 64, predict_windows)
+    assert look([(100, 100)], "t", ds=object()).tolist() == pytest.approx([0.99])   # the centred view alone
+    got = look.steady([(100, 100), (200, 200), (300, 300)], "t", 0.85, ds=object())
+    assert got.tolist() == pytest.approx([0.01, 0.99, 0.01])   # swings with a 3 px shift; holds; never there
+    assert len(asked) == 1 + 2 + 4 + 4                        # (300, 300)'s centre fails: no shifted views

@@ -281,6 +281,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     second_look = SecondLook(src, tile, cached_windows, options.batch_size, cancelled) if extent_scope else None
     # extent scope: which fine tiles each text needs (coarse-to-fine search), and each tile's presence per text
     fine_needed: dict = {t: None for t in texts}
+    promoted: dict = {}  # text -> {fine tile start: the presence its closer look gave} (search.SearchResult)
     searched_valid = True  # the search saw image data (else no tile running is the raster's fault, not absence)
     presence = np.zeros((len(grid.rows), len(grid.cols), T), np.float32) if extent_scope else None
     if extent_scope:
@@ -292,7 +293,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                            beam=int(options.search_beam), confirm=presence_threshold,
                            mask_threshold=options.threshold, min_pixels=options.min_pixels, cancelled=cancelled,
                            predict_windows=cached_windows, second_look=second_look)
-        fine_needed = found.fine
+        fine_needed, promoted = found.fine, found.promoted
         stats.coarse_windows, stats.forwards = found.windows_read, found.forwards
         searched_valid = found.windows_valid > 0 or not found.windows_read
     run_all = any(v is None for v in fine_needed.values())
@@ -325,11 +326,12 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
         opinion = np.ones(pres.shape, bool)
         for k, it in enumerate(run):
             t = it[0]
-            presence[row_index[t.row], col_index[t.col]] = pres[k]
             for j, text in enumerate(texts):
+                pres[k, j] = max(pres[k, j], promoted.get(text, {}).get((t.row, t.col), 0.0))
                 need = fine_needed[text]
                 if pres[k, j] < gates[j] or (need is not None and (t.row, t.col) not in need):
                     opinion[k, j] = False
+            presence[row_index[t.row], col_index[t.col]] = pres[k]
         return prob, opinion
 
     try:
