@@ -305,21 +305,28 @@ def test_the_search_passes_over_a_sure_lookalike_and_confirms_a_doubted_referent
     assert box.presence == pytest.approx(0.95)
 
 
-def test_a_steady_look_is_the_lowest_of_five_views_and_shifts_only_what_the_centre_passes():
+def test_a_steady_look_is_the_lowest_of_seven_views_and_looks_further_only_where_the_centre_passes():
     from types import SimpleNamespace
 
     from rs2sam2_qgis.pipeline.second_look import SecondLook
 
     asked = []
 
-    def predict_windows(windows, px, texts):  # sure only of the window at (84, 84) and of those around (200, 200)
+    def read(ds, r, c, h, w):  # rows numbered in the pixels, so that a top-bottom mirror shows
+        return np.broadcast_to(np.arange(h, dtype=np.uint8)[:, None, None], (h, w, 3)).copy(), None
+
+    def predict_windows(windows, px, texts):
+        """Sure of the window at (84, 84) only; of those around (184, 184) unless mirrored top-bottom; of those
+        around (284, 234) always; of nothing else."""
         asked.extend(windows)
-        p = [0.99 if (r, c) == (84, 84) or max(abs(r - 184), abs(c - 184)) <= 4 else 0.01 for r, c, _ in windows]
+        upright = px[:, 1, 0, 0] > px[:, 0, 0, 0]
+        p = [0.99 if (r, c) == (84, 84) or (max(abs(r - 184), abs(c - 184)) <= 4 and up)
+             or max(abs(r - 284), abs(c - 234)) <= 4 else 0.01 for (r, c, _), up in zip(windows, upright)]
         return None, np.array(p, np.float32)[:, None]
 
-    src = SimpleNamespace(grid_height=400, grid_width=400, read=lambda ds, r, c, h, w: (np.zeros((h, w, 3)), None))
-    look = SecondLook(src, 64, predict_windows)
+    look = SecondLook(SimpleNamespace(grid_height=400, grid_width=400, read=read), 64, predict_windows)
     assert look([(100, 100)], "t", ds=object()).tolist() == pytest.approx([0.99])   # the centred view alone
-    got = look.steady([(100, 100), (200, 200), (300, 300)], "t", 0.85, ds=object())
-    assert got.tolist() == pytest.approx([0.01, 0.99, 0.01])   # swings with a 3 px shift; holds; never there
-    assert len(asked) == 1 + 2 + 4 + 4                        # (300, 300)'s centre fails: no shifted views
+    got = look.steady([(100, 100), (200, 200), (300, 250), (300, 300)], "t", 0.85, ds=object())
+    # swings with a 3 px shift; with a mirror; holds; never there
+    assert got.tolist() == pytest.approx([0.01, 0.01, 0.99, 0.01])
+    assert len(asked) == 1 + 3 + 3 * 6                         # (300, 300)'s centre fails: no other view of it

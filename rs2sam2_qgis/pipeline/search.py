@@ -5,8 +5,8 @@ pseudo-mask peak) or, for predictors without it, from the tile's highest probabi
 
 The search looks at a small pyramid above the fine tiles: windows 2, 4, ... times the tile's side, each shrunk to the
 model's input. From the coarsest level down, a window is looked at only where a window of the level above held the
-referent (presence >= the search threshold), and in the end the fine grid runs only under windows that held it, so
-the cost follows the referent instead of the raster. A part of the extent named by the expression ("in the top
+referent (presence >= the search threshold), and in the end the fine grid runs only where a fine tile under the
+opened windows can give the referent's pixels, so the cost follows the referent instead of the raster. A part of the extent named by the expression ("in the top
 left") restricts every level to that part. Expressions that need every candidate of the extent (plurals, counts,
 superlatives, extremes, relations) are searched exhaustively at the fine level: pruning could drop the one that
 answers them.
@@ -23,7 +23,7 @@ import numpy as np
 from .batching import batched
 from .errors import Cancelled
 from .expression import ONE, ReferringPlan
-from .second_look import SecondLook, sure_absent
+from .second_look import SecondLook
 from .tiling import Window2D, tile_starts
 
 
@@ -190,13 +190,15 @@ def _best_first(look: _Looker, text: str, ranked: dict, area: Window2D, aoi: Win
                 tile: int, fine_rows, fine_cols, overlap: float, threshold: float, confirm: float,
                 beam: int, second_look: SecondLook | None = None) -> tuple[set, dict]:
     """The fine tiles to run for one searched text (``search``), from its presence in the coarsest windows of its
-    area (``ranked``): those under the opened finest windows once a fine tile confirms the referent, else none; and
-    the tiles a closer look promoted (``SearchResult.promoted``)."""
+    area (``ranked``), and the tiles a closer look promoted (``SearchResult.promoted``). Once a fine tile confirms
+    the referent, the tiles to run are those the search looked at under the opened windows that can give pixels:
+    at ``confirm`` and not ruled out, or promoted (the others would abstain: run.py gates a singular's tiles at
+    ``confirm``); else none."""
     below = [[w for w in _windows(aoi, side, overlap) if _overlaps(*w, side, area)] for side in sides[1:]]
     heap = [(-p, 0, w) for w, p in ranked.items()]  # ranked, never dropped: see search
     heapq.heapify(heap)
     seen: set = set()
-    fine: set = set()
+    fine: dict = {}     # fine tile -> its presence, as the search looked at it
     ruled: set = set()  # fine tiles whose candidate a closer look ruled out: they never answer
     while heap:
         ready: list = []
@@ -214,19 +216,20 @@ def _best_first(look: _Looker, text: str, ranked: dict, area: Window2D, aoi: Win
                     heapq.heappush(heap, (-p, k + 1, w))
         side = sides[-1]
         tiles = {(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, area)
-                 and (r, c) not in fine | ruled
+                 and (r, c) not in fine and (r, c) not in ruled
                  and any(_overlaps(r, c, tile, Window2D(wr, wc, side, side)) for wr, wc in ready)}
         if tiles:
-            verdict = _confirmed(look, text, look(list(tiles), tile, [text], masked=True)[text], confirm,
-                                 threshold, second_look)
+            got = look(list(tiles), tile, [text], masked=True)[text]
+            verdict = _confirmed(look, text, got, confirm, threshold, second_look)
             ruled |= verdict.ruled_out
-            fine |= tiles - verdict.ruled_out
+            fine.update((w, p) for w, p in got.items() if w not in verdict.ruled_out)
             if verdict.found:
-                return fine, verdict.promoted
+                return {w for w, p in fine.items() if p >= confirm} | set(verdict.promoted), verdict.promoted
     return set(), {}
 
 
-#: fine tiles of each kind (sure, lukewarm) whose second look is tried before the search moves on (one forward each)
+#: fine tiles of each kind (sure, lukewarm) whose steady look is tried before the search moves on (up to seven
+#: forwards each)
 CONFIRM_TRIES = 3
 
 
@@ -234,7 +237,7 @@ CONFIRM_TRIES = 3
 class _Verdict:
     found: bool                                     # a fine tile holds the referent
     promoted: dict = field(default_factory=dict)    # tile under ``confirm`` -> its steady closer look's presence
-    ruled_out: set = field(default_factory=set)     # tiles at ``confirm`` whose closer look is sure it is absent
+    ruled_out: set = field(default_factory=set)     # tiles at ``confirm`` whose steady closer look did not hold
 
 
 def _confirmed(look: _Looker, text: str, got: dict, confirm: float, floor: float,
@@ -243,21 +246,21 @@ def _confirmed(look: _Looker, text: str, got: dict, confirm: float, floor: float
     look confirmed, and which at ``confirm`` it ruled out (they are not run: a look-alike the search passed over
     must not answer in the end).
 
-    Without ``second_look``: a tile at ``confirm``. With it, the model judges again in a window centred on the
-    tile's mask peak (second_look.py), and the closer view decides both ways: a tile at ``confirm`` holds unless
-    that view is sure the referent is absent (a look-alike cut by the tile's edge does not stop the search), and a
-    lukewarm tile (``floor`` <= presence < ``confirm``) holds when a steady closer look (the lowest of five views)
-    reaches ``confirm``. On the val split's one-tank mosaics (30 seeds, probe in
-    bench/results/raster_referring_notes.md) the lone tank's fine tiles scored 0.2 to 1.0 and their steady look
-    0.85 or more in 58 of 59; 1 of 38 look-alikes reached it."""
+    Without ``second_look``: a tile at ``confirm``. With it, the model judges again, closer, around the tile's mask
+    peak (second_look.SecondLook.steady: the lowest of seven views, centred, shifted and mirrored), and a tile
+    holds the referent when that steady look reaches ``confirm``: a tile at ``confirm`` (the best
+    ``CONFIRM_TRIES``), or a lukewarm one (``floor`` <= presence < ``confirm``, the best ``CONFIRM_TRIES``). The
+    tile's own presence moves with the crop: a white roof cut by its edge, a white car, can be "the storage tank"
+    at 0.99. On the val split's one-tank mosaics (30 seeds, probe in bench/results/raster_referring_notes.md) the
+    lone tank's fine tiles scored 0.2 to 1.0 and their steady look 0.85 or more in 57 of 59, look-alikes in none of
+    38 (the centred view alone: 12)."""
     sure = sorted((w for w, p in got.items() if p >= confirm), key=lambda w: -got[w])[:CONFIRM_TRIES]
     if second_look is None:
         return _Verdict(bool(sure))
-    absent = sure_absent(second_look([look.peaks[(text, w)] for w in sure], text, look.ds), confirm)
-    ruled_out = {w for w, a in zip(sure, absent) if a}
-    if len(ruled_out) < len(sure):
-        return _Verdict(True, ruled_out=ruled_out)
     warm = sorted((w for w, p in got.items() if 0 < p < confirm and p >= floor), key=lambda w: -got[w])[:CONFIRM_TRIES]
-    closer = second_look.steady([look.peaks[(text, w)] for w in warm], text, confirm, look.ds) if warm else []
-    promoted = {w: float(p) for w, p in zip(warm, closer) if p >= confirm}
-    return _Verdict(bool(promoted), promoted, ruled_out)
+    tried = sure + warm
+    closer = second_look.steady([look.peaks[(text, w)] for w in tried], text, confirm, look.ds) if tried else []
+    held = {w: float(p) for w, p in zip(tried, closer) if p >= confirm}
+    ruled_out = set(sure) - set(held)
+    promoted = {w: p for w, p in held.items() if w in warm}
+    return _Verdict(bool(held), promoted, ruled_out)

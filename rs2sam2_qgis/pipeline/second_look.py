@@ -8,12 +8,17 @@ tank": a small white roof cut by a tile's edge (seed 12) scores 0.993 in its gri
 tile's side centred on it and enlarged 2x (the scale of the zoomed crops the model trained on,
 ``training.datasets.synthetic.zoom_in``) it scores 0.02-0.06, while the four real lone tanks score 0.93-1.00 there.
 
-The closer look is a veto, not a second gate. As a gate (at the threshold) it made the bundled sample's absent
-"the swimming pools" present: the model is surer of everything seen closer, look-alikes of an unknown word
-included. A same-size centred window as a gate lost real tanks (0.26-0.41 centred, against 0.90-0.98 in their
-grid tiles). So a candidate is dropped only when its closer view is as sure of absence as the threshold asks a
-tile to be sure of presence (``sure_absent``). One forward per candidate an answer keeps (a plural: one for its
-class), not per tile.
+In the answer the closer look is a veto, not a second gate. As a gate (at the threshold) it made the bundled
+sample's absent "the swimming pools" present: the model is surer of everything seen closer, look-alikes of an
+unknown word included. A same-size centred window as a gate lost real tanks (0.26-0.41 centred, against 0.90-0.98
+in their grid tiles). So a candidate is dropped only when its closer view is as sure of absence as the threshold
+asks a tile to be sure of presence (``sure_absent``). One forward per candidate an answer keeps (a plural: one for
+its class), not per tile.
+
+The search for a singular referent (search._confirmed) asks more of it: a steady look, the lowest of seven closer
+views (centred, shifted, mirrored), must reach the threshold before a fine tile may end the search. One view is
+not enough there: a look-alike's closer view swings with a shift of a few pixels, and on 20 more val mosaics the
+search stopped at a look-alike the single view passed in 10 (probe in bench/results/raster_referring_notes.md).
 """
 from __future__ import annotations
 
@@ -34,8 +39,11 @@ def sure_absent(presence, threshold: float):
 
 #: how much closer the second look is: a window of the tile's side / ZOOM, enlarged to the model's input
 ZOOM = 2
-#: a steady look's four extra views are shifted by this share of the view's side (up, down, left, right)
+#: a steady look's extra views: four shifted by this share of the view's side (up, down, left, right), and the
+#: centred one mirrored left-right and top-bottom
 SHIFT = 0.1
+#: how a view's pixels are mirrored: none, left-right, top-bottom
+MIRRORS = {"": lambda px: px, "lr": lambda px: px[:, ::-1], "tb": lambda px: px[::-1]}
 
 
 class SecondLook:
@@ -44,13 +52,14 @@ class SecondLook:
     ``predict_windows(windows [(row, col, side)], pixels, texts)`` -> (prob, presence), the engine's way to predict
     a batch of windows (feature cache, batch backoff). Each (text, window) is predicted once per run.
 
-    A steady look (``steady``) is the lowest presence of five views: the centred one and four shifted by
-    ``SHIFT`` of its side. The demo model's closer view of a look-alike can swing with a shift of a few pixels (a
-    white roof: 0.008 in one view, 0.987 two pixels away), while that of a real referent holds: on the val split's
-    one-tank mosaics (30 seeds, 97 candidates; probe in bench/results/raster_referring_notes.md) the lowest of the
-    five views reached 0.85 for 58 of the tank's 59 candidates and for 1 of 38 look-alikes, against 59 and 12 for
-    the centred view alone. Up to five forwards a candidate: used where the closer view must be sure of a presence
-    the tile was not (search._confirmed), not for the veto."""
+    A steady look (``steady``) is the lowest presence of seven views: the centred one, four shifted by ``SHIFT`` of
+    its side, and the centred one mirrored both ways. The demo model's closer view of a look-alike can swing with a
+    shift of a few pixels (a white roof: 0.008 in one view, 0.987 two pixels away) or a mirror, while that of a real
+    referent holds: on the val split's one-tank mosaics (30 seeds, 97 candidates; probe in
+    bench/results/raster_referring_notes.md) the lowest of the seven views reached 0.85 for 57 of the tank's 59
+    candidates and for none of 38 look-alikes, against 59 and 12 for the centred view alone (58 and 1 without the
+    mirrors). Up to seven forwards a candidate: the search's test of a fine tile that would confirm a singular
+    referent (search._confirmed); the answer's veto keeps the centred view."""
 
     def __init__(self, src, tile: int, predict_windows: Callable, batch_size: int = 8,
                  cancelled: Callable[[], bool] = lambda: False, zoom: float = ZOOM):
@@ -59,7 +68,9 @@ class SecondLook:
         self.seen: dict = {}
         self.forwards = 0
         step = max(1, int(round(self.side * SHIFT)))
-        self.steady_offsets = [(0, 0), (-step, 0), (step, 0), (0, -step), (0, step)]
+        #: (row shift, column shift, mirror) of each view of a steady look; the first is the plain centred view
+        self.steady_views = [(0, 0, ""), (-step, 0, ""), (step, 0, ""), (0, -step, ""), (0, step, ""), (0, 0, "lr"),
+                             (0, 0, "tb")]
 
     def window(self, row: float, col: float) -> tuple[int, int]:
         """The top-left corner of the window centred on (row, col), inside the raster where it fits."""
@@ -71,35 +82,36 @@ class SecondLook:
     def __call__(self, points: Sequence[tuple[float, float]], text: str, ds=None) -> np.ndarray:
         """Presence [len(points)] of ``text`` in the windows centred on ``points``; ``ds``: an open dataset of the
         source to read through (else it is opened here)."""
-        return self._views(points, text, ds, self.steady_offsets[:1]).min(1)
+        return self._views(points, text, ds, self.steady_views[:1]).min(1)
 
     def steady(self, points: Sequence[tuple[float, float]], text: str, reach: float, ds=None) -> np.ndarray:
-        """A steady look's presence [len(points)]: the lowest of its five views where the centred view reaches
-        ``reach``; elsewhere the centred view's (under ``reach`` already: the other four are not looked at)."""
+        """A steady look's presence [len(points)]: the lowest of its seven views where the centred view reaches
+        ``reach``; elsewhere the centred view's (under ``reach`` already: the other six are not looked at)."""
         out = self(points, text, ds)
         high = np.nonzero(out >= reach)[0]
         if len(high):
-            out[high] = self._views([points[i] for i in high], text, ds, self.steady_offsets).min(1)
+            out[high] = self._views([points[i] for i in high], text, ds, self.steady_views).min(1)
         return out
 
-    def _views(self, points, text: str, ds, offsets) -> np.ndarray:
-        """Presence [len(points), len(offsets)] of ``text`` in the windows centred on each point shifted by each
-        offset, each (text, window) predicted once per run."""
-        views = [[self.window(r + dr, c + dc) for dr, dc in offsets] for r, c in points]
-        todo = sorted({w for ws in views for w in ws if (text, w) not in self.seen})
+    def _views(self, points, text: str, ds, kinds) -> np.ndarray:
+        """Presence [len(points), len(kinds)] of ``text`` in each view (row shift, column shift, mirror) of the
+        window centred on each point, each (text, window, mirror) predicted once per run."""
+        views = [[(*self.window(r + dr, c + dc), m) for dr, dc, m in kinds] for r, c in points]
+        todo = sorted({v for vs in views for v in vs if (text, v) not in self.seen})
         if todo:
             if ds is None:
                 with self.src.open() as opened:
                     self._predict(todo, text, opened)
             else:
                 self._predict(todo, text, ds)
-        return np.array([[self.seen[(text, w)] for w in ws] for ws in views], np.float32).reshape(len(views), len(offsets))
+        return np.array([[self.seen[(text, v)] for v in vs] for vs in views], np.float32).reshape(len(views),
+                                                                                               len(kinds))
 
-    def _predict(self, windows: list[tuple[int, int]], text: str, ds) -> None:
-        for batch in batched(windows, self.batch_size):
+    def _predict(self, views: list[tuple[int, int, str]], text: str, ds) -> None:
+        for batch in batched(views, self.batch_size):
             if self.cancelled():
                 raise Cancelled()
-            px = np.stack([self.src.read(ds, r, c, self.side, self.side)[0] for r, c in batch])
-            _, p = self.predict_windows([(r, c, self.side) for r, c in batch], px, [text])
+            px = np.stack([MIRRORS[m](self.src.read(ds, r, c, self.side, self.side)[0]) for r, c, m in batch])
+            _, p = self.predict_windows([(r, c, self.side) for r, c, _ in batch], px, [text])
             self.forwards += len(batch)
-            self.seen.update({(text, w): float(p[k, 0]) for k, w in enumerate(batch)})
+            self.seen.update({(text, v): float(p[k, 0]) for k, v in enumerate(batch)})
