@@ -5,9 +5,9 @@ pseudo-mask peak) or, for predictors without it, from the tile's highest probabi
 
 The search looks at a small pyramid above the fine tiles: windows 2, 4, ... times the tile's side, each shrunk to the
 model's input. From the coarsest level down, a window is looked at only where a window of the level above held the
-referent (presence >= the search threshold), and in the end the fine grid runs only where a fine tile under the
-opened windows can give the referent's pixels, so the cost follows the referent instead of the raster. A part of the extent named by the expression ("in the top
-left") restricts every level to that part. Expressions that need every candidate of the extent (plurals, counts,
+referent (presence >= the search threshold), and in the end the fine grid runs only where a fine tile confirmed the
+referent, so the cost follows the referent instead of the raster. A part of the extent named by the expression ("in
+the top left") restricts every level to that part. Expressions that need every candidate of the extent (plurals, counts,
 superlatives, extremes, relations) are searched exhaustively at the fine level: pruning could drop the one that
 answers them.
 """
@@ -191,9 +191,10 @@ def _best_first(look: _Looker, text: str, ranked: dict, area: Window2D, aoi: Win
                 beam: int, second_look: SecondLook | None = None) -> tuple[set, dict]:
     """The fine tiles to run for one searched text (``search``), from its presence in the coarsest windows of its
     area (``ranked``), and the tiles a closer look promoted (``SearchResult.promoted``). Once a fine tile confirms
-    the referent, the tiles to run are those the search looked at under the opened windows that can give pixels:
-    at ``confirm`` and not ruled out, or promoted (the others would abstain: run.py gates a singular's tiles at
-    ``confirm``); else none."""
+    the referent, the tiles to run are those that confirmed it and the tiles at ``confirm`` (not ruled out) joined to
+    them, which hold the rest of an object cut by a tile's edge (others would abstain: run.py gates a singular's
+    tiles at ``confirm``; and a look-alike elsewhere, sure in its tile but never checked, must not answer); else
+    none."""
     below = [[w for w in _windows(aoi, side, overlap) if _overlaps(*w, side, area)] for side in sides[1:]]
     heap = [(-p, 0, w) for w, p in ranked.items()]  # ranked, never dropped: see search
     heapq.heapify(heap)
@@ -223,9 +224,21 @@ def _best_first(look: _Looker, text: str, ranked: dict, area: Window2D, aoi: Win
             verdict = _confirmed(look, text, got, confirm, threshold, second_look)
             ruled |= verdict.ruled_out
             fine.update((w, p) for w, p in got.items() if w not in verdict.ruled_out)
-            if verdict.found:
-                return {w for w, p in fine.items() if p >= confirm} | set(verdict.promoted), verdict.promoted
+            if verdict.held:
+                return _grown(verdict.held, {w for w, p in fine.items() if p >= confirm}, tile), verdict.promoted
     return set(), {}
+
+
+def _grown(held: set, sure: set, tile: int) -> set:
+    """``held`` and the ``sure`` tiles joined to it through sure tiles that touch or overlap: the rest of an object
+    that spans tiles, not a look-alike elsewhere."""
+    out, todo = set(held), list(held)
+    while todo:
+        r, c = todo.pop()
+        for w in [w for w in sure - out if abs(w[0] - r) <= tile and abs(w[1] - c) <= tile]:
+            out.add(w)
+            todo.append(w)
+    return out
 
 
 #: fine tiles of each kind (sure, lukewarm) whose steady look is tried before the search moves on (up to seven
@@ -235,8 +248,8 @@ CONFIRM_TRIES = 3
 
 @dataclass
 class _Verdict:
-    found: bool                                     # a fine tile holds the referent
-    promoted: dict = field(default_factory=dict)    # tile under ``confirm`` -> its steady closer look's presence
+    held: set = field(default_factory=set)          # the tiles that hold the referent (none: not found here)
+    promoted: dict = field(default_factory=dict)    # those under ``confirm`` -> their steady closer look's presence
     ruled_out: set = field(default_factory=set)     # tiles at ``confirm`` whose steady closer look did not hold
 
 
@@ -256,11 +269,9 @@ def _confirmed(look: _Looker, text: str, got: dict, confirm: float, floor: float
     38 (the centred view alone: 12)."""
     sure = sorted((w for w, p in got.items() if p >= confirm), key=lambda w: -got[w])[:CONFIRM_TRIES]
     if second_look is None:
-        return _Verdict(bool(sure))
+        return _Verdict(set(sure))
     warm = sorted((w for w, p in got.items() if 0 < p < confirm and p >= floor), key=lambda w: -got[w])[:CONFIRM_TRIES]
     tried = sure + warm
     closer = second_look.steady([look.peaks[(text, w)] for w in tried], text, confirm, look.ds) if tried else []
     held = {w: float(p) for w, p in zip(tried, closer) if p >= confirm}
-    ruled_out = set(sure) - set(held)
-    promoted = {w: p for w, p in held.items() if w in warm}
-    return _Verdict(bool(held), promoted, ruled_out)
+    return _Verdict(set(held), {w: p for w, p in held.items() if w in warm}, set(sure) - set(held))
