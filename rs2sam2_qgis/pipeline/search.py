@@ -264,9 +264,10 @@ def _confirmed(look: _Looker, text: str, got: dict, confirm: float, floor: float
     holds the referent when that steady look reaches ``confirm``: a tile at ``confirm`` (the best
     ``CONFIRM_TRIES``), or a lukewarm one (``floor`` <= presence < ``confirm``, the best ``CONFIRM_TRIES``). The
     tile's own presence moves with the crop: a white roof cut by its edge, a white car, can be "the storage tank"
-    at 0.99. On the val split's one-tank mosaics (30 seeds, probe in bench/results/raster_referring_notes.md) the
-    lone tank's fine tiles scored 0.2 to 1.0 and their steady look 0.85 or more in 57 of 59, look-alikes in none of
-    38 (the centred view alone: 12)."""
+    at 0.99. On the val split's one-tank mosaics (30 seeds, bench/results/closer_views.md) the steady look of the
+    lone tank's candidates reached 0.85 in 57 of 59, that of look-alikes in none of 38 (the centred view alone: 12);
+    on 20 larger ones (bench/results/raster_search_cost_val20.md) the search answers 15 lone tanks, the other 5 at
+    white cars the model holds for tanks in every view."""
     sure = sorted((w for w, p in got.items() if p >= confirm), key=lambda w: -got[w])[:CONFIRM_TRIES]
     if second_look is None:
         return _Verdict(set(sure))

@@ -18,7 +18,8 @@ its class), not per tile.
 The search for a singular referent (search._confirmed) asks more of it: a steady look, the lowest of seven closer
 views (centred, shifted, mirrored), must reach the threshold before a fine tile may end the search. One view is
 not enough there: a look-alike's closer view swings with a shift of a few pixels, and on 20 more val mosaics the
-search stopped at a look-alike the single view passed in 10 (probe in bench/results/raster_referring_notes.md).
+search stopped at a look-alike the single view passed in 10, the steady look in 5 (bench/results/
+raster_referring_notes.md).
 """
 from __future__ import annotations
 
@@ -55,10 +56,9 @@ class SecondLook:
     A steady look (``steady``) is the lowest presence of seven views: the centred one, four shifted by ``SHIFT`` of
     its side, and the centred one mirrored both ways. The demo model's closer view of a look-alike can swing with a
     shift of a few pixels (a white roof: 0.008 in one view, 0.987 two pixels away) or a mirror, while that of a real
-    referent holds: on the val split's one-tank mosaics (30 seeds, 97 candidates; probe in
-    bench/results/raster_referring_notes.md) the lowest of the seven views reached 0.85 for 57 of the tank's 59
-    candidates and for none of 38 look-alikes, against 59 and 12 for the centred view alone (58 and 1 without the
-    mirrors). Up to seven forwards a candidate: the search's test of a fine tile that would confirm a singular
+    referent holds: on the val split's one-tank mosaics (30 seeds, 97 candidates; bench/results/closer_views.md)
+    the lowest of the seven views reached 0.85 for 57 of the tank's 59 candidates and for none of 38 look-alikes,
+    against 59 and 12 for the centred view alone (58 and 1 without the mirrors). Up to seven forwards a candidate: the search's test of a fine tile that would confirm a singular
     referent (search._confirmed); the answer's veto keeps the centred view."""
 
     def __init__(self, src, tile: int, predict_windows: Callable, batch_size: int = 8,
