@@ -74,9 +74,9 @@ def main(argv=None) -> int:
              "|---|---|---|---|---|---|---|---|"]
     tank = [r for r in rows if r["query"] == QUERIES[0]]
     if len(tank) > 1:
-        ratios = sorted(r["forwards"] / r["grid"] for r in tank)
+        ratios = [r["forwards"] / r["grid"] for r in tank]
         lines[4:4] = [f"'{QUERIES[0]}': {sum(r['iou'] >= 0.5 for r in tank)} of {len(tank)} answered at IoU >= 0.5; "
-                      f"forwards / grid tiles {ratios[0]:.2f}-{ratios[-1]:.2f} (median {ratios[len(ratios) // 2]:.2f}).",
+                      f"forwards / grid tiles {min(ratios):.2f}-{max(ratios):.2f} (median {np.median(ratios):.2f}).",
                       ""]
     lines += [f"| {r['seed']} | {r['query']} | {r['polygons']} | {r['iou']:.3f} | {r['forwards']:,} / {r['grid']:,} "
               f"({r['forwards'] / r['grid']:.2f}) | {r['fine_run']:,} | {r['windows']:,} | {r['seconds']:.1f} |"

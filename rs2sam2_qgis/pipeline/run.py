@@ -316,7 +316,8 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
 
     def infer(run):
         """(probabilities [n,T,h,w] of the tiles that run, opinion [n,T] or None); in extent scope a tile without
-        the referent (below its gate, or not needed by the search) abstains for that text (stitching.py)."""
+        the referent (below its gate, or not needed by the search) abstains for that text (stitching.py). A tile's
+        presence is its own, or that of the steady closer look that promoted it in the search, if higher."""
         rgbs = np.stack([it[1] for it in run])
         call = cached_call([(it[0].row, it[0].col, it[0].size) for it in run], rgbs)
         if not extent_scope:

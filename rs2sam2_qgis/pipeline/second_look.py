@@ -58,8 +58,9 @@ class SecondLook:
     shift of a few pixels (a white roof: 0.008 in one view, 0.987 two pixels away) or a mirror, while that of a real
     referent holds: on the val split's one-tank mosaics (30 seeds, 97 candidates; bench/results/closer_views.md)
     the lowest of the seven views reached 0.85 for 57 of the tank's 59 candidates and for none of 38 look-alikes,
-    against 59 and 12 for the centred view alone (58 and 1 without the mirrors). Up to seven forwards a candidate: the search's test of a fine tile that would confirm a singular
-    referent (search._confirmed); the answer's veto keeps the centred view."""
+    against 59 and 12 for the centred view alone (58 and 1 without the mirrors). Up to seven forwards a candidate:
+    the search's test of a fine tile that would confirm a singular referent (search._confirmed); the answer's veto
+    keeps the centred view."""
 
     def __init__(self, src, tile: int, predict_windows: Callable, batch_size: int = 8,
                  cancelled: Callable[[], bool] = lambda: False, zoom: float = ZOOM):
