@@ -330,3 +330,13 @@ def test_a_steady_look_is_the_lowest_of_seven_views_and_looks_further_only_where
     # swings with a 3 px shift; with a mirror; holds; never there
     assert got.tolist() == pytest.approx([0.01, 0.01, 0.99, 0.01])
     assert len(asked) == 1 + 3 + 3 * 6                         # (300, 300)'s centre fails: no other view of it
+
+
+def test_after_a_confirmation_only_sure_tiles_joined_to_it_run():
+    """An object spanning tiles keeps its sure neighbours (touching or overlapping, in a chain); a tile sure of a
+    look-alike elsewhere, never checked by a closer look, does not join."""
+    from rs2sam2_qgis.pipeline.search import _grown
+
+    sure = {(0, 0), (64, 0), (128, 48), (320, 320)}
+    assert _grown({(0, 0)}, sure, 64) == {(0, 0), (64, 0), (128, 48)}
+    assert _grown({(320, 320)}, sure, 64) == {(320, 320)}

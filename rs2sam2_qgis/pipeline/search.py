@@ -7,9 +7,9 @@ The search looks at a small pyramid above the fine tiles: windows 2, 4, ... time
 model's input. From the coarsest level down, a window is looked at only where a window of the level above held the
 referent (presence >= the search threshold), and in the end the fine grid runs only where a fine tile confirmed the
 referent, so the cost follows the referent instead of the raster. A part of the extent named by the expression ("in
-the top left") restricts every level to that part. Expressions that need every candidate of the extent (plurals, counts,
-superlatives, extremes, relations) are searched exhaustively at the fine level: pruning could drop the one that
-answers them.
+the top left") restricts every level to that part. Expressions that need every candidate of the extent (plurals,
+counts, superlatives, extremes, relations) are searched exhaustively at the fine level: pruning could drop the one
+that answers them.
 """
 from __future__ import annotations
 
@@ -268,10 +268,11 @@ def _confirmed(look: _Looker, text: str, got: dict, confirm: float, floor: float
     lone tank's candidates reached 0.85 in 57 of 59, that of look-alikes in none of 38 (the centred view alone: 12);
     on 20 larger ones (bench/results/raster_search_cost_val20.md) the search answers 15 lone tanks, the other 5 at
     white cars the model holds for tanks in every view."""
-    sure = sorted((w for w, p in got.items() if p >= confirm), key=lambda w: -got[w])[:CONFIRM_TRIES]
+    best_first = sorted(got, key=lambda w: -got[w])
+    sure = [w for w in best_first if got[w] >= confirm][:CONFIRM_TRIES]
     if second_look is None:
         return _Verdict(set(sure))
-    warm = sorted((w for w, p in got.items() if 0 < p < confirm and p >= floor), key=lambda w: -got[w])[:CONFIRM_TRIES]
+    warm = [w for w in best_first if 0 < got[w] < confirm and got[w] >= floor][:CONFIRM_TRIES]
     tried = sure + warm
     closer = second_look.steady([look.peaks[(text, w)] for w in tried], text, confirm, look.ds) if tried else []
     held = {w: float(p) for w, p in zip(tried, closer) if p >= confirm}

@@ -18,8 +18,8 @@ its class), not per tile.
 The search for a singular referent (search._confirmed) asks more of it: a steady look, the lowest of seven closer
 views (centred, shifted, mirrored), must reach the threshold before a fine tile may end the search. One view is
 not enough there: a look-alike's closer view swings with a shift of a few pixels, and on 20 more val mosaics the
-search stopped at a look-alike the single view passed in 10, the steady look in 5 (bench/results/
-raster_referring_notes.md).
+search stopped at a look-alike the single view passed in 10, the steady look in 5
+(bench/results/raster_referring_notes.md).
 """
 from __future__ import annotations
 
@@ -112,7 +112,8 @@ class SecondLook:
         for batch in batched(views, self.batch_size):
             if self.cancelled():
                 raise Cancelled()
-            px = np.stack([MIRRORS[m](self.src.read(ds, r, c, self.side, self.side)[0]) for r, c, m in batch])
+            reads = {(r, c): self.src.read(ds, r, c, self.side, self.side)[0] for r, c in {v[:2] for v in batch}}
+            px = np.stack([MIRRORS[m](reads[(r, c)]) for r, c, m in batch])  # a window read once for its mirrors
             _, p = self.predict_windows([(r, c, self.side) for r, c, _ in batch], px, [text])
             self.forwards += len(batch)
             self.seen.update({(text, v): float(p[k, 0]) for k, v in enumerate(batch)})
