@@ -168,6 +168,29 @@ def test_zoom_in_crops_hold_the_target_and_leave_scene_wide_sentences_whole():
     assert crop.all()
 
 
+def test_absent_sentences_can_be_seen_closer_on_an_object_as_the_engine_looks():
+    """zoom_on_objects centres an absent sentence's crop on one object (the engine's closer look is centred on what
+    a tile's mask found), every object as likely; without it the crop may fall anywhere, as before."""
+    from training.datasets.synthetic import object_pixels, zoom_in
+
+    img, empty = np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64), bool)
+    img[3, 60] = 255
+    near = empty.copy()
+    near[3, 60] = True
+    for seed in range(20):  # the crop always holds the one object pixel, enlarged
+        crop, mask = zoom_in(img, empty, "absent", np.random.default_rng(seed), near=near)
+        assert not mask.any() and crop.max() > 0
+    held = [zoom_in(img, empty, "absent", np.random.default_rng(s))[0].max() > 0 for s in range(20)]
+    assert not all(held)  # anywhere: most crops miss it
+
+    ds = build_dataset("synthetic", "train", 128, **STYLED, length=8)
+    scene = ds.scene(0)
+    labels = {o.label for o in scene.objects if o.cls not in scene.faint}
+    drawn = [object_pixels(scene, np.random.default_rng(s)) for s in range(60)]
+    assert all(set(np.unique(scene.labels[m])) <= labels and len(np.unique(scene.labels[m])) == 1 for m in drawn)
+    assert len({int(np.unique(scene.labels[m])[0]) for m in drawn}) > min(3, len(labels) - 1)
+
+
 def test_tile_views_shift_the_scene_at_its_scale_and_leave_scene_wide_sentences_whole():
     """A tile view is the scene shifted with wrap-around: the same pixels and target pixels, objects cut by the
     view's edges; position, size and relation sentences stay whole; zoom and tile views share one draw."""

@@ -538,19 +538,22 @@ ZOOMABLE = ("class", "colour", "absent")
 
 
 def zoom_in(image: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Generator,
-            side: tuple[float, float] = (0.35, 0.7)) -> tuple[np.ndarray, np.ndarray]:
+            side: tuple[float, float] = (0.35, 0.7), near: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A square crop (``side`` of the scene's width) enlarged to the scene's size, holding a random target pixel.
 
     A tiled raster shows the model windows where one object fills most of the view, or all of it (a tile inside a
     lake); whole synthetic scenes never do, and a model trained only on them leaves such tiles empty and breaks a
     large object into pieces. Kinds outside ``ZOOMABLE``, and crops that would miss the target, are returned whole.
+    An absent sentence's crop holds a random pixel of ``near`` (a mask: ``object_pixels``) when given, else any.
     """
     if kind not in ZOOMABLE:
         return image, mask
     h, w = mask.shape
     c = int(round(w * rng.uniform(*side)))
     if kind == "absent":
-        cy, cx = int(rng.integers(h)), int(rng.integers(w))
+        ys, xs = np.nonzero(near) if near is not None else ((), ())
+        k = int(rng.integers(len(ys))) if len(ys) else None
+        cy, cx = (int(ys[k]), int(xs[k])) if k is not None else (int(rng.integers(h)), int(rng.integers(w)))
     else:
         ys, xs = np.nonzero(mask)
         if not len(ys):
@@ -561,6 +564,18 @@ def zoom_in(image: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Gener
     x0 = int(np.clip(cx - rng.integers(c), 0, w - c))
     crop = (slice(y0, y0 + c), slice(x0, x0 + c))
     return resize_image(np.ascontiguousarray(image[crop]), w), resize_mask(mask[crop], (h, w))
+
+
+def object_pixels(scene: Scene, rng: np.random.Generator) -> np.ndarray:
+    """The mask of one object of the scene, drawn with every object as likely (not every pixel: a road would
+    outweigh the cars on it). The engine looks closer at what a tile's mask found (second_look.SecondLook: centred
+    on the mask's peak), so an absent sentence seen closer is seen on an object: a white car seen twice as large
+    was "the storage tank" at 0.9-1.0 in every view to the demo, at 5 of 20 val lone-tank rasters
+    (bench/results/raster_search_cost_val20.md)."""
+    objs = [o for o in scene.objects if o.cls not in scene.faint]
+    if not objs:
+        return np.zeros(scene.labels.shape, bool)
+    return scene.mask([objs[int(rng.integers(len(objs)))].label])
 
 
 def tile_view(image: np.ndarray, mask: np.ndarray, kind: str, rng: np.random.Generator
@@ -598,8 +613,9 @@ class SyntheticRefer(RefDataset):
     absent-class negatives favour the classes a model finds in what the scene shows (``negatives.lookalike_spec``:
     a ``training.class_confusion --json`` file, or {absent class: [classes]}); `roadless`: the share of scenes
     drawn without roads (and so without vehicles), where "the road" is an absent class; `tile_view`: the share of
-    samples shown shifted as a raster tile cuts the ground (``tile_view``; not with `zoom` on the same sample).
-    All are off by default, so val/test stay as they were."""
+    samples shown shifted as a raster tile cuts the ground (``tile_view``; not with `zoom` on the same sample);
+    `zoom_on_objects`: the share of zoomed absent sentences whose crop is centred on an object of the scene
+    (``object_pixels``), as the engine's closer look is, instead of anywhere. All are off by default, so val/test stay as they were."""
 
     name = "synthetic"
 
@@ -610,7 +626,7 @@ class SyntheticRefer(RefDataset):
                  zoom: float = 0.0, near_colours: bool = False, contrast: float = 0.0,
                  confused_colours: str | dict | None = None, wide_vocabulary: bool = False,
                  pseudo_words: float = 0.0, confused_classes: str | dict | None = None, roadless: float = 0.0,
-                 tile_view: float = 0.0, transform=None, root=None):
+                 tile_view: float = 0.0, zoom_on_objects: float = 0.0, transform=None, root=None):
         if split not in SPLIT_CODES:
             raise ValueError(f"synthetic split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
         super().__init__(split=split, size=size, transform=transform)
@@ -631,6 +647,7 @@ class SyntheticRefer(RefDataset):
         self.negatives = float(negatives)
         self.zoom = float(zoom)
         self.tile_view = float(tile_view)
+        self.zoom_on_objects = float(zoom_on_objects)
         if not 0.0 <= self.zoom + self.tile_view <= 1.0:
             raise ValueError(f"zoom ({zoom}) and tile_view ({tile_view}) are shares of one draw: each >= 0, sum <= 1")
         self.near_colours = bool(near_colours)
@@ -738,7 +755,10 @@ class SyntheticRefer(RefDataset):
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_CODES[self.split], index, 4000]))
             u = rng.random()
             if u < self.zoom:
-                image, mask = zoom_in(image, mask, expr.kind, rng)
+                on_object = (self.zoom_on_objects > 0 and expr.kind == "absent"  # old configs draw as they did
+                             and rng.random() < self.zoom_on_objects)
+                image, mask = zoom_in(image, mask, expr.kind, rng, near=object_pixels(scene, rng) if on_object
+                                      else None)
             elif u < self.zoom + self.tile_view:
                 image, mask = tile_view(image, mask, expr.kind, rng)
         return image, mask, expr.text, f"{self.split}-{index}"
