@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
-import functools
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -168,21 +167,30 @@ def tile_gates(plans: dict, texts: list[str], threshold: float) -> np.ndarray:
 
 
 def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, grid: TileGrid, transform: Affine,
-           aoi_transform: Affine, aoi, threshold: float, second_look: Callable | None = None) -> dict:
+           aoi_transform: Affine, aoi, threshold: float, second_look: SecondLook | None = None, ds=None) -> dict:
     """Per query, the candidates its plan keeps over the whole extent (selection.select). A plan that asks every
     member of a class is answered when some tile of the extent holds its text at ``threshold``; other plans keep
     candidates whose own tile does.
 
-    With ``second_look`` ((points, text) -> presence: a second_look.SecondLook, here bound to an open dataset) the
-    answer rests only on candidates that a closer window centred on them does not rule out: an object a singular or
-    counted answer would keep is passed over for the next one when that view is sure it is absent, and a plan that
-    asks every member is answered only if one of its most present candidates is not ruled out."""
+    With ``second_look`` (read through ``ds``, an open dataset of the source) the answer rests only on candidates
+    that a closer look confirms: an object a singular or counted answer would keep is passed over for the next one
+    when a closer window centred on it is sure it is absent, and a plan that asks every member is answered only if
+    one of its most present candidates holds a steady closer look (second_look.SecondLook.steady) at
+    ``threshold``, the test a singular's search confirms a tile with (search._confirmed). One tile at the
+    threshold is a brittle proof that a class is in the scene: an unknown noun ("the swimming pools") can reach it
+    on one red roof of the bundled sample, in a model fine-tuned a little (training/README.md, stage 7v)."""
     cands = {t: _with_presence(found[t], presence[:, :, j], grid, transform) for j, t in enumerate(texts)}
     peak = {t: float(presence[:, :, j].max()) if presence.size else 0.0 for j, t in enumerate(texts)}
 
-    def ruled_out(c) -> bool:
+    def point(c) -> tuple[float, float]:
         (col,), (row,) = pixel_points([c], transform)
-        return bool(sure_absent(second_look([(row, col)], c.query)[0], threshold))
+        return row, col
+
+    def ruled_out(c) -> bool:
+        return bool(sure_absent(second_look([point(c)], c.query, ds)[0], threshold))
+
+    def held(c) -> bool:
+        return bool(second_look.steady([point(c)], c.query, threshold, ds)[0] >= threshold)
 
     accept = None if second_look is None else (lambda c: not ruled_out(c))
     out = {}
@@ -192,8 +200,8 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
             own = [c for c in own if c.presence >= threshold]
         elif max(peak[t] for t in plan.candidate_texts) < threshold:
             own = []
-        elif second_look is not None and all(ruled_out(c) for c in
-                                             sorted(own, key=lambda c: -c.presence)[:CONFIRM_TRIES]):
+        elif second_look is not None and not any(held(c) for c in
+                                                 sorted(own, key=lambda c: -c.presence)[:CONFIRM_TRIES]):
             own = []
         if plan.alt_text:
             own = deduplicate(own)
@@ -393,7 +401,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             if extent_scope:
                 with src.open() as ds:  # one open for every second look of the answers
                     polygons = answer(plans, texts, found_polygons, presence, grid, transform, aoi_transform, aoi,
-                                      presence_threshold, functools.partial(second_look, ds=ds))
+                                      presence_threshold, second_look, ds)
                 stats.second_looks = second_look.forwards
                 stats.forwards += second_look.forwards
             else:
