@@ -89,8 +89,8 @@ class SegmentOptions:
     search_levels: int = 2
     #: extent scope: below the coarsest level, a window whose presence is below this is not looked into, and a fine
     #: tile at this or more (under presence_threshold) may still hold a singular referent if a steady closer look
-    #: is sure of it (search._confirmed). Recall first: a lone tank's 2x shrunk view scores 0.001-0.97 with the
-    #: demo model (val probe, bench/results/raster_referring_notes.md); the coarsest level only ranks
+    #: is sure of it (search._confirmed). Recall first: a lone tank's 2x shrunk view scored 0.001-0.97 with the
+    #: demo of d6181d3 (val probe, bench/results/raster_referring_notes.md); the coarsest level only ranks
     search_threshold: float = 0.02
     #: extent scope: windows of the finest coarse level opened together, best first, before their fine tiles are
     #: checked for the referent (search.search)

@@ -114,7 +114,7 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     looked at, and the referent is found there when one of them confirms it (``_confirmed``); otherwise the search
     goes on with the next best windows. The coarsest level only ranks: shrunk 4 or 8 times, a small object or a roof
     colour may barely show, so its window is opened in its turn whatever its presence; ``threshold`` is kept low for
-    the same reason (a lone tank seen whole scores 0.001-0.97 in the demo model's 2x shrunk view, yet 0.23-1.0 in
+    the same reason (a lone tank seen whole scored 0.001-0.97 in the 2x shrunk view of the demo of d6181d3, 0.23-1.0 in
     its fine tile). So a look-alike here and there cannot open the whole raster, and a coarse view too small to tell
     the object apart cannot lose it either: the search stops at a confirmed fine tile, or when no window is left
     (the text is absent: no fine tile runs). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a
@@ -266,8 +266,9 @@ def _confirmed(look: _Looker, text: str, got: dict, confirm: float, floor: float
     tile's own presence moves with the crop: a white roof cut by its edge, a white car, can be "the storage tank"
     at 0.99. On the val split's one-tank mosaics (30 seeds, bench/results/closer_views.md) the steady look of the
     lone tank's candidates reached 0.85 in 57 of 59, that of look-alikes in none of 38 (the centred view alone: 12);
-    on 20 larger ones (bench/results/raster_search_cost_val20.md) the search answers 15 lone tanks, the other 5 at
-    white cars the model holds for tanks in every view."""
+    on 20 larger ones (bench/results/raster_search_cost_val20.md) the search answers 18 lone tanks (15 with the
+    demo of d6181d3, whose 5 misses were white cars it held for tanks in every view; training/README.md, stage
+    7v)."""
     best_first = sorted(got, key=lambda w: -got[w])
     sure = [w for w in best_first if got[w] >= confirm][:CONFIRM_TRIES]
     if second_look is None:

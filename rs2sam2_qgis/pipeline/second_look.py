@@ -17,9 +17,9 @@ not per tile.
 
 The search for a singular referent (search._confirmed) and the answer to a plural (run.answer) ask more of it: a
 steady look, the lowest of seven closer views (centred, shifted, mirrored), must reach the threshold before a fine
-tile may end the search, or before a class counts as present in the extent. One view is
-not enough there: a look-alike's closer view swings with a shift of a few pixels, and on 20 more val mosaics the
-search stopped at a look-alike the single view passed in 10, the steady look in 5
+tile may end the search, or before a class counts as present in the extent. One view is not enough there: a
+look-alike's closer view swings with a shift of a few pixels, and on 20 more val mosaics the search stopped at a
+look-alike the single view passed in 10, the steady look in 5, with the demo of d6181d3
 (bench/results/raster_referring_notes.md).
 """
 from __future__ import annotations
