@@ -570,8 +570,8 @@ def object_pixels(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     """The mask of one object of the scene, drawn with every object as likely (not every pixel: a road would
     outweigh the cars on it). The engine looks closer at what a tile's mask found (second_look.SecondLook: centred
     on the mask's peak), so an absent sentence seen closer is seen on an object: a white car seen twice as large
-    was "the storage tank" at 0.9-1.0 in every view to the demo, at 5 of 20 val lone-tank rasters
-    (bench/results/raster_search_cost_val20.md)."""
+    was "the storage tank" at 0.9-1.0 in every view to the demo of d6181d3, at 5 of 20 val lone-tank rasters
+    (bench/results/raster_search_cost_val20.md at f9dfff0)."""
     objs = [o for o in scene.objects if o.cls not in scene.faint]
     if not objs:
         return np.zeros(scene.labels.shape, bool)
@@ -615,7 +615,8 @@ class SyntheticRefer(RefDataset):
     drawn without roads (and so without vehicles), where "the road" is an absent class; `tile_view`: the share of
     samples shown shifted as a raster tile cuts the ground (``tile_view``; not with `zoom` on the same sample);
     `zoom_on_objects`: the share of zoomed absent sentences whose crop is centred on an object of the scene
-    (``object_pixels``), as the engine's closer look is, instead of anywhere. All are off by default, so val/test stay as they were."""
+    (``object_pixels``), as the engine's closer look is, instead of anywhere. All are off by default, so val/test
+    stay as they were."""
 
     name = "synthetic"
 
