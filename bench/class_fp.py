@@ -1,0 +1,112 @@
+"""Where the false positives of class sentences lie (not a test): for the class sentences of the raster_referring
+benchmark's mosaics ("the buildings", "every house in the image"), the answer's pixels outside the truth split
+into those within ``--edge`` px of a true member (a mask a little too wide), those on another object (by its class:
+a blob drawn on the wrong thing) and those on bare ground, per scope.
+
+    .venv/bin/python bench/class_fp.py [--split val] [--mosaics 6] [--per-kind 3] [--model demo]
+
+The mosaics and sentences are the benchmark's own for the same --seed, --split, --mosaics and --per-kind (the same
+draws in the same order). Writes NAME.json and NAME.md into --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+
+import numpy as np
+from scipy import ndimage
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from raster_referring import EXCLUDES, _git_commit, pick, rasterize, write_geotiff  # noqa: E402
+
+SCOPES = ("tile", "extent")
+
+
+def where_fp(pred: np.ndarray, truth: np.ndarray, labels: np.ndarray, classes: dict, edge: int) -> dict:
+    """Counts of the false-positive pixels of ``pred``: near a true member's edge, on each other class, on ground."""
+    fp = pred & ~truth
+    near = ndimage.binary_dilation(truth, iterations=edge) if edge > 0 else truth
+    out = {"edge": int((fp & near).sum())}
+    far = fp & ~near
+    labs, counts = np.unique(labels[far], return_counts=True)
+    for lab, n in zip(labs.tolist(), counts.tolist()):
+        key = classes.get(lab, "ground")
+        out[key] = out.get(key, 0) + int(n)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--split", default="val", choices=("train", "val", "test"))
+    ap.add_argument("--mosaics", type=int, default=6)
+    ap.add_argument("--per-kind", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=2401)
+    ap.add_argument("--model", default="demo")
+    ap.add_argument("--presence-threshold", type=float, default=0.85)
+    ap.add_argument("--edge", type=int, default=2, help="px around a true member counted as its edge")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--name", default="class_fp")
+    a = ap.parse_args(argv)
+
+    from model_core import Predictor
+    from rs2sam2_qgis.pipeline import SegmentOptions, segment_raster
+    from rs2sam2_qgis.pipeline.model_spec import resolve_model
+    from training.datasets.mosaic import build_mosaic, describe_mosaic
+
+    commit = _git_commit()
+    predictor = Predictor(resolve_model(a.model, allow_code=True), device="cpu")
+    options = SegmentOptions(batch_size=8, presence_threshold=a.presence_threshold)
+    rng = np.random.default_rng(a.seed)  # drawn exactly as bench/raster_referring.py draws its sentences
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rs2sam2-bench-") as tmp:
+        for i in range(a.mosaics):
+            cells = (2, 3, 4)[i % 3]
+            mosaic = build_mosaic(a.seed, a.split, i, cells, exclude=EXCLUDES[i % len(EXCLUDES)], unique_colours=True)
+            queries = [q for q in pick(describe_mosaic(mosaic, rng), a.per_kind, rng) if q.kind == "class"]
+            path = os.path.join(tmp, f"mosaic_{i}.tif")
+            transform = write_geotiff(path, mosaic.image)
+            classes = {o.label: o.cls for o in mosaic.objects}
+            for q in queries:
+                truth = mosaic.mask(q.target)
+                for scope in SCOPES:
+                    res = segment_raster(path, [q.text], predictor, options.replace(scope=scope))
+                    pred = rasterize(res.polygons[q.text], truth.shape, transform)
+                    rows.append(dict(mosaic=i, text=q.text, scope=scope, fp_px=int((pred & ~truth).sum()),
+                                     where=where_fp(pred, truth, mosaic.labels, classes, a.edge)))
+                    print(rows[-1], file=sys.stderr, flush=True)
+    kinds = sorted({k for r in rows for k in r["where"]} - {"edge", "ground"})
+    cols = ["edge", *kinds, "ground"]
+    totals = {s: {k: sum(r["where"].get(k, 0) for r in rows if r["scope"] == s) for k in cols} for s in SCOPES}
+    meta = dict(command=" ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/class_fp.py",
+                                                          *(argv if argv is not None else sys.argv[1:])]),
+                commit=commit, split=a.split, model=a.model, edge=a.edge, date=time.strftime("%Y-%m-%d"))
+    head = "| " + " | ".join(["mosaic", "sentence", "scope", "FP px", f"within {a.edge} px of a member",
+                              *[f"on {k}" for k in kinds], "on ground"]) + " |"
+    lines = [f"# Where class sentences' false positives lie ({a.split} split, model {a.model})", "",
+             f"Command: `{meta['command']}` (commit {commit})", "",
+             "FP pixels of each answer (pixels outside the truth), split by what lies under them.", "",
+             "| scope | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines += [f"| {s} | " + " | ".join(f"{totals[s][k]:,}" for k in cols) + " |" for s in SCOPES]
+    lines += ["", head, "|" + "---|" * (len(kinds) + 6)]
+    lines += [f"| {r['mosaic']} | {r['text']} | {r['scope']} | {r['fp_px']:,} | {r['where'].get('edge', 0):,} | "
+              + " | ".join(f"{r['where'].get(k, 0):,}" for k in kinds) + f" | {r['where'].get('ground', 0):,} |"
+              for r in rows]
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, f"{a.name}.json"), "w") as f:
+        json.dump({"meta": meta, "totals": totals, "rows": rows}, f, indent=1)
+    with open(os.path.join(a.out, f"{a.name}.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
