@@ -11,9 +11,7 @@ draws in the same order). Writes NAME.json and NAME.md into --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -25,7 +23,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from raster_referring import EXCLUDES, _git_commit, pick, rasterize, write_geotiff  # noqa: E402
+from raster_referring import (  # noqa: E402
+    EXCLUDES,
+    _git_commit,
+    cpu_predictor,
+    pick,
+    rasterize,
+    recorded_command,
+    save_results,
+    write_geotiff,
+)
 
 SCOPES = ("tile", "extent")
 
@@ -56,13 +63,11 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default="class_fp")
     a = ap.parse_args(argv)
 
-    from model_core import Predictor
     from rs2sam2_qgis.pipeline import SegmentOptions, segment_raster
-    from rs2sam2_qgis.pipeline.model_spec import resolve_model
     from training.datasets.mosaic import build_mosaic, describe_mosaic
 
     commit = _git_commit()
-    predictor = Predictor(resolve_model(a.model, allow_code=True), device="cpu")
+    predictor = cpu_predictor(a.model)
     options = SegmentOptions(batch_size=8, presence_threshold=a.presence_threshold)
     rng = np.random.default_rng(a.seed)  # drawn exactly as bench/raster_referring.py draws its sentences
     rows = []
@@ -85,9 +90,8 @@ def main(argv=None) -> int:
     kinds = sorted({k for r in rows for k in r["where"]} - {"edge", "ground"})
     cols = ["edge", *kinds, "ground"]
     totals = {s: {k: sum(r["where"].get(k, 0) for r in rows if r["scope"] == s) for k in cols} for s in SCOPES}
-    meta = dict(command=" ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/class_fp.py",
-                                                          *(argv if argv is not None else sys.argv[1:])]),
-                commit=commit, split=a.split, model=a.model, edge=a.edge, date=time.strftime("%Y-%m-%d"))
+    meta = dict(command=recorded_command("bench/class_fp.py", argv), commit=commit, split=a.split, model=a.model,
+                edge=a.edge, date=time.strftime("%Y-%m-%d"))
     head = "| " + " | ".join(["mosaic", "sentence", "scope", "FP px", f"within {a.edge} px of a member",
                               *[f"on {k}" for k in kinds], "on ground"]) + " |"
     lines = [f"# Where class sentences' false positives lie ({a.split} split, model {a.model})", "",
@@ -99,12 +103,7 @@ def main(argv=None) -> int:
     lines += [f"| {r['mosaic']} | {r['text']} | {r['scope']} | {r['fp_px']:,} | {r['where'].get('edge', 0):,} | "
               + " | ".join(f"{r['where'].get(k, 0):,}" for k in kinds) + f" | {r['where'].get('ground', 0):,} |"
               for r in rows]
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, f"{a.name}.json"), "w") as f:
-        json.dump({"meta": meta, "totals": totals, "rows": rows}, f, indent=1)
-    with open(os.path.join(a.out, f"{a.name}.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_results(a.out, a.name, {"meta": meta, "totals": totals, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
 

@@ -12,9 +12,7 @@ Writes NAME.json and NAME.md into --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -25,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from raster_referring import _git_commit, write_geotiff  # noqa: E402
+from raster_referring import _git_commit, cpu_predictor, recorded_command, save_results, write_geotiff  # noqa: E402
 from raster_search_cost import _seeds, one_tank_mosaic  # noqa: E402
 
 TEXT = "the storage tank"
@@ -53,16 +51,14 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default="closer_views")
     a = ap.parse_args(argv)
 
-    from model_core import Predictor
     from rs2sam2_qgis.pipeline import SegmentOptions
-    from rs2sam2_qgis.pipeline.model_spec import resolve_model
     from rs2sam2_qgis.pipeline.search import _windows, predict_presence
     from rs2sam2_qgis.pipeline.second_look import MIRRORS, SHIFT, SecondLook
     from rs2sam2_qgis.pipeline.source import open_source
     from rs2sam2_qgis.pipeline.tiling import Window2D
 
     commit = _git_commit()
-    predictor = Predictor(resolve_model(a.model, allow_code=True), device="cpu")
+    predictor = cpu_predictor(a.model)
     tile = predictor.input_size
     rows = []
     with tempfile.TemporaryDirectory(prefix="rs2sam2-bench-") as tmp:
@@ -100,9 +96,8 @@ def main(argv=None) -> int:
             sub = [min(r["views"][v] for v in views) for r in rows if r["on_tank"] == on]
             table.append(dict(views=name, on_tank=on, n=len(sub), **{f">={t}": sum(v >= t for v in sub)
                                                                     for t in LEVELS}))
-    meta = dict(command=" ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/closer_views.py",
-                                                          *(argv if argv is not None else sys.argv[1:])]),
-                commit=commit, split=a.split, side=a.side, model=a.model, date=time.strftime("%Y-%m-%d"))
+    meta = dict(command=recorded_command("bench/closer_views.py", argv), commit=commit, split=a.split,
+                side=a.side, model=a.model, date=time.strftime("%Y-%m-%d"))
     lines = [f"# Closer views of 'the storage tank' candidates ({a.split} split, {a.side} px one-tank mosaics, "
              f"model {a.model})", "", f"Command: `{meta['command']}` (commit {commit})", "",
              f"Candidates: fine tiles at presence >= 0.2, the view centred on their mask peak; on the tank: the peak "
@@ -111,12 +106,7 @@ def main(argv=None) -> int:
              "|---|---|---|" + "---|" * len(LEVELS)]
     lines += [f"| {t['views']} | {'on the tank' if t['on_tank'] else 'look-alikes'} | {t['n']} | "
               + " | ".join(str(t[f'>={v}']) for v in LEVELS) + " |" for t in table]
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, f"{a.name}.json"), "w") as f:
-        json.dump({"meta": meta, "table": table, "rows": rows}, f, indent=1)
-    with open(os.path.join(a.out, f"{a.name}.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_results(a.out, a.name, {"meta": meta, "table": table, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
 

@@ -231,6 +231,29 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def cpu_predictor(model: str):
+    """The model a bench runs: ``model`` as the engine resolves it (a name or a checkpoint path), on the CPU."""
+    from model_core import Predictor
+    from rs2sam2_qgis.pipeline.model_spec import resolve_model
+
+    return Predictor(resolve_model(model, allow_code=True), device="cpu")
+
+
+def recorded_command(script: str, argv) -> str:
+    """The command a results file records: ``script`` run from the repository root with these arguments."""
+    return " ".join(shlex.quote(x) for x in [".venv/bin/python", script, *(argv if argv is not None else sys.argv[1:])])
+
+
+def save_results(out: str, name: str, record: dict, text: str) -> None:
+    """NAME.json (``record``) and NAME.md (``text``, also printed) in ``out``."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump(record, f, indent=1)
+    with open(os.path.join(out, f"{name}.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -248,13 +271,11 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default="raster_referring")
     a = ap.parse_args(argv)
 
-    from model_core import Predictor
     from rs2sam2_qgis.pipeline import SegmentOptions
-    from rs2sam2_qgis.pipeline.model_spec import resolve_model
     from training.datasets.mosaic import build_mosaic, describe_mosaic
 
     commit = _git_commit()  # the code that runs, taken before the (long) run
-    predictor = Predictor(resolve_model(a.model, allow_code=True), device="cpu")
+    predictor = cpu_predictor(a.model)
     options = SegmentOptions(batch_size=a.batch_size)
     if a.presence_threshold is not None:
         options = options.replace(presence_threshold=a.presence_threshold)
@@ -293,21 +314,13 @@ def main(argv=None) -> int:
                 run = next(r for r in big_rows if r["scope"] == scope and r.get("run"))
                 big[scope] = {**qrow, **run}
     summary = summarise(rows)
-    meta = dict(command=" ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/raster_referring.py",
-                                                          *(argv if argv is not None else sys.argv[1:])]),
-                commit=commit, split=a.split, model=a.model, mosaics=a.mosaics, sizes=sizes,
-                unique_colours=a.unique_colours,
-                queries=n_queries,
+    meta = dict(command=recorded_command("bench/raster_referring.py", argv), commit=commit, split=a.split,
+                model=a.model, mosaics=a.mosaics, sizes=sizes, unique_colours=a.unique_colours, queries=n_queries,
                 machine=f"{platform.machine()}, {os.cpu_count()} CPU(s), torch threads "
                         f"{__import__('torch').get_num_threads()}",
                 date=time.strftime("%Y-%m-%d"))
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, f"{a.name}.json"), "w") as f:
-        json.dump({"meta": meta, "summary": summary, "big": big, "rows": rows}, f, indent=1)
-    md = markdown(meta, summary, big)
-    with open(os.path.join(a.out, f"{a.name}.md"), "w") as f:
-        f.write(md)
-    print(md)
+    save_results(a.out, a.name, {"meta": meta, "summary": summary, "big": big, "rows": rows},
+                 markdown(meta, summary, big))
     return 0
 
 

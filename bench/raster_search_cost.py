@@ -13,9 +13,7 @@ Writes NAME.json and NAME.md into --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -26,7 +24,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from raster_referring import _git_commit, one_referent_scene, rasterize, score, write_geotiff  # noqa: E402
+from raster_referring import (  # noqa: E402
+    _git_commit,
+    cpu_predictor,
+    one_referent_scene,
+    rasterize,
+    recorded_command,
+    save_results,
+    score,
+    write_geotiff,
+)
 
 #: the lone tank, a class the generator never draws, a colour no car has (the benchmark's absent kinds)
 QUERIES = ("the storage tank", "the airport runway", "the purple car")
@@ -43,11 +50,9 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default="raster_search_cost")
     a = ap.parse_args(argv)
 
-    from model_core import Predictor
     from rs2sam2_qgis.pipeline import SegmentOptions, segment_raster
-    from rs2sam2_qgis.pipeline.model_spec import resolve_model
     commit = _git_commit()
-    predictor = Predictor(resolve_model(a.model, allow_code=True), device="cpu")
+    predictor = cpu_predictor(a.model)
     rows = []
     with tempfile.TemporaryDirectory(prefix="rs2sam2-bench-") as tmp:
         for seed in _seeds(a.seeds):
@@ -65,9 +70,8 @@ def main(argv=None) -> int:
                                  grid=res.stats.tiles_total, fine_run=res.stats.tiles_run,
                                  windows=res.stats.coarse_windows, seconds=secs))
                 print(rows[-1], file=sys.stderr, flush=True)
-    meta = dict(command=" ".join(shlex.quote(x) for x in [".venv/bin/python", "bench/raster_search_cost.py",
-                                                          *(argv if argv is not None else sys.argv[1:])]),
-                commit=commit, split=a.split, side=a.side, model=a.model, date=time.strftime("%Y-%m-%d"))
+    meta = dict(command=recorded_command("bench/raster_search_cost.py", argv), commit=commit, split=a.split,
+                side=a.side, model=a.model, date=time.strftime("%Y-%m-%d"))
     lines = [f"# Search cost per singular query ({a.split} split, {a.side} px one-tank mosaics, model {a.model})", "",
              f"Command: `{meta['command']}` (commit {commit})", "",
              "| seed | query | polygons | IoU | forwards / grid tiles | fine tiles run | search looks | seconds |",
@@ -81,12 +85,7 @@ def main(argv=None) -> int:
     lines += [f"| {r['seed']} | {r['query']} | {r['polygons']} | {r['iou']:.3f} | {r['forwards']:,} / {r['grid']:,} "
               f"({r['forwards'] / r['grid']:.2f}) | {r['fine_run']:,} | {r['windows']:,} | {r['seconds']:.1f} |"
               for r in rows]
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, f"{a.name}.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    with open(os.path.join(a.out, f"{a.name}.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_results(a.out, a.name, {"meta": meta, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
 
