@@ -24,10 +24,9 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from raster_referring import (  # noqa: E402
-    EXCLUDES,
     _git_commit,
+    bench_mosaics,
     cpu_predictor,
-    pick,
     rasterize,
     recorded_command,
     save_results,
@@ -64,18 +63,15 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from rs2sam2_qgis.pipeline import SegmentOptions, segment_raster
-    from training.datasets.mosaic import build_mosaic, describe_mosaic
 
     commit = _git_commit()
     predictor = cpu_predictor(a.model)
     options = SegmentOptions(batch_size=8, presence_threshold=a.presence_threshold)
-    rng = np.random.default_rng(a.seed)  # drawn exactly as bench/raster_referring.py draws its sentences
+    rng = np.random.default_rng(a.seed)  # as bench/raster_referring.py seeds its sentences
     rows = []
     with tempfile.TemporaryDirectory(prefix="rs2sam2-bench-") as tmp:
-        for i in range(a.mosaics):
-            cells = (2, 3, 4)[i % 3]
-            mosaic = build_mosaic(a.seed, a.split, i, cells, exclude=EXCLUDES[i % len(EXCLUDES)], unique_colours=True)
-            queries = [q for q in pick(describe_mosaic(mosaic, rng), a.per_kind, rng) if q.kind == "class"]
+        for i, mosaic, queries in bench_mosaics(a.seed, a.split, a.mosaics, a.per_kind, rng):
+            queries = [q for q in queries if q.kind == "class"]
             path = os.path.join(tmp, f"mosaic_{i}.tif")
             transform = write_geotiff(path, mosaic.image)
             classes = {o.label: o.cls for o in mosaic.objects}

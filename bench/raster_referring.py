@@ -231,6 +231,19 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def bench_mosaics(seed: int, split: str, count: int, per_kind: int, rng: np.random.Generator,
+                  unique_colours: bool = True):
+    """The benchmark's mosaics in order, each with the sentences drawn for it from ``rng``: (index, mosaic,
+    queries). Every bench that scores these sentences draws them here, so that it sees the same ones."""
+    from training.datasets.mosaic import build_mosaic, describe_mosaic
+
+    for i in range(count):
+        cells = (2, 3, 4)[i % 3]
+        mosaic = build_mosaic(seed, split, i, cells, exclude=EXCLUDES[i % len(EXCLUDES)],
+                              unique_colours=unique_colours)
+        yield i, mosaic, pick(describe_mosaic(mosaic, rng), per_kind, rng)
+
+
 def cpu_predictor(model: str):
     """The model a bench runs: ``model`` as the engine resolves it (a name or a checkpoint path), on the CPU."""
     from model_core import Predictor
@@ -272,7 +285,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from rs2sam2_qgis.pipeline import SegmentOptions
-    from training.datasets.mosaic import build_mosaic, describe_mosaic
+    from training.datasets.mosaic import build_mosaic
 
     commit = _git_commit()  # the code that runs, taken before the (long) run
     predictor = cpu_predictor(a.model)
@@ -282,13 +295,9 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(a.seed)
     rows, sizes, n_queries = [], [], 0
     with tempfile.TemporaryDirectory(prefix="rs2sam2-bench-") as tmp:
-        for i in range(a.mosaics):
-            cells = (2, 3, 4)[i % 3]
-            mosaic = build_mosaic(a.seed, a.split, i, cells, exclude=EXCLUDES[i % len(EXCLUDES)],
-                                  unique_colours=a.unique_colours)
+        for i, mosaic, queries in bench_mosaics(a.seed, a.split, a.mosaics, a.per_kind, rng, a.unique_colours):
             path = os.path.join(tmp, f"mosaic_{i}.tif")
             transform = write_geotiff(path, mosaic.image)
-            queries = pick(describe_mosaic(mosaic, rng), a.per_kind, rng)
             sizes.append(mosaic.labels.shape[0])
             n_queries += len(queries)
             print(f"mosaic {i}: {mosaic.labels.shape[0]} px, {len(queries)} sentences", file=sys.stderr, flush=True)
