@@ -6,7 +6,7 @@ mask peak (second_look.SecondLook: half the tile's side, enlarged), split by whe
 
 Views: the centred one, four shifted by a tenth of its side, four by a fifth, the centred one mirrored
 left-right and top-bottom. Per set of views, how many candidates reach a presence with the lowest of the set: a
-set that the tank passes and look-alikes do not is what a confirmation can rest on (search._confirmed).
+set that the tank passes and look-alikes do not is what a confirmation can rest on (search.search).
 Writes NAME.json and NAME.md into --out.
 """
 from __future__ import annotations

@@ -181,9 +181,9 @@ class PixelCountPresence(ScriptedPresence):
         return np.repeat(np.minimum(blue / 200.0, 1.0)[:, None], pres.shape[1], 1)
 
 
-def test_the_search_finds_a_small_object_the_coarsest_view_barely_shows(tmp_path):
-    """Shrunk 4x, a 16 x 16 blue box shows 16 px (presence 0.08, under the search threshold 0.2): the coarsest level
-    only ranks windows, so the search still opens it, confirms it on a fine tile and skips the empty ones."""
+def test_the_search_finds_a_small_object_the_overview_barely_shows(tmp_path):
+    """Shrunk 4x, a 16 x 16 blue box shows 16 px (presence 0.08): a window's presence does not prune, the peak of its
+    mask is the candidate, so the search confirms the box closer and skips the empty fine tiles."""
     raster = write_raster(tmp_path / "small.tif", rgb_scene(512, 512, [(300, 340, 316, 356, BLUE)], GREY),
                           transform=T)
     counting = PixelCountPresence(ColourModel(64), device="cpu")
@@ -192,10 +192,22 @@ def test_the_search_finds_a_small_object_the_coarsest_view_barely_shows(tmp_path
     (box,) = res.polygons["the blue box"]
     assert abs(_centroid_rc(box)[0] - 308) < 2 and abs(_centroid_rc(box)[1] - 348) < 2
     assert res.stats.tiles_skipped > 0.5 * res.stats.tiles_total
-    # nothing blue: every window ranks at 0, none confirms, no fine tile runs
+    # nothing blue: no candidate holds a closer look, no fine tile runs
     empty = write_raster(tmp_path / "empty.tif", rgb_scene(512, 512, [], GREY), transform=T)
     none = segment_raster(empty, "the blue box", counting, opts)
     assert none.polygons["the blue box"] == [] and none.stats.tiles_skipped == none.stats.tiles_total
+
+
+def test_a_referent_larger_than_a_tile_keeps_every_tile_it_spans(tmp_path):
+    """The search confirms the box at one point; the sure tiles around it, ring by ring, run too, so the polygon
+    is the whole box, and the empty rest of the raster is skipped."""
+    raster = write_raster(tmp_path / "large.tif", rgb_scene(512, 512, [(100, 120, 250, 270, BLUE)], GREY),
+                          transform=T)
+    opts = SegmentOptions(tile=64, overlap=0.0, search_levels=1, presence_threshold=0.5)
+    res = segment_raster(raster, "the blue box", Predictor(ColourModel(64), device="cpu"), opts)
+    (box,) = res.polygons["the blue box"]
+    assert box.geometry.area == pytest.approx(150 * 150, rel=0.02)
+    assert res.stats.tiles_skipped >= res.stats.tiles_total - 16
 
 
 YELLOW = (230, 230, 20)
@@ -212,8 +224,9 @@ class LookAlikePresence(PixelCountPresence):
 
 
 def test_a_sure_tile_without_a_mask_does_not_end_the_search(tmp_path):
-    """Six yellow look-alikes outrank the blue box at every level and their fine tiles are certain of it, but draw
-    no mask: the search must not stop there (the answer would be empty), it goes on to the blue box."""
+    """Six yellow look-alikes are certain (0.99) in every window and tile that shows them, but draw no mask: the
+    search must not stop there (the answer would be empty); it ranks candidates by the mask and goes to the blue
+    box."""
     looks = [(40 + 80 * k, 40 + 70 * (k % 3), 56 + 80 * k, 56 + 70 * (k % 3), YELLOW) for k in range(6)]
     raster = write_raster(tmp_path / "lookalikes.tif",
                           rgb_scene(512, 512, looks + [(420, 440, 436, 456, BLUE)], GREY), transform=T)
@@ -279,8 +292,7 @@ class MarkedLookalike(ScriptedPresence):
 
 
 def test_the_search_passes_over_a_sure_lookalike_and_confirms_a_doubted_referent_closer(tmp_path):
-    """The marked look-alike outranks the plain red box everywhere and its tile is sure of it; a closer look rules
-    it out, so its tiles never run. The plain box's tile is only lukewarm (0.4, under the threshold 0.7); a steady
+    """The marked look-alike's tile is sure of it, but a closer look rules it out, so its tiles never run. The plain box's tile is only lukewarm (0.4, under the threshold 0.7); a steady
     closer look is sure of it, so the search confirms it there and the engine keeps it with that presence."""
     from rs2sam2_qgis.pipeline.search import predict_presence, search
     from rs2sam2_qgis.pipeline.second_look import SecondLook
@@ -295,7 +307,7 @@ def test_the_search_passes_over_a_sure_lookalike_and_confirms_a_doubted_referent
     look = SecondLook(src, 64, lambda w, px, texts: predict_presence(model, px, texts))
     with src.open() as ds:
         found = search(src, ds, Window2D(0, 0, 512, 512), grid, grid, 64, model, {"red box": (True, None)},
-                       levels=2, threshold=0.02, overlap=0.0, batch_size=8, beam=1, confirm=0.7, second_look=look)
+                       levels=2, batch_size=8, beam=1, confirm=0.7, second_look=look)
     fine, promoted = found.fine["red box"], found.promoted["red box"]
     assert (0, 0) not in fine and (384, 384) in fine                      # ruled out; run
     assert promoted == {(384, 384): pytest.approx(0.95)}
@@ -363,13 +375,3 @@ def test_a_plural_is_answered_only_where_a_steady_closer_look_holds_one_of_its_c
         "the red boxes"]) == 1                                                    # per tile: answered
     plain = write_raster(tmp_path / "plain.tif", rgb_scene(256, 256, handed[:1], GREY), transform=T)
     assert len(segment_raster(plain, "the red boxes", model, opts).polygons["the red boxes"]) == 1
-
-
-def test_after_a_confirmation_only_sure_tiles_joined_to_it_run():
-    """An object spanning tiles keeps its sure neighbours (touching or overlapping, in a chain); a tile sure of a
-    look-alike elsewhere, never checked by a closer look, does not join."""
-    from rs2sam2_qgis.pipeline.search import _grown
-
-    sure = {(0, 0), (64, 0), (128, 48), (320, 320)}
-    assert _grown({(0, 0)}, sure, 64) == {(0, 0), (64, 0), (128, 48)}
-    assert _grown({(320, 320)}, sure, 64) == {(320, 320)}

@@ -48,7 +48,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
                    help="extent scope: tiles whose presence is below this give nothing (default: the model's own "
                         "calibrated threshold)")
     p.add_argument("--search-levels", type=int, default=_D.search_levels,
-                   help=f"extent scope: coarse levels searched before the fine tiles for a singular referent "
+                   help=f"extent scope: halvings of the overview in which a singular referent is searched "
                         f"({_D.search_levels}; 0 = run every tile)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--feature-cache", metavar="DIR",

@@ -85,15 +85,10 @@ class SegmentOptions:
     #: extent scope: a tile whose presence (the model's belief that it holds the referent) is below this gives
     #: nothing; None = the model's own calibrated threshold (0.5 for a model without one)
     presence_threshold: float | None = None
-    #: extent scope: pyramid levels above the fine tiles searched for singular referents (0 = run every tile)
-    search_levels: int = 2
-    #: extent scope: below the coarsest level, a window whose presence is below this is not looked into, and a fine
-    #: tile at this or more (under presence_threshold) may still hold a singular referent if a steady closer look
-    #: is sure of it (search._confirmed). Recall first: a lone tank's 2x shrunk view scored 0.001-0.97 with the
-    #: demo of d6181d3 (val probe, bench/results/raster_referring_notes.md); the coarsest level only ranks
-    search_threshold: float = 0.02
-    #: extent scope: windows of the finest coarse level opened together, best first, before their fine tiles are
-    #: checked for the referent (search.search)
+    #: extent scope: halvings of the overview in which singular referents are searched: windows of the tile's side
+    #: times 2 ** search_levels, each shrunk to the model's input (search.search; 0 = run every tile)
+    search_levels: int = 1
+    #: extent scope: the search's candidates checked together by a closer look, best first (search.search)
     search_beam: int = 4
 
     def replace(self, **changes) -> SegmentOptions:
@@ -141,10 +136,8 @@ class SegmentOptions:
         lo, hi = LIMITS["presence_threshold"]
         if self.presence_threshold is not None and not (lo <= float(self.presence_threshold) <= hi):
             raise InputError(f"presence threshold {self.presence_threshold} is out of range; use [{lo}, {hi}]")
-        if not (0.0 <= float(self.search_threshold) < 1.0):
-            raise InputError(f"search threshold {self.search_threshold} is out of range; use [0, 1)")
         if int(self.search_beam) < 1:
-            raise InputError(f"search beam {self.search_beam} must be >= 1 (windows opened together by the search)")
+            raise InputError(f"search beam {self.search_beam} must be >= 1 (candidates the search checks together)")
         if not (0 <= int(self.search_levels) <= 8):
             raise InputError(f"search levels {self.search_levels} out of range; use 0..8 (0 = run every tile)")
         return self

@@ -19,7 +19,7 @@ from .expression import parse_expression
 from .oom import BatchBackoff
 from .options import SegmentOptions
 from .polygonize import Polygonizer, disk_reader, memory_reader, polygonize_canvas
-from .search import CONFIRM_TRIES, predict_presence, prunable, search
+from .search import predict_presence, prunable, search
 from .second_look import SecondLook, sure_absent
 from .selection import deduplicate, pixel_points, select
 from .source import open_source
@@ -166,6 +166,10 @@ def tile_gates(plans: dict, texts: list[str], threshold: float) -> np.ndarray:
     return np.array([min(MEMBER_PRESENCE, threshold) if t in members else threshold for t in texts], np.float32)
 
 
+#: a plural's most present candidates whose steady closer look is tried before the class is held absent (``answer``)
+CONFIRM_TRIES = 3
+
+
 def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, grid: TileGrid, transform: Affine,
            aoi_transform: Affine, aoi, threshold: float, second_look: SecondLook | None = None, ds=None) -> dict:
     """Per query, the candidates its plan keeps over the whole extent (selection.select). A plan that asks every
@@ -176,7 +180,7 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
     that a closer look confirms: an object a singular or counted answer would keep is passed over for the next one
     when a closer window centred on it is sure it is absent, and a plan that asks every member is answered only if
     one of its most present candidates holds a steady closer look (second_look.SecondLook.steady) at
-    ``threshold``, the test a singular's search confirms a tile with (search._confirmed). One tile at the
+    ``threshold``, the test a singular's search confirms a candidate with (search.search). One tile at the
     threshold is a brittle proof that a class is in the scene: an unknown noun ("the swimming pools") can reach it
     on one red roof of the bundled sample, in a model fine-tuned a little (training/README.md, stage 7v)."""
     cands = {t: _with_presence(found[t], presence[:, :, j], grid, transform) for j, t in enumerate(texts)}
@@ -296,8 +300,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
         report(0.0, "searching the extent")
         with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20), src.open() as ds:
             found = search(src, ds, aoi, grid.rows, grid.cols, tile, predictor, search_requests(texts, plans),
-                           levels=int(options.search_levels), threshold=float(options.search_threshold),
-                           overlap=options.overlap, batch_size=options.batch_size,
+                           levels=int(options.search_levels), batch_size=options.batch_size,
                            beam=int(options.search_beam), confirm=presence_threshold,
                            mask_threshold=options.threshold, min_pixels=options.min_pixels, cancelled=cancelled,
                            predict_windows=cached_windows, second_look=second_look)

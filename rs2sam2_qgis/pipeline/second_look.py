@@ -15,9 +15,9 @@ in their grid tiles). So a candidate is dropped only when its closer view is as 
 asks a tile to be sure of presence (``sure_absent``). One forward per candidate a singular or counted answer keeps,
 not per tile.
 
-The search for a singular referent (search._confirmed) and the answer to a plural (run.answer) ask more of it: a
-steady look, the lowest of seven closer views (centred, shifted, mirrored), must reach the threshold before a fine
-tile may end the search, or before a class counts as present in the extent. One view is not enough there: a
+The search for a singular referent (search.search) and the answer to a plural (run.answer) ask more of it: a
+steady look, the lowest of seven closer views (centred, shifted, mirrored), must reach the threshold before a
+candidate may end the search, or before a class counts as present in the extent. One view is not enough there: a
 look-alike's closer view swings with a shift of a few pixels, and on 20 more val mosaics the search stopped at a
 look-alike the single view passed in 10, the steady look in 5, with the demo of d6181d3
 (bench/results/raster_referring_notes.md).
@@ -60,7 +60,7 @@ class SecondLook:
     referent holds: on the val split's one-tank mosaics (30 seeds, 97 candidates; bench/results/closer_views.md)
     the lowest of the seven views reached 0.85 for 57 of the tank's 59 candidates and for none of 38 look-alikes,
     against 59 and 12 for the centred view alone (58 and 1 without the mirrors). Up to seven forwards a candidate:
-    the search's test of a fine tile that would confirm a singular referent (search._confirmed) and of a plural's
+    the search's test of a candidate that would confirm a singular referent (search.search) and of a plural's
     most present candidates (run.answer); the veto of a singular or counted answer keeps the centred view."""
 
     def __init__(self, src, tile: int, predict_windows: Callable, batch_size: int = 8,
