@@ -54,7 +54,7 @@ class RunStats:
     feature_cache_hits: int = 0      # tiles whose features came from the feature cache (memory or disk)
     scope: str = ""                  # "extent" or "tile"
     tiles_skipped: int = 0           # fine tiles the coarse-to-fine search did not need (extent scope)
-    coarse_windows: int = 0          # pyramid windows and fine tiles looked at by the search (extent scope)
+    coarse_windows: int = 0          # overview windows and fine tiles looked at by the search (extent scope)
     forwards: int = 0                # model forwards, one per (tile or window, text) pair
     second_looks: int = 0            # of those, closer windows centred on candidates to judge them (second_look.py)
     plans: dict = field(default_factory=dict)  # query -> how it was read (extent scope)

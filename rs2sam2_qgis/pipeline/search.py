@@ -11,12 +11,14 @@ of the raster. A part of the extent named by the expression ("in the top left") 
 part. Expressions that need every candidate of the extent (plurals, counts, superlatives, extremes, relations) run
 the whole fine grid: pruning could drop the one that answers them.
 
-Why the mask's peak and not the window's presence: shrunk 2x, a small referent barely shows. On 20 val one-tank
-mosaics (4096 px, seeds 15-34; probe, not committed) the lone tank's 2x window scored presence 0.000-0.97, under
-0.02 in three, and the pyramid this replaced (4x windows ranking, 2x windows at 0.02 or more opened, fine tiles
-under them) lost it in two; yet the peak of the tank's 2x window lay on the tank in every one, its closer look held
-in 18, and ranked by the peak's certainty the tank came first to 12th in 18 of 19 (89th in one), at 0.14-0.20x the
-fine grid's forwards (the pyramid: median 0.38x, bench/results/raster_search_cost_val20.md).
+Why the mask's peak and not the window's presence: shrunk 2x, a small referent barely shows. The lone tank of val
+seed 16 (148 px) scores presence 0.000 in its 2x window, and the pyramid this search replaced (4x windows ranking,
+2x windows at presence 0.02 or more opened, fine tiles under them) ended without it
+(bench/results/raster_search_cost_val20.md at 9463462). Yet the peak of a small referent's 2x window lies on it: on
+20 val one-tank mosaics (4096 px, seeds 15-34; probe of the design, not committed) a window's peak lay on the tank
+in all 20, and ranked by the peak's certainty the tank came 1st to 12th of 256 in 19 (90th in one). The search built
+on it answers 19 of the 20 (the pyramid: 18) at 0.15-0.20x the fine grid's forwards (median 0.38x;
+bench/results/raster_search_cost_val20.md).
 """
 from __future__ import annotations
 
@@ -74,7 +76,7 @@ def _overlaps(row: int, col: int, size: int, w: Window2D) -> bool:
 
 
 def prunable(plan: ReferringPlan) -> bool:
-    """A singular referent with no rule over all candidates: its search may stop where the pyramid finds nothing."""
+    """A singular referent with no rule over all candidates: its search may stop at the first candidate that holds."""
     return plan.cardinality == ONE and not plan.ranks_all
 
 

@@ -73,7 +73,7 @@ class RasterSource:
     def read(self, ds, row: int, col: int, height: int, width: int, out_size: int | None = None):
         """Grid window (may extend past the raster: padded, invalid there) -> (rgb uint8 [h,w,3], valid bool [h,w]).
         ``out_size``: return the window shrunk to out_size x out_size pixels instead (area-averaged, read through
-        GDAL's overviews when the file has them): the coarse levels of whole-extent search."""
+        GDAL's overviews when the file has them): the overview of whole-extent search."""
         oh, ow = (height, width) if out_size is None else (int(out_size), int(out_size))
         fy, fx = oh / height, ow / width
         rgb = np.zeros((oh, ow, 3), np.uint8)
