@@ -375,3 +375,20 @@ def test_a_plural_is_answered_only_where_a_steady_closer_look_holds_one_of_its_c
         "the red boxes"]) == 1                                                    # per tile: answered
     plain = write_raster(tmp_path / "plain.tif", rgb_scene(256, 256, handed[:1], GREY), transform=T)
     assert len(segment_raster(plain, "the red boxes", model, opts).polygons["the red boxes"]) == 1
+
+
+def test_an_overview_window_offers_each_object_its_mask_draws_not_only_the_surest():
+    """Three blobs: the surest, one where the mask draws (0.6) and one where it does not (0.3): the window offers the
+    first two, highest first, one point each; a map that draws nothing still offers its highest point (a small
+    referent shrunk 2x)."""
+    from rs2sam2_qgis.pipeline.search import mask_peaks
+
+    prob = np.zeros((64, 64), np.float32)
+    prob[10:20, 10:20] = 0.9
+    prob[12, 15] = 0.95
+    prob[40:44, 40:44] = 0.6
+    prob[5, 50] = 0.3
+    assert mask_peaks(prob, 0.5) == [(12, 15, pytest.approx(0.95)), (40, 40, pytest.approx(0.6))]
+    faint = np.full((64, 64), 0.01, np.float32)
+    faint[30, 31] = 0.02
+    assert mask_peaks(faint, 0.5) == [(30, 31, pytest.approx(0.02))]

@@ -134,9 +134,9 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
         look(overview, side, searched)
         for t in searched:
             area = areas[t]
-            mine = sorted((w for w in overview if _overlaps(*w, side, area)), key=lambda w: -look.certainty[(t, w)])
-            points = [look.peaks[(t, w)] for w in mine]
-            points = [p for p in points if area.row <= p[0] < area.row_end and area.col <= p[1] < area.col_end]
+            peaks = [pk for w in overview if _overlaps(*w, side, area) for pk in look.peaks[(t, w)]
+                     if area.row <= pk[0] < area.row_end and area.col <= pk[1] < area.col_end]
+            points = [(r, c) for r, c, _ in sorted(peaks, key=lambda pk: -pk[2])]
             held = _first_held(second_look, t, points, confirm, beam, ds)
             res.fine[t], res.promoted[t] = _around(look, t, held, area, tile, fine_rows, fine_cols, confirm)
     for t, (_, region) in texts.items():
@@ -148,15 +148,14 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
 
 class _Looker:
     """Presence of windows for texts, each batch of windows read once (shrunk to the model's input) and run for
-    all the texts asked; notes where each window's mask is most sure, and how sure."""
+    all the texts asked; notes where each window's mask peaks, and how sure it is there."""
 
     def __init__(self, src, ds, predictor, batch_size, cancelled, predict_windows, res: SearchResult,
                  mask_threshold: float = 0.5, min_pixels: int = 1):
         self.src, self.ds, self.predictor, self.batch_size = src, ds, predictor, batch_size
         self.cancelled, self.predict_windows, self.res = cancelled, predict_windows, res
         self.mask_threshold, self.min_pixels = mask_threshold, max(1, int(min_pixels))
-        self.peaks: dict = {}      # (text, window) -> (row, col) of its mask's highest probability
-        self.certainty: dict = {}  # (text, window) -> that probability
+        self.peaks: dict = {}  # (text, window) -> [(row, col, probability)] of its mask's peaks (mask_peaks)
 
     def __call__(self, windows: list[tuple[int, int]], side: int, texts: list[str], masked: bool = False) -> dict:
         """text -> {window: presence}; ``masked``: 0 for a window whose mask holds fewer than ``min_pixels`` pixels
@@ -185,13 +184,35 @@ class _Looker:
 
     def _note_peaks(self, batch: list[tuple[int, int]], side: int, texts: list[str], prob: np.ndarray) -> None:
         h, w = prob.shape[-2:]
-        flat = prob.reshape(*prob.shape[:2], -1)
-        best = flat.argmax(-1)
         for k, (r, c) in enumerate(batch):
             for j, t in enumerate(texts):
-                iy, ix = divmod(int(best[k, j]), w)
-                self.peaks[(t, (r, c))] = (r + (iy + 0.5) * side / h, c + (ix + 0.5) * side / w)
-                self.certainty[(t, (r, c))] = float(flat[k, j, best[k, j]])
+                self.peaks[(t, (r, c))] = [(r + (iy + 0.5) * side / h, c + (ix + 0.5) * side / w, v)
+                                           for iy, ix, v in mask_peaks(prob[k, j], self.mask_threshold)]
+
+
+#: the most candidates one overview window offers: its mask's highest point, and other peaks where the mask draws
+PEAKS_PER_WINDOW = 3
+
+
+def mask_peaks(prob: np.ndarray, floor: float, most: int = PEAKS_PER_WINDOW) -> list[tuple[int, int, float]]:
+    """(row, col, probability) of a probability map's peaks, highest first: its highest point, then up to
+    ``most - 1`` more at ``floor`` or above, each the highest left once an eighth of the map's side around the
+    peaks before it is set aside. One object per peak: a window of several look-alikes (gray roofs, one of them "the
+    gray-roofed house") offers each of them, not only the one the mask is surest of."""
+    h, w = prob.shape
+    rest = np.array(prob, np.float32, copy=True)
+    radius = max(1, min(h, w) // 8)
+    out: list = []
+    while len(out) < most:
+        iy, ix = divmod(int(rest.argmax()), w)
+        v = float(rest[iy, ix])
+        if out and v < floor:
+            break
+        out.append((iy, ix, float(prob[iy, ix])))
+        rest[max(0, iy - radius):iy + radius + 1, max(0, ix - radius):ix + radius + 1] = -np.inf
+        if not np.isfinite(rest).any():
+            break
+    return out
 
 
 def _first_held(second_look: SecondLook, text: str, points: list, confirm: float, beam: int, ds) -> dict:
