@@ -380,7 +380,7 @@ def test_a_plural_is_answered_only_where_a_steady_closer_look_holds_one_of_its_c
 def test_an_overview_window_offers_each_object_its_mask_draws_not_only_the_surest():
     """Three blobs: the surest, one where the mask draws (0.6) and one where it does not (0.3): the window offers the
     first two, highest first, one point each; a map that draws nothing still offers its highest point (a small
-    referent shrunk 2x)."""
+    referent shrunk 2x); pixels off the data are never offered."""
     from rs2sam2_qgis.pipeline.search import mask_peaks
 
     prob = np.zeros((64, 64), np.float32)
@@ -392,3 +392,8 @@ def test_an_overview_window_offers_each_object_its_mask_draws_not_only_the_sures
     faint = np.full((64, 64), 0.01, np.float32)
     faint[30, 31] = 0.02
     assert mask_peaks(faint, 0.5) == [(30, 31, pytest.approx(0.02))]
+    half = np.full((64, 64), 0.01, np.float32)
+    half[20, 5], half[40, 50] = 0.9, 0.2
+    half[:, :32] = -1.0                                         # the left half off the raster's data
+    assert mask_peaks(half, 0.5) == [(40, 50, pytest.approx(0.2))]
+    assert mask_peaks(np.full((8, 8), -1.0, np.float32), 0.5) == []

@@ -4,12 +4,13 @@ Presence comes from the predictor (``predict(..., presence=True)``: the model fa
 pseudo-mask peak) or, for predictors without it, from the tile's highest probability.
 
 The search looks at the extent once, in overview windows laid side by side, each ``2 ** levels`` times the tile's side
-and shrunk to the model's input. Each window offers one candidate: the point its mask is most sure of. The candidates
-are checked best first (by that certainty) with a steady closer look (second_look.SecondLook.steady), and the first
-that holds ends the search: the fine grid runs only on the tiles around it, so the cost follows the referent instead
-of the raster. A part of the extent named by the expression ("in the top left") restricts the candidates to that
-part. Expressions that need every candidate of the extent (plurals, counts, superlatives, extremes, relations) run
-the whole fine grid: pruning could drop the one that answers them.
+and shrunk to the model's input. Each window offers its candidates: the point its mask is most sure of, and up to two
+more peaks where the mask draws (``mask_peaks``). The candidates are checked best first (by that certainty) with a
+steady closer look (second_look.SecondLook.steady), and the first that holds ends the search: the fine grid runs only
+on the tiles around it, so the cost follows the referent instead of the raster. A part of the extent named by the
+expression ("in the top left") restricts the candidates to that part. Expressions that need every candidate of the
+extent (plurals, counts, superlatives, extremes, relations) run the whole fine grid: pruning could drop the one that
+answers them.
 
 Why the mask's peak and not the window's presence: shrunk 2x, a small referent barely shows. The lone tank of val
 seed 16 (148 px) scores presence 0.000 in its 2x window, and the pyramid this search replaced (4x windows ranking,
@@ -115,7 +116,7 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     """Decide which fine tiles each model text needs. ``texts``: model text -> (searched: bool, region or None).
 
     A searched text is one object. The overview windows (``overview_side``, side by side) are read and run once for
-    all searched texts; each window's candidate for a text is the point of its mask with the highest probability.
+    all searched texts; each window's candidates for a text are its mask's peaks on valid pixels (``mask_peaks``).
     The candidates in the text's area are checked ``beam`` at a time, the most certain first, by a steady closer
     look at ``confirm`` (``second_look``: the lowest presence of seven views centred on the point, one view where the
     centred one falls short). The first batch where some hold ends the search: the fine tiles that contain a held
@@ -175,19 +176,23 @@ class _Looker:
             if masked:
                 drawn = (prob >= self.mask_threshold).reshape(*p.shape, -1).sum(-1)
                 p = np.where(drawn >= self.min_pixels, p, 0.0)
-            self._note_peaks(batch, side, texts, prob)
+            self._note_peaks(batch, side, texts, prob, [valid for _, valid in reads])
             self.res.windows_read += len(batch)
             self.res.forwards += len(batch) * len(texts)
             for j, t in enumerate(texts):
                 out[t].update({w: float(p[k, j]) for k, w in enumerate(batch)})
         return out
 
-    def _note_peaks(self, batch: list[tuple[int, int]], side: int, texts: list[str], prob: np.ndarray) -> None:
+    def _note_peaks(self, batch: list[tuple[int, int]], side: int, texts: list[str], prob: np.ndarray,
+                    valids: list[np.ndarray]) -> None:
+        """Each window's peaks on its valid pixels (none off the raster or on nodata: no candidate there)."""
         h, w = prob.shape[-2:]
         for k, (r, c) in enumerate(batch):
+            off = ~valids[k] if valids[k].shape == (h, w) else np.zeros((h, w), bool)
             for j, t in enumerate(texts):
+                on_data = np.where(off, -1.0, prob[k, j])
                 self.peaks[(t, (r, c))] = [(r + (iy + 0.5) * side / h, c + (ix + 0.5) * side / w, v)
-                                           for iy, ix, v in mask_peaks(prob[k, j], self.mask_threshold)]
+                                           for iy, ix, v in mask_peaks(on_data, self.mask_threshold)]
 
 
 #: the most candidates one overview window offers: its mask's highest point, and other peaks where the mask draws
@@ -198,20 +203,19 @@ def mask_peaks(prob: np.ndarray, floor: float, most: int = PEAKS_PER_WINDOW) -> 
     """(row, col, probability) of a probability map's peaks, highest first: its highest point, then up to
     ``most - 1`` more at ``floor`` or above, each the highest left once an eighth of the map's side around the
     peaks before it is set aside. One object per peak: a window of several look-alikes (gray roofs, one of them "the
-    gray-roofed house") offers each of them, not only the one the mask is surest of."""
+    gray-roofed house") offers each of them, not only the one the mask is surest of. A negative value marks a pixel
+    not to offer (off the raster's data)."""
     h, w = prob.shape
-    rest = np.array(prob, np.float32, copy=True)
+    rest = np.array(prob, np.float32, copy=True)  # negative: not a pixel to offer (off the data)
     radius = max(1, min(h, w) // 8)
     out: list = []
     while len(out) < most:
         iy, ix = divmod(int(rest.argmax()), w)
         v = float(rest[iy, ix])
-        if out and v < floor:
+        if v < 0 or (out and v < floor):
             break
         out.append((iy, ix, float(prob[iy, ix])))
         rest[max(0, iy - radius):iy + radius + 1, max(0, ix - radius):ix + radius + 1] = -np.inf
-        if not np.isfinite(rest).any():
-            break
     return out
 
 
