@@ -397,3 +397,29 @@ def test_an_overview_window_offers_each_object_its_mask_draws_not_only_the_sures
     half[:, :32] = -1.0                                         # the left half off the raster's data
     assert mask_peaks(half, 0.5) == [(40, 50, pytest.approx(0.2))]
     assert mask_peaks(np.full((8, 8), -1.0, np.float32), 0.5) == []
+
+
+def test_a_held_candidate_counts_only_where_its_fine_tile_draws_near_it():
+    """The search's last check of a candidate (search._Looker.draws_at): the fine tile holding the point most
+    centrally must draw a mask within an eighth of its side; that tile is looked at once."""
+    from types import SimpleNamespace
+
+    from rs2sam2_qgis.pipeline.search import SearchResult, _Looker
+
+    asked = []
+
+    def predict_windows(windows, px, texts):
+        asked.extend(windows)
+        prob = np.zeros((len(windows), len(texts), 64, 64), np.float32)
+        prob[:, :, 10:15, 10:15] = 0.9                          # each tile draws one small blob near its corner
+        return prob, np.full((len(windows), len(texts)), 0.9, np.float32)
+
+    src = SimpleNamespace(read=lambda ds, r, c, h, w, out_size=None: (np.zeros((h, w, 3), np.uint8),
+                                                                       np.ones((h, w), bool)))
+    look = _Looker(src, None, SimpleNamespace(input_size=64), 8, lambda: False, predict_windows, SearchResult(),
+                   0.5, 4)
+    fine = [(0, 0), (0, 64), (64, 0), (64, 64)]
+    assert look.draws_at((16, 18), "t", fine, 64)               # 4-6 px from the blob of tile (0, 0)
+    assert not look.draws_at((40, 40), "t", fine, 64)           # the same tile, 26 px away: nothing drawn near
+    assert look.draws_at((80, 75), "t", fine, 64)               # tile (64, 64)'s blob
+    assert asked == [(0, 0, 64), (64, 64, 64)]

@@ -119,8 +119,9 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     all searched texts; each window's candidates for a text are its mask's peaks on valid pixels (``mask_peaks``).
     The candidates in the text's area are checked ``beam`` at a time, the most certain first, by a steady closer
     look at ``confirm`` (``second_look``: the lowest presence of seven views centred on the point, one view where the
-    centred one falls short). The first batch where some hold ends the search: the fine tiles that contain a held
-    point run, with that look's presence, and so do the tiles at ``confirm`` joined to them, which hold the rest of
+    centred one falls short) and by the fine tile around the point, whose mask must draw near it (``_Looker.draws_at``:
+    a closer look can be sure where the tile's mask draws another object or nothing, and the answer would then be
+    empty). The first batch where some hold ends the search: the fine tiles that contain a held point run, with that look's presence, and so do the tiles at ``confirm`` joined to them, which hold the rest of
     an object larger than a tile (``_around``). Where none holds the text is absent: no fine tile runs. A window's
     own presence does not prune: a small referent shrunk 2x may score 0.000 there while its mask's peak still lies
     on it (the module's docstring). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of
@@ -133,13 +134,17 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
         look = _Looker(src, ds, predictor, batch_size, cancelled, predict_windows, res, mask_threshold, min_pixels)
         overview = [w for w in _windows(aoi, side, 0.0) if any(_overlaps(*w, side, areas[t]) for t in searched)]
         look(overview, side, searched)
-        for t in searched:
-            area = areas[t]
+        for t, (_, region) in texts.items():
+            if t not in searched:
+                continue
+            area, inside = areas[t], region_window(aoi, region, 0)  # the answer keeps objects inside the region
             peaks = [pk for w in overview if _overlaps(*w, side, area) for pk in look.peaks[(t, w)]
-                     if area.row <= pk[0] < area.row_end and area.col <= pk[1] < area.col_end]
+                     if inside.row <= pk[0] < inside.row_end and inside.col <= pk[1] < inside.col_end]
             points = [(r, c) for r, c, _ in sorted(peaks, key=lambda pk: -pk[2])]
-            held = _first_held(second_look, t, points, confirm, beam, ds)
-            res.fine[t], res.promoted[t] = _around(look, t, held, area, tile, fine_rows, fine_cols, confirm)
+            fine = [(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, area)]
+            held = _first_held(second_look, t, points, confirm, beam, ds,
+                               lambda pt, t=t, fine=fine: look.draws_at(pt, t, fine, tile))
+            res.fine[t], res.promoted[t] = _around(look, t, held, fine, tile, confirm)
     for t, (_, region) in texts.items():
         if t not in res.fine:  # not searched: every tile, or those of its region
             res.fine[t] = None if region is None else {
@@ -157,6 +162,7 @@ class _Looker:
         self.cancelled, self.predict_windows, self.res = cancelled, predict_windows, res
         self.mask_threshold, self.min_pixels = mask_threshold, max(1, int(min_pixels))
         self.peaks: dict = {}  # (text, window) -> [(row, col, probability)] of its mask's peaks (mask_peaks)
+        self.masks: dict = {}  # (text, window) -> its mask (bool), for the windows looked at ``masked``
 
     def __call__(self, windows: list[tuple[int, int]], side: int, texts: list[str], masked: bool = False) -> dict:
         """text -> {window: presence}; ``masked``: 0 for a window whose mask holds fewer than ``min_pixels`` pixels
@@ -174,14 +180,32 @@ class _Looker:
                 prob, p = predict_presence(self.predictor, px, texts)
             prob = np.asarray(prob)
             if masked:
-                drawn = (prob >= self.mask_threshold).reshape(*p.shape, -1).sum(-1)
-                p = np.where(drawn >= self.min_pixels, p, 0.0)
+                mask = prob >= self.mask_threshold
+                p = np.where(mask.reshape(*p.shape, -1).sum(-1) >= self.min_pixels, p, 0.0)
+                self.masks.update({(t, w): mask[k, j] for k, w in enumerate(batch) for j, t in enumerate(texts)})
             self._note_peaks(batch, side, texts, prob, [valid for _, valid in reads])
             self.res.windows_read += len(batch)
             self.res.forwards += len(batch) * len(texts)
             for j, t in enumerate(texts):
                 out[t].update({w: float(p[k, j]) for k, w in enumerate(batch)})
         return out
+
+    def draws_at(self, point: tuple[float, float], text: str, fine: list[tuple[int, int]], tile: int) -> bool:
+        """Whether the fine tile of ``fine`` that holds ``point`` most centrally draws a mask of at least
+        ``min_pixels`` within an eighth of the tile's side of it (the tile is looked at once)."""
+        r, c = point
+        holding = [w for w in fine if w[0] <= r < w[0] + tile and w[1] <= c < w[1] + tile]
+        if not holding:
+            return False
+        w = min(holding, key=lambda w: abs(w[0] + tile / 2 - r) + abs(w[1] + tile / 2 - c))
+        if (text, w) not in self.masks:
+            self([w], tile, [text], masked=True)
+        mask = self.masks[(text, w)]
+        h, wd = mask.shape
+        fy, fx = h / tile, wd / tile
+        near = max(1, int(round(tile / 8 * fy)))
+        iy, ix = int((r - w[0]) * fy), int((c - w[1]) * fx)
+        return int(mask[max(0, iy - near):iy + near + 1, max(0, ix - near):ix + near + 1].sum()) >= self.min_pixels
 
     def _note_peaks(self, batch: list[tuple[int, int]], side: int, texts: list[str], prob: np.ndarray,
                     valids: list[np.ndarray]) -> None:
@@ -219,26 +243,26 @@ def mask_peaks(prob: np.ndarray, floor: float, most: int = PEAKS_PER_WINDOW) -> 
     return out
 
 
-def _first_held(second_look: SecondLook, text: str, points: list, confirm: float, beam: int, ds) -> dict:
+def _first_held(second_look: SecondLook, text: str, points: list, confirm: float, beam: int, ds,
+                draws: Callable[[tuple], bool]) -> dict:
     """{point: presence} of the first ``beam`` candidates (in order) of which some hold a steady closer look at
-    ``confirm``; empty where none of ``points`` does."""
+    ``confirm`` and ``draws`` (the fine tile's mask draws there); empty where none of ``points`` does."""
     for i in range(0, len(points), max(1, beam)):
         batch = points[i:i + max(1, beam)]
         got = second_look.steady(batch, text, confirm, ds)
-        held = {pt: float(p) for pt, p in zip(batch, got) if p >= confirm}
+        held = {pt: float(p) for pt, p in zip(batch, got) if p >= confirm and draws(pt)}
         if held:
             return held
     return {}
 
 
-def _around(look: _Looker, text: str, held: dict, area: Window2D, tile: int, fine_rows, fine_cols,
+def _around(look: _Looker, text: str, held: dict, fine: list[tuple[int, int]], tile: int,
             confirm: float) -> tuple[set, dict]:
     """The fine tiles to run for a referent found at the ``held`` points, and those promoted
-    (``SearchResult.promoted``): the tiles of ``area`` that contain a held point, with its closer look's presence,
-    then, looked at in rings, the tiles at ``confirm`` that touch or overlap one already kept: the rest of an object
+    (``SearchResult.promoted``): the tiles of ``fine`` (those of the text's area) that contain a held point, with its
+    closer look's presence, then, looked at in rings, the tiles at ``confirm`` that touch or overlap one already kept: the rest of an object
     larger than a tile. A tile sure of a look-alike elsewhere, never checked closer, does not join (run.py gates a
     singular's tiles at ``confirm`` and runs only these)."""
-    fine = [(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, area)]
     promoted: dict = {}
     for (pr, pc), p in held.items():
         for r, c in fine:
