@@ -260,8 +260,8 @@ def _around(look: _Looker, text: str, held: dict, fine: list[tuple[int, int]], t
             confirm: float) -> tuple[set, dict]:
     """The fine tiles to run for a referent found at the ``held`` points, and those promoted
     (``SearchResult.promoted``): the tiles of ``fine`` (those of the text's area) that contain a held point, with its
-    closer look's presence, then, looked at in rings, the tiles at ``confirm`` that touch or overlap one already kept: the rest of an object
-    larger than a tile. A tile sure of a look-alike elsewhere, never checked closer, does not join (run.py gates a
+    closer look's presence, then, looked at in rings, the tiles at ``confirm`` that touch or overlap one already
+    kept: the rest of an object larger than a tile. A tile sure of a look-alike elsewhere, never checked closer, does not join (run.py gates a
     singular's tiles at ``confirm`` and runs only these)."""
     promoted: dict = {}
     for (pr, pc), p in held.items():
