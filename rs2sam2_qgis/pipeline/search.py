@@ -113,15 +113,15 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
            texts: dict, *, levels: int, batch_size: int, second_look: SecondLook, beam: int = 4,
            confirm: float = 0.5, mask_threshold: float = 0.5, min_pixels: int = 1,
            cancelled: Callable[[], bool] = lambda: False, predict_windows: Callable | None = None) -> SearchResult:
-    """Decide which fine tiles each model text needs. ``texts``: model text -> (searched: bool, region or None).
-
-    A searched text is one object. The overview windows (``overview_side``, side by side) are read and run once for
+    """Decide which fine tiles each model text needs. ``texts``: model text -> (searched: bool, region or None). A
+    searched text is one object. The overview windows (``overview_side``, side by side) are read and run once for
     all searched texts; each window's candidates for a text are its mask's peaks on valid pixels (``mask_peaks``).
     The candidates in the text's area are checked ``beam`` at a time, the most certain first, by a steady closer
-    look at ``confirm`` (``second_look``: the lowest presence of seven views centred on the point, one view where the
-    centred one falls short) and by the fine tile around the point, whose mask must draw near it (``_Looker.draws_at``:
-    a closer look can be sure where the tile's mask draws another object or nothing, and the answer would then be
-    empty). The first batch where some hold ends the search: the fine tiles that contain a held point run, with that look's presence, and so do the tiles at ``confirm`` joined to them, which hold the rest of
+    look at ``confirm`` (``second_look``: the lowest presence of seven views centred on the point, one view where
+    the centred one falls short) and by the fine tile around the point, whose mask must draw near it
+    (``_Looker.draws_at``: a closer look can be sure where the tile's mask draws another object or nothing, and the
+    answer would then be empty). The first batch where some hold ends the search: the fine tiles that contain a held
+    point run, with that look's presence, and so do the tiles at ``confirm`` joined to them, which hold the rest of
     an object larger than a tile (``_around``). Where none holds the text is absent: no fine tile runs. A window's
     own presence does not prune: a small referent shrunk 2x may score 0.000 there while its mask's peak still lies
     on it (the module's docstring). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of
@@ -259,10 +259,10 @@ def _first_held(second_look: SecondLook, text: str, points: list, confirm: float
 def _around(look: _Looker, text: str, held: dict, fine: list[tuple[int, int]], tile: int,
             confirm: float) -> tuple[set, dict]:
     """The fine tiles to run for a referent found at the ``held`` points, and those promoted
-    (``SearchResult.promoted``): the tiles of ``fine`` (those of the text's area) that contain a held point, with its
-    closer look's presence, then, looked at in rings, the tiles at ``confirm`` that touch or overlap one already
-    kept: the rest of an object larger than a tile. A tile sure of a look-alike elsewhere, never checked closer, does not join (run.py gates a
-    singular's tiles at ``confirm`` and runs only these)."""
+    (``SearchResult.promoted``): the tiles of ``fine`` (those of the text's area) that contain a held point, with
+    its closer look's presence, then, looked at in rings, the tiles at ``confirm`` that touch or overlap one already
+    kept: the rest of an object larger than a tile. A tile sure of a look-alike elsewhere, never checked closer,
+    does not join (run.py gates a singular's tiles at ``confirm`` and runs only these)."""
     promoted: dict = {}
     for (pr, pc), p in held.items():
         for r, c in fine:
