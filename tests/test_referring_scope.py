@@ -423,3 +423,19 @@ def test_a_held_candidate_counts_only_where_its_fine_tile_draws_near_it():
     assert not look.draws_at((40, 40), "t", fine, 64)           # the same tile, 26 px away: nothing drawn near
     assert look.draws_at((80, 75), "t", fine, 64)               # tile (64, 64)'s blob
     assert asked == [(0, 0, 64), (64, 64, 64)]
+
+
+def test_the_search_looks_for_a_singular_referent_only_inside_the_mask_polygon(tmp_path):
+    """Two blue boxes; the analysis is masked to the triangle below the raster's anti-diagonal, whose bounding box
+    is the whole raster. The box outside ranks first, but only
+    points inside the mask are candidates, so the search finds the one inside (stopping outside would answer
+    nothing: the fine tiles draw no pixel outside the mask)."""
+    boxes = [(20, 20, 36, 36, BLUE), (200, 200, 216, 216, BLUE)]
+    raster = write_raster(tmp_path / "two.tif", rgb_scene(256, 256, boxes, GREY), transform=T)
+    triangle = shapely.Polygon([T * (0, 256), T * (256, 256), T * (256, 0)])
+    opts = SegmentOptions(tile=64, overlap=0.0, search_levels=1, presence_threshold=0.5, search_beam=1,
+                          mask_geometry=triangle)
+    res = segment_raster(raster, "the blue box", Predictor(ColourModel(64), device="cpu"), opts)
+    (box,) = res.polygons["the blue box"]
+    assert abs(_centroid_rc(box)[0] - 208) < 2 and abs(_centroid_rc(box)[1] - 208) < 2
+    assert res.stats.tiles_skipped > 0

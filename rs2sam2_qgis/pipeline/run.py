@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import rasterio
+import shapely
 from affine import Affine
 
 from .batching import Prefetcher, batched
@@ -303,7 +304,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                            levels=int(options.search_levels), batch_size=options.batch_size,
                            beam=int(options.search_beam), confirm=presence_threshold,
                            mask_threshold=options.threshold, min_pixels=options.min_pixels, cancelled=cancelled,
-                           predict_windows=cached_windows, second_look=second_look)
+                           predict_windows=cached_windows, second_look=second_look,
+                           analysed=None if mask_geom is None else lambda rows, cols: shapely.contains_xy(
+                               mask_geom, *(transform * (cols, rows))))
         fine_needed, promoted = found.fine, found.promoted
         stats.coarse_windows, stats.forwards = found.windows_read, found.forwards
         searched_valid = found.windows_valid > 0 or not found.windows_read

@@ -112,7 +112,8 @@ def _windows(aoi: Window2D, side: int, overlap: float) -> list[tuple[int, int]]:
 def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence[int], tile: int, predictor,
            texts: dict, *, levels: int, batch_size: int, second_look: SecondLook, beam: int = 4,
            confirm: float = 0.5, mask_threshold: float = 0.5, min_pixels: int = 1,
-           cancelled: Callable[[], bool] = lambda: False, predict_windows: Callable | None = None) -> SearchResult:
+           cancelled: Callable[[], bool] = lambda: False, predict_windows: Callable | None = None,
+           analysed: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> SearchResult:
     """Decide which fine tiles each model text needs. ``texts``: model text -> (searched: bool, region or None). A
     searched text is one object. The overview windows (``overview_side``, side by side) are read and run once for
     all searched texts; each window's candidates for a text are its mask's peaks on valid pixels (``mask_peaks``).
@@ -125,7 +126,8 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     an object larger than a tile (``_around``). Where none holds the text is absent: no fine tile runs. A window's
     own presence does not prune: a small referent shrunk 2x may score 0.000 there while its mask's peak still lies
     on it (the module's docstring). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of
-    windows is predicted (the engine's feature cache); default: the predictor directly."""
+    windows is predicted (the engine's feature cache); default: the predictor directly. ``analysed(rows, cols)``:
+    which grid points the analysis covers (a mask polygon's inside; default: all), the only candidates offered."""
     res = SearchResult()
     areas = {t: region_window(aoi, region, tile) for t, (_, region) in texts.items()}
     searched = [t for t, (s, _) in texts.items() if s]
@@ -141,6 +143,9 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
             peaks = [pk for w in overview if _overlaps(*w, side, area) for pk in look.peaks[(t, w)]
                      if inside.row <= pk[0] < inside.row_end and inside.col <= pk[1] < inside.col_end]
             points = [(r, c) for r, c, _ in sorted(peaks, key=lambda pk: -pk[2])]
+            if analysed is not None and points:
+                rows, cols = np.array(points, np.float64).T
+                points = [pt for pt, ok in zip(points, analysed(rows, cols)) if ok]
             fine = [(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, area)]
             held = _first_held(second_look, t, points, confirm, beam, ds,
                                lambda pt, t=t, fine=fine: look.draws_at(pt, t, fine, tile))
