@@ -135,26 +135,28 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     if side:
         look = _Looker(src, ds, predictor, batch_size, cancelled, predict_windows, res, mask_threshold, min_pixels)
         overview = [w for w in _windows(aoi, side, 0.0) if any(_overlaps(*w, side, areas[t]) for t in searched)]
-        look(overview, side, searched)
-        for t, (_, region) in texts.items():
-            if t not in searched:
-                continue
-            area, inside = areas[t], region_window(aoi, region, 0)  # the answer keeps objects inside the region
+        look(overview, side, searched, peaks=True)
+        for t in searched:
+            area, inside = areas[t], region_window(aoi, texts[t][1], 0)  # the answer keeps objects inside it
             peaks = [pk for w in overview if _overlaps(*w, side, area) for pk in look.peaks[(t, w)]
                      if inside.row <= pk[0] < inside.row_end and inside.col <= pk[1] < inside.col_end]
             points = [(r, c) for r, c, _ in sorted(peaks, key=lambda pk: -pk[2])]
             if analysed is not None and points:
                 rows, cols = np.array(points, np.float64).T
                 points = [pt for pt, ok in zip(points, analysed(rows, cols)) if ok]
-            fine = [(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, area)]
+            fine = _tiles_in(area, fine_rows, fine_cols, tile)
             held = _first_held(second_look, t, points, confirm, beam, ds,
                                lambda pt, t=t, fine=fine: look.draws_at(pt, t, fine, tile))
             res.fine[t], res.promoted[t] = _around(look, t, held, fine, tile, confirm)
     for t, (_, region) in texts.items():
         if t not in res.fine:  # not searched: every tile, or those of its region
-            res.fine[t] = None if region is None else {
-                (r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, areas[t])}
+            res.fine[t] = None if region is None else set(_tiles_in(areas[t], fine_rows, fine_cols, tile))
     return res
+
+
+def _tiles_in(area: Window2D, fine_rows, fine_cols, tile: int) -> list[tuple[int, int]]:
+    """The fine tiles (row, col) that overlap ``area``."""
+    return [(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, area)]
 
 
 class _Looker:
@@ -169,9 +171,11 @@ class _Looker:
         self.peaks: dict = {}  # (text, window) -> [(row, col, probability)] of its mask's peaks (mask_peaks)
         self.masks: dict = {}  # (text, window) -> its mask (bool), for the windows looked at ``masked``
 
-    def __call__(self, windows: list[tuple[int, int]], side: int, texts: list[str], masked: bool = False) -> dict:
+    def __call__(self, windows: list[tuple[int, int]], side: int, texts: list[str], masked: bool = False,
+                 peaks: bool = False) -> dict:
         """text -> {window: presence}; ``masked``: 0 for a window whose mask holds fewer than ``min_pixels`` pixels
-        at ``mask_threshold`` (it cannot answer, whatever its presence)."""
+        at ``mask_threshold`` (it cannot answer, whatever its presence), and its mask kept for ``draws_at``;
+        ``peaks``: each window's mask peaks noted (the overview's candidates)."""
         out: dict = {t: {} for t in texts}
         for batch in batched(sorted(windows), self.batch_size):
             if self.cancelled():
@@ -188,7 +192,8 @@ class _Looker:
                 mask = prob >= self.mask_threshold
                 p = np.where(mask.reshape(*p.shape, -1).sum(-1) >= self.min_pixels, p, 0.0)
                 self.masks.update({(t, w): mask[k, j] for k, w in enumerate(batch) for j, t in enumerate(texts)})
-            self._note_peaks(batch, side, texts, prob, [valid for _, valid in reads])
+            if peaks:
+                self._note_peaks(batch, side, texts, prob, [valid for _, valid in reads])
             self.res.windows_read += len(batch)
             self.res.forwards += len(batch) * len(texts)
             for j, t in enumerate(texts):
