@@ -439,3 +439,32 @@ def test_the_search_looks_for_a_singular_referent_only_inside_the_mask_polygon(t
     (box,) = res.polygons["the blue box"]
     assert abs(_centroid_rc(box)[0] - 208) < 2 and abs(_centroid_rc(box)[1] - 208) < 2
     assert res.stats.tiles_skipped > 0
+
+
+class StrongBluePresence(ScriptedPresence):
+    """Sure (0.99) only where strong blue shows (blue > 200, red and green < 60), else 0.01: a look-alike of a
+    paler blue is never the referent, and a thin blue line blended into the ground by a shrunk window vanishes."""
+
+    def presence_of(self, images, pres):
+        strong = ((images[..., 2] > 200) & (images[..., 0] < 60) & (images[..., 1] < 60)).reshape(
+            len(images), -1).any(1)
+        return np.repeat(np.where(strong, 0.99, 0.01)[:, None], pres.shape[1], 1)
+
+
+def test_the_fine_round_finds_a_referent_the_overview_does_not_show(tmp_path):
+    """A blue line 2 px wide at an odd column is blended into the ground in the 2x overview (probability 0.08 there),
+    where a paler look-alike peaks higher (0.29) and holds no closer look. The overview offers nothing that holds;
+    the fine round looks at the fine tiles, whose masks draw the line, and confirms it closer. A look-alike alone
+    draws in no fine tile: the answer stays empty."""
+    line, pale = (100, 141, 116, 143, BLUE), (20, 180, 50, 220, (30, 30, 180))
+    raster = write_raster(tmp_path / "line.tif", rgb_scene(256, 256, [line, pale], GREY), transform=T)
+    model = StrongBluePresence(ColourModel(64), device="cpu")
+    opts = SegmentOptions(tile=64, overlap=0.0, search_levels=1, presence_threshold=0.5)
+    res = segment_raster(raster, "the blue box", model, opts)
+    (found,) = res.polygons["the blue box"]
+    r, c = _centroid_rc(found)
+    assert abs(r - 108) < 2 and abs(c - 142) < 2
+    assert res.stats.tiles_run <= 2  # the line's tile (and a ring neighbour at most); the fine round's looks aside
+    lookalike = write_raster(tmp_path / "pale.tif", rgb_scene(256, 256, [pale], GREY), transform=T)
+    none = segment_raster(lookalike, "the blue box", model, opts)
+    assert none.polygons["the blue box"] == [] and none.stats.tiles_run == 0

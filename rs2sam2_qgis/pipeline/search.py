@@ -7,10 +7,11 @@ The search looks at the extent once, in overview windows laid side by side, each
 and shrunk to the model's input. Each window offers its candidates: the point its mask is most sure of, and up to two
 more peaks where the mask draws (``mask_peaks``). The candidates are checked best first (by that certainty) with a
 steady closer look (second_look.SecondLook.steady), and the first that holds ends the search: the fine grid runs only
-on the tiles around it, so the cost follows the referent instead of the raster. A part of the extent named by the
-expression ("in the top left") restricts the candidates to that part. Expressions that need every candidate of the
-extent (plurals, counts, superlatives, extremes, relations) run the whole fine grid: pruning could drop the one that
-answers them.
+on the tiles around it, so the cost follows the referent instead of the raster. Where no overview candidate holds,
+a fine round offers the peaks of the fine tiles' masks, checked the same way (a car shrunk 2x offers no peak in the
+overview); an absent referent costs the grid. A part of the extent named by the expression ("in the top left")
+restricts the candidates to that part. Expressions that need every candidate of the extent (plurals, counts,
+superlatives, extremes, relations) run the whole fine grid: pruning could drop the one that answers them.
 
 Why the mask's peak and not the window's presence: shrunk 2x, a small referent barely shows. The lone tank of val
 seed 16 (148 px) scores presence 0.000 in its 2x window, and the pyramid this search replaced (4x windows ranking,
@@ -123,7 +124,9 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     (``_Looker.draws_at``: a closer look can be sure where the tile's mask draws another object or nothing, and the
     answer would then be empty). The first batch where some hold ends the search: the fine tiles that contain a held
     point run, with that look's presence, and so do the tiles at ``confirm`` joined to them, which hold the rest of
-    an object larger than a tile (``_around``). Where none holds the text is absent: no fine tile runs. A window's
+    an object larger than a tile (``_around``). Where none holds, the fine round looks at the fine tiles of the area
+    and checks their mask peaks where the mask draws (one per object, none at a point checked already): a car shrunk
+    2x offers no peak in the overview. Where none holds there either the text is absent: no fine tile runs. A window's
     own presence does not prune: a small referent shrunk 2x may score 0.000 there while its mask's peak still lies
     on it (the module's docstring). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of
     windows is predicted (the engine's feature cache); default: the predictor directly. ``analysed(rows, cols)``:
@@ -134,20 +137,26 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     side = overview_side(tile, aoi, levels) if searched else None
     if side:
         look = _Looker(src, ds, predictor, batch_size, cancelled, predict_windows, res, mask_threshold, min_pixels)
+        fine = {t: _tiles_in(areas[t], fine_rows, fine_cols, tile) for t in searched}
+
+        def check(t: str, windows: list, w_side: int, floor: float, spacing: float, checked: list) -> dict:
+            points = _candidates(look, t, windows, w_side, areas[t], region_window(aoi, texts[t][1], 0), analysed,
+                                 floor, spacing, checked)
+            checked += points
+            return _first_held(second_look, t, points, confirm, beam, ds,
+                               lambda pt: look.draws_at(pt, t, fine[t], tile))
+
         overview = [w for w in _windows(aoi, side, 0.0) if any(_overlaps(*w, side, areas[t]) for t in searched)]
         look(overview, side, searched, peaks=True)
+        checked: dict = {t: [] for t in searched}
+        held = {t: check(t, overview, side, -np.inf, 0.0, checked[t]) for t in searched}
+        missing = [t for t in searched if not held[t]]
+        if missing:  # the fine round: a referent too small to show in the overview
+            tiles = sorted(set().union(*(fine[t] for t in missing)))
+            look(tiles, tile, missing, masked=True, peaks=True)
+            held.update({t: check(t, tiles, tile, mask_threshold, tile / 8, checked[t]) for t in missing})
         for t in searched:
-            area, inside = areas[t], region_window(aoi, texts[t][1], 0)  # the answer keeps objects inside it
-            peaks = [pk for w in overview if _overlaps(*w, side, area) for pk in look.peaks[(t, w)]
-                     if inside.row <= pk[0] < inside.row_end and inside.col <= pk[1] < inside.col_end]
-            points = [(r, c) for r, c, _ in sorted(peaks, key=lambda pk: -pk[2])]
-            if analysed is not None and points:
-                rows, cols = np.array(points, np.float64).T
-                points = [pt for pt, ok in zip(points, analysed(rows, cols)) if ok]
-            fine = _tiles_in(area, fine_rows, fine_cols, tile)
-            held = _first_held(second_look, t, points, confirm, beam, ds,
-                               lambda pt, t=t, fine=fine: look.draws_at(pt, t, fine, tile))
-            res.fine[t], res.promoted[t] = _around(look, t, held, fine, tile, confirm)
+            res.fine[t], res.promoted[t] = _around(look, t, held[t], fine[t], tile, confirm)
     for t, (_, region) in texts.items():
         if t not in res.fine:  # not searched: every tile, or those of its region
             res.fine[t] = None if region is None else set(_tiles_in(areas[t], fine_rows, fine_cols, tile))
@@ -159,6 +168,27 @@ def _tiles_in(area: Window2D, fine_rows, fine_cols, tile: int) -> list[tuple[int
     return [(r, c) for r in fine_rows for c in fine_cols if _overlaps(r, c, tile, area)]
 
 
+def _candidates(look: _Looker, text: str, windows: list, side: int, area: Window2D, inside: Window2D,
+                analysed: Callable | None, floor: float, spacing: float, checked: list) -> list[tuple[float, float]]:
+    """The points to check for ``text``, the most certain first: the mask peaks of the ``windows`` (of ``side``)
+    over ``area`` that lie ``inside`` (the part of the extent the answer keeps), at ``floor`` or above, on the
+    analysed part (``analysed``). With ``spacing`` > 0, one point per object: none within ``spacing`` px of a point
+    offered before it or of one ``checked`` already (overlapping fine tiles each offer the same object)."""
+    peaks = [pk for w in windows if _overlaps(*w, side, area) for pk in look.peaks[(text, w, side)]
+             if pk[2] >= floor and inside.row <= pk[0] < inside.row_end and inside.col <= pk[1] < inside.col_end]
+    points = [(r, c) for r, c, _ in sorted(peaks, key=lambda pk: -pk[2])]
+    if analysed is not None and points:
+        rows, cols = np.array(points, np.float64).T
+        points = [pt for pt, ok in zip(points, analysed(rows, cols)) if ok]
+    if spacing <= 0:
+        return points
+    out: list = []
+    for pt in points:
+        if all(max(abs(pt[0] - q[0]), abs(pt[1] - q[1])) > spacing for q in out + checked):
+            out.append(pt)
+    return out
+
+
 class _Looker:
     """Presence of windows for texts, each batch of windows read once (shrunk to the model's input) and run for
     all the texts asked; notes where each window's mask peaks, and how sure it is there."""
@@ -168,8 +198,9 @@ class _Looker:
         self.src, self.ds, self.predictor, self.batch_size = src, ds, predictor, batch_size
         self.cancelled, self.predict_windows, self.res = cancelled, predict_windows, res
         self.mask_threshold, self.min_pixels = mask_threshold, max(1, int(min_pixels))
-        self.peaks: dict = {}  # (text, window) -> [(row, col, probability)] of its mask's peaks (mask_peaks)
+        self.peaks: dict = {}  # (text, window, side) -> [(row, col, probability)] of its mask's peaks (mask_peaks)
         self.masks: dict = {}  # (text, window) -> its mask (bool), for the windows looked at ``masked``
+        self.known: dict = {}  # (text, window, side) -> presence of the windows looked at ``masked``
 
     def __call__(self, windows: list[tuple[int, int]], side: int, texts: list[str], masked: bool = False,
                  peaks: bool = False) -> dict:
@@ -177,6 +208,11 @@ class _Looker:
         at ``mask_threshold`` (it cannot answer, whatever its presence), and its mask kept for ``draws_at``;
         ``peaks``: each window's mask peaks noted (the overview's candidates)."""
         out: dict = {t: {} for t in texts}
+        if masked:  # a fine tile the fine round looked at is not run again for the rings (``_around``)
+            known = {w for w in windows if all((t, w, side) in self.known for t in texts)}
+            for t in texts:
+                out[t].update({w: self.known[(t, w, side)] for w in known})
+            windows = [w for w in windows if w not in known]
         for batch in batched(sorted(windows), self.batch_size):
             if self.cancelled():
                 raise Cancelled()
@@ -198,6 +234,8 @@ class _Looker:
             self.res.forwards += len(batch) * len(texts)
             for j, t in enumerate(texts):
                 out[t].update({w: float(p[k, j]) for k, w in enumerate(batch)})
+                if masked:
+                    self.known.update({(t, w, side): float(p[k, j]) for k, w in enumerate(batch)})
         return out
 
     def draws_at(self, point: tuple[float, float], text: str, fine: list[tuple[int, int]], tile: int) -> bool:
@@ -225,7 +263,7 @@ class _Looker:
             off = ~valids[k] if valids[k].shape == (h, w) else np.zeros((h, w), bool)
             for j, t in enumerate(texts):
                 on_data = np.where(off, -1.0, prob[k, j])
-                self.peaks[(t, (r, c))] = [(r + (iy + 0.5) * side / h, c + (ix + 0.5) * side / w, v)
+                self.peaks[(t, (r, c), side)] = [(r + (iy + 0.5) * side / h, c + (ix + 0.5) * side / w, v)
                                            for iy, ix, v in mask_peaks(on_data, self.mask_threshold)]
 
 
