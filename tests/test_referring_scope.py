@@ -468,3 +468,18 @@ def test_the_fine_round_finds_a_referent_the_overview_does_not_show(tmp_path):
     lookalike = write_raster(tmp_path / "pale.tif", rgb_scene(256, 256, [pale], GREY), transform=T)
     none = segment_raster(lookalike, "the blue box", model, opts)
     assert none.polygons["the blue box"] == [] and none.stats.tiles_run == 0
+
+
+def test_the_search_reports_progress_and_the_bar_never_goes_back(tmp_path):
+    """An absent referent's search looks at the overview and then every fine tile: the longest part of its run, so
+    it moves the progress bar (the dock's QgsTask, the Processing feedback) instead of holding it at 0."""
+    raster = write_raster(tmp_path / "pale.tif", rgb_scene(256, 256, [(20, 180, 50, 220, (30, 30, 180))], GREY),
+                          transform=T)
+    seen = []
+    opts = SegmentOptions(tile=64, overlap=0.0, search_levels=1, presence_threshold=0.5, batch_size=2)
+    segment_raster(raster, "the blue box", StrongBluePresence(ColourModel(64), device="cpu"), opts,
+                   progress=lambda f, m: seen.append((f, m)))
+    fr = [f for f, _ in seen]
+    assert fr == sorted(fr) and fr[-1] == 1.0
+    searching = [f for f, m in seen if m.startswith("searching the extent:")]
+    assert len(searching) >= 4 and searching[-1] > 0.3  # 4 overview windows and 16 fine tiles, 2 a batch

@@ -272,8 +272,19 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             progress(float(min(max(frac, 0.0), 1.0)), msg)
 
     done = 0
-    backoff = BatchBackoff(getattr(predictor, "batch_size", None) or 1,
-                           lambda msg: report(0.9 * done / max(1, len(grid)), msg))
+    searched = 0.0  # the share of the progress bar the search took (extent scope); the tiles fill the rest to 0.9
+    n_tiles = len(grid)  # the tiles the run will read: the grid, or what the search leaves
+
+    def tile_fraction() -> float:
+        return searched + (0.9 - searched) * done / max(1, n_tiles)
+
+    def search_progress(looked: int, planned: int) -> None:
+        """The search's windows as a share of all it has planned and the grid, never going back."""
+        nonlocal searched
+        searched = max(searched, 0.9 * looked / max(1, planned + len(grid)))
+        report(searched, f"searching the extent: {looked} of {planned} windows")
+
+    backoff = BatchBackoff(getattr(predictor, "batch_size", None) or 1, lambda msg: report(tile_fraction(), msg))
 
     def cached_call(windows, rgbs):
         """predict(images, texts, **kw) through the feature cache for these windows ((row, col, side) each), or
@@ -304,7 +315,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                            levels=int(options.search_levels), batch_size=options.batch_size,
                            beam=int(options.search_beam), confirm=presence_threshold,
                            mask_threshold=options.threshold, min_pixels=options.min_pixels, cancelled=cancelled,
-                           predict_windows=cached_windows, second_look=second_look,
+                           predict_windows=cached_windows, second_look=second_look, progress=search_progress,
                            analysed=None if mask_geom is None else lambda rows, cols: shapely.contains_xy(
                                mask_geom, *(transform * (cols, rows))))
         fine_needed, promoted = found.fine, found.promoted
@@ -313,6 +324,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     run_all = any(v is None for v in fine_needed.values())
     wanted = set().union(*[v for v in fine_needed.values() if v is not None]) if not run_all else None
     tiles = [t for t in grid if wanted is None or (t.row, t.col) in wanted]
+    n_tiles = len(tiles)
     stats.tiles_skipped = len(grid) - len(tiles)
     row_index = {r: i for i, r in enumerate(grid.rows)}
     col_index = {c: i for i, c in enumerate(grid.cols)}
@@ -352,7 +364,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     try:
         with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20):
             stitcher = Stitcher(T, aoi, tile, grid.overlap_px, sink, grid.rows, grid.cols, abstain=extent_scope)
-            report(0.0, f"{len(tiles)} of {len(grid)} tiles of {tile} px on {stats.device} ({stats.precision})")
+            report(searched, f"{len(tiles)} of {len(grid)} tiles of {tile} px on {stats.device} ({stats.precision})")
             with Prefetcher(produce, depth=options.prefetch) as reader:
                 for items in reader:
                     if cancelled():
@@ -372,7 +384,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                             k += 1
                     stats.seconds_stitch += time.perf_counter() - t0
                     done += len(items)
-                    report(0.9 * done / max(1, len(tiles)), f"tile {done}/{len(tiles)}")
+                    report(tile_fraction(), f"tile {done}/{len(tiles)}")
                 stats.seconds_read = reader.seconds_busy
             stats.batch_size, stats.cuda_oom_halvings = backoff.batch_size, backoff.halvings
             if stats.tiles_run == 0 and (tiles or not searched_valid):

@@ -114,7 +114,8 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
            texts: dict, *, levels: int, batch_size: int, second_look: SecondLook, beam: int = 4,
            confirm: float = 0.5, mask_threshold: float = 0.5, min_pixels: int = 1,
            cancelled: Callable[[], bool] = lambda: False, predict_windows: Callable | None = None,
-           analysed: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> SearchResult:
+           analysed: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+           progress: Callable[[int, int], None] | None = None) -> SearchResult:
     """Decide which fine tiles each model text needs. ``texts``: model text -> (searched: bool, region or None). A
     searched text is one object. The overview windows (``overview_side``, side by side) are read and run once for
     all searched texts; each window's candidates for a text are its mask's peaks on valid pixels (``mask_peaks``).
@@ -130,13 +131,16 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     own presence does not prune: a small referent shrunk 2x may score 0.000 there while its mask's peak still lies
     on it (the module's docstring). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of
     windows is predicted (the engine's feature cache); default: the predictor directly. ``analysed(rows, cols)``:
-    which grid points the analysis covers (a mask polygon's inside; default: all), the only candidates offered."""
+    which grid points the analysis covers (a mask polygon's inside; default: all), the only candidates offered.
+    ``progress(looked, planned)``: called after each batch of windows, with the windows looked at and planned so far
+    (the fine round plans the grid: an absent referent's search is the run's longest part)."""
     res = SearchResult()
     areas = {t: region_window(aoi, region, tile) for t, (_, region) in texts.items()}
     searched = [t for t, (s, _) in texts.items() if s]
     side = overview_side(tile, aoi, levels) if searched else None
     if side:
-        look = _Looker(src, ds, predictor, batch_size, cancelled, predict_windows, res, mask_threshold, min_pixels)
+        look = _Looker(src, ds, predictor, batch_size, cancelled, predict_windows, res, mask_threshold, min_pixels,
+                       progress)
         fine = {t: _tiles_in(areas[t], fine_rows, fine_cols, tile) for t in searched}
 
         def check(t: str, windows: list, w_side: int, floor: float, spacing: float, checked: list) -> dict:
@@ -194,13 +198,14 @@ class _Looker:
     all the texts asked; notes where each window's mask peaks, and how sure it is there."""
 
     def __init__(self, src, ds, predictor, batch_size, cancelled, predict_windows, res: SearchResult,
-                 mask_threshold: float = 0.5, min_pixels: int = 1):
+                 mask_threshold: float = 0.5, min_pixels: int = 1, progress: Callable[[int, int], None] | None = None):
         self.src, self.ds, self.predictor, self.batch_size = src, ds, predictor, batch_size
         self.cancelled, self.predict_windows, self.res = cancelled, predict_windows, res
         self.mask_threshold, self.min_pixels = mask_threshold, max(1, int(min_pixels))
         self.peaks: dict = {}  # (text, window, side) -> [(row, col, probability)] of its mask's peaks (mask_peaks)
         self.masks: dict = {}  # (text, window) -> its mask (bool), for the windows looked at ``masked``
         self.known: dict = {}  # (text, window, side) -> presence of the windows looked at ``masked``
+        self.progress, self.planned = progress, 0  # windows planned: those of every call so far
 
     def __call__(self, windows: list[tuple[int, int]], side: int, texts: list[str], masked: bool = False,
                  peaks: bool = False) -> dict:
@@ -213,6 +218,7 @@ class _Looker:
             for t in texts:
                 out[t].update({w: self.known[(t, w, side)] for w in known})
             windows = [w for w in windows if w not in known]
+        self.planned += len(windows)
         for batch in batched(sorted(windows), self.batch_size):
             if self.cancelled():
                 raise Cancelled()
@@ -232,6 +238,8 @@ class _Looker:
                 self._note_peaks(batch, side, texts, prob, [valid for _, valid in reads])
             self.res.windows_read += len(batch)
             self.res.forwards += len(batch) * len(texts)
+            if self.progress is not None:
+                self.progress(self.res.windows_read, self.planned)
             for j, t in enumerate(texts):
                 out[t].update({w: float(p[k, j]) for k, w in enumerate(batch)})
                 if masked:
