@@ -316,6 +316,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                            beam=int(options.search_beam), confirm=presence_threshold,
                            mask_threshold=options.threshold, min_pixels=options.min_pixels, cancelled=cancelled,
                            predict_windows=cached_windows, second_look=second_look, progress=search_progress,
+                           likely=min(MEMBER_PRESENCE, presence_threshold),
                            analysed=None if mask_geom is None else lambda rows, cols: shapely.contains_xy(
                                mask_geom, *(transform * (cols, rows))))
         fine_needed, promoted = found.fine, found.promoted

@@ -115,7 +115,7 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
            confirm: float = 0.5, mask_threshold: float = 0.5, min_pixels: int = 1,
            cancelled: Callable[[], bool] = lambda: False, predict_windows: Callable | None = None,
            analysed: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-           progress: Callable[[int, int], None] | None = None) -> SearchResult:
+           progress: Callable[[int, int], None] | None = None, likely: float = 0.5) -> SearchResult:
     """Decide which fine tiles each model text needs. ``texts``: model text -> (searched: bool, region or None). A
     searched text is one object. The overview windows (``overview_side``, side by side) are read and run once for
     all searched texts; each window's candidates for a text are its mask's peaks on valid pixels (``mask_peaks``).
@@ -126,8 +126,8 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     answer would then be empty). The first batch where some hold ends the search: the fine tiles that contain a held
     point run, with that look's presence, and so do the tiles at ``confirm`` joined to them, which hold the rest of
     an object larger than a tile (``_around``). Where none holds, the fine round looks at the fine tiles of the area
-    and checks their mask peaks where the mask draws (one per object, none at a point checked already): a car shrunk
-    2x offers no peak in the overview. Where none holds there either the text is absent: no fine tile runs. A window's
+    and checks the mask peaks of those at presence ``likely`` or more, where the mask draws (one per object, none at
+    a point checked already): a car shrunk 2x offers no peak in the overview. Where none holds there either the text is absent: no fine tile runs. A window's
     own presence does not prune: a small referent shrunk 2x may score 0.000 there while its mask's peak still lies
     on it (the module's docstring). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of
     windows is predicted (the engine's feature cache); default: the predictor directly. ``analysed(rows, cols)``:
@@ -157,8 +157,9 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
         missing = [t for t in searched if not held[t]]
         if missing:  # the fine round: a referent too small to show in the overview
             tiles = sorted(set().union(*(fine[t] for t in missing)))
-            look(tiles, tile, missing, masked=True, peaks=True)
-            held.update({t: check(t, tiles, tile, mask_threshold, tile / 8, checked[t]) for t in missing})
+            got = look(tiles, tile, missing, masked=True, peaks=True)
+            held.update({t: check(t, [w for w in tiles if got[t][w] >= likely], tile, mask_threshold, tile / 8,
+                                  checked[t]) for t in missing})
         for t in searched:
             res.fine[t], res.promoted[t] = _around(look, t, held[t], fine[t], tile, confirm)
     for t, (_, region) in texts.items():
