@@ -497,8 +497,8 @@ class CloserOnlyPresence(ScriptedPresence):
 @pytest.mark.parametrize("likely", [0.0, 0.5])
 def test_the_fine_round_offers_only_tiles_likely_to_hold_the_referent(tmp_path, likely):
     """A fine tile under ``likely`` offers no candidate to the fine round (run.py passes the member gate, 0.5): on
-    the val mosaics no candidate that held came from a tile under 0.92, and tiles under 0.5 offered 1,208 of the
-    round's 1,464 candidates (bench/results/raster_referring_notes.md). Here the overview offers only the pale look-alike,
+    the val mosaics no candidate that held came from a tile under 0.73, and tiles under 0.5 offered 1,260 of the
+    round's 1,522 candidates (bench/results/raster_referring_notes.md). Here the overview offers only the pale look-alike,
     and the line's tile doubts the line (0.2): the fine round finds it only with the floor off."""
     from rs2sam2_qgis.pipeline.search import predict_presence, search
     from rs2sam2_qgis.pipeline.second_look import SecondLook
