@@ -291,23 +291,28 @@ class MarkedLookalike(ScriptedPresence):
         return np.minimum(pres, np.where(red > 0, p, 0.0)[:, None])
 
 
-def test_the_search_passes_over_a_sure_lookalike_and_confirms_a_doubted_referent_closer(tmp_path):
-    """The marked look-alike's tile is sure of it, but a closer look rules it out, so its tiles never run. The plain box's tile is only lukewarm (0.4, under the threshold 0.7); a steady
-    closer look is sure of it, so the search confirms it there and the engine keeps it with that presence."""
+def _search_directly(raster, model, side: int, text: str, **kw):
+    """search.search over a whole ``side`` px raster with 64 px fine tiles side by side, as the engine calls it."""
     from rs2sam2_qgis.pipeline.search import predict_presence, search
     from rs2sam2_qgis.pipeline.second_look import SecondLook
     from rs2sam2_qgis.pipeline.source import open_source
     from rs2sam2_qgis.pipeline.tiling import Window2D
 
+    src = open_source(raster, SegmentOptions())
+    grid = list(range(0, side, 64))
+    look = SecondLook(src, 64, lambda w, px, texts: predict_presence(model, px, texts))
+    with src.open() as ds:
+        return search(src, ds, Window2D(0, 0, side, side), grid, grid, 64, model, {text: (True, None)},
+                      batch_size=8, second_look=look, **kw)
+
+
+def test_the_search_passes_over_a_sure_lookalike_and_confirms_a_doubted_referent_closer(tmp_path):
+    """The marked look-alike's tile is sure of it, but a closer look rules it out, so its tiles never run. The plain box's tile is only lukewarm (0.4, under the threshold 0.7); a steady
+    closer look is sure of it, so the search confirms it there and the engine keeps it with that presence."""
     boxes = [(40, 40, 52, 52, RED), (40, 53, 44, 57, YELLOW), (400, 420, 412, 432, RED)]
     raster = write_raster(tmp_path / "marked.tif", rgb_scene(512, 512, boxes, GREY), transform=T)
     model = MarkedLookalike(ColourModel(64), device="cpu")
-    src = open_source(raster, SegmentOptions())
-    grid = list(range(0, 512, 64))
-    look = SecondLook(src, 64, lambda w, px, texts: predict_presence(model, px, texts))
-    with src.open() as ds:
-        found = search(src, ds, Window2D(0, 0, 512, 512), grid, grid, 64, model, {"red box": (True, None)},
-                       levels=2, batch_size=8, beam=1, confirm=0.7, second_look=look)
+    found = _search_directly(raster, model, 512, "red box", levels=2, beam=1, confirm=0.7)
     fine, promoted = found.fine["red box"], found.promoted["red box"]
     assert (0, 0) not in fine and (384, 384) in fine                      # ruled out; run
     assert promoted == {(384, 384): pytest.approx(0.95)}
@@ -498,20 +503,10 @@ class CloserOnlyPresence(ScriptedPresence):
 def test_the_fine_round_offers_only_tiles_likely_to_hold_the_referent(tmp_path, likely):
     """A fine tile under ``likely`` offers no candidate to the fine round (run.py passes the member gate, 0.5): on
     the val mosaics no candidate that held came from a tile under 0.73, and tiles under 0.5 offered 1,260 of the
-    round's 1,522 candidates (bench/results/raster_referring_notes.md). Here the overview offers only the pale look-alike,
-    and the line's tile doubts the line (0.2): the fine round finds it only with the floor off."""
-    from rs2sam2_qgis.pipeline.search import predict_presence, search
-    from rs2sam2_qgis.pipeline.second_look import SecondLook
-    from rs2sam2_qgis.pipeline.source import open_source
-    from rs2sam2_qgis.pipeline.tiling import Window2D
-
+    round's 1,522 candidates (bench/results/raster_referring_notes.md). Here the overview offers only the pale
+    look-alike, and the line's tile doubts the line (0.2): the fine round finds it only with the floor off."""
     line, pale = (100, 141, 116, 143, BLUE), (20, 180, 50, 220, (30, 30, 180))  # as in the test above
     raster = write_raster(tmp_path / "line.tif", rgb_scene(256, 256, [line, pale], GREY), transform=T)
-    model = CloserOnlyPresence(ColourModel(64), device="cpu")
-    src = open_source(raster, SegmentOptions())
-    grid = list(range(0, 256, 64))
-    look = SecondLook(src, 64, lambda w, px, texts: predict_presence(model, px, texts))
-    with src.open() as ds:
-        found = search(src, ds, Window2D(0, 0, 256, 256), grid, grid, 64, model, {"blue box": (True, None)},
-                       levels=1, batch_size=8, beam=4, confirm=0.5, second_look=look, likely=likely)
+    found = _search_directly(raster, CloserOnlyPresence(ColourModel(64), device="cpu"), 256, "blue box", levels=1,
+                             beam=4, confirm=0.5, likely=likely)
     assert found.fine["blue box"] == ({(64, 128)} if likely == 0.0 else set())
