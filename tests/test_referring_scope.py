@@ -428,6 +428,13 @@ def test_a_held_candidate_counts_only_where_its_fine_tile_draws_near_it():
     assert not look.draws_at((40, 40), "t", fine, 64)           # the same tile, 26 px away: nothing drawn near
     assert look.draws_at((80, 75), "t", fine, 64)               # tile (64, 64)'s blob
     assert asked == [(0, 0, 64), (64, 64, 64)]
+    # the fine round then looks at every tile for its peaks: a tile known from draws_at is read again for them
+    got = look(fine, 64, ["t"], masked=True, peaks=True)
+    assert asked[2:] == [(0, 0, 64), (0, 64, 64), (64, 0, 64), (64, 64, 64)] and set(got["t"]) == set(fine)
+    assert all(look.peaks[("t", w, 64)][0][:2] == (w[0] + 10.5, w[1] + 10.5) for w in fine)
+    # and the rings (search._around) reuse it all: nothing is read again
+    look(fine, 64, ["t"], masked=True)
+    assert len(asked) == 6
 
 
 def test_the_search_looks_for_a_singular_referent_only_inside_the_mask_polygon(tmp_path):

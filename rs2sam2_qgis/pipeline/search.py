@@ -127,9 +127,9 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     point run, with that look's presence, and so do the tiles at ``confirm`` joined to them, which hold the rest of
     an object larger than a tile (``_around``). Where none holds, the fine round looks at the fine tiles of the area
     and checks the mask peaks of those at presence ``likely`` or more, where the mask draws (one per object, none at
-    a point checked already): a car shrunk 2x offers no peak in the overview. Where none holds there either the text is absent: no fine tile runs. A window's
-    own presence does not prune: a small referent shrunk 2x may score 0.000 there while its mask's peak still lies
-    on it (the module's docstring). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of
+    a point checked already): a car shrunk 2x offers no peak in the overview. Where none holds there either, the
+    text is absent: no fine tile runs. A window's own presence does not prune: a small referent shrunk 2x may score
+    0.000 there while its mask's peak still lies on it (the module's docstring). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of
     windows is predicted (the engine's feature cache); default: the predictor directly. ``analysed(rows, cols)``:
     which grid points the analysis covers (a mask polygon's inside; default: all), the only candidates offered.
     ``progress(looked, planned)``: called after each batch of windows, with the windows looked at and planned so far
@@ -212,10 +212,11 @@ class _Looker:
                  peaks: bool = False) -> dict:
         """text -> {window: presence}; ``masked``: 0 for a window whose mask holds fewer than ``min_pixels`` pixels
         at ``mask_threshold`` (it cannot answer, whatever its presence), and its mask kept for ``draws_at``;
-        ``peaks``: each window's mask peaks noted (the overview's candidates)."""
+        ``peaks``: each window's mask peaks noted (the candidates of the overview and of the fine round)."""
         out: dict = {t: {} for t in texts}
         if masked:  # a fine tile the fine round looked at is not run again for the rings (``_around``)
-            known = {w for w in windows if all((t, w, side) in self.known for t in texts)}
+            known = {w for w in windows if all((t, w, side) in self.known and (not peaks or (t, w, side) in self.peaks)
+                                               for t in texts)}
             for t in texts:
                 out[t].update({w: self.known[(t, w, side)] for w in known})
             windows = [w for w in windows if w not in known]
