@@ -517,3 +517,18 @@ def test_the_fine_round_offers_only_tiles_likely_to_hold_the_referent(tmp_path, 
     found = _search_directly(raster, CloserOnlyPresence(ColourModel(64), device="cpu"), 256, "blue box", levels=1,
                              beam=4, confirm=0.5, likely=likely)
     assert found.fine["blue box"] == ({(64, 128)} if likely == 0.0 else set())
+
+
+def test_the_fine_round_keeps_one_point_per_object_as_the_pairwise_rule_would():
+    """search._spaced bins points in cells of the spacing; it must keep exactly what comparing every pair keeps."""
+    from rs2sam2_qgis.pipeline.search import _spaced
+
+    rng = np.random.default_rng(5)
+    points = [tuple(p) for p in rng.uniform(0, 400, (600, 2))]
+    checked = [tuple(p) for p in rng.uniform(0, 400, (40, 2))]
+    pairwise: list = []
+    for pt in points:
+        if all(max(abs(pt[0] - q[0]), abs(pt[1] - q[1])) > 16 for q in pairwise + checked):
+            pairwise.append(pt)
+    assert _spaced(points, checked, 16) == pairwise and 0 < len(pairwise) < len(points)
+    assert _spaced([(0.0, 0.0), (16.0, 0.0), (16.5, 0.0)], [], 16) == [(0.0, 0.0), (16.5, 0.0)]  # 16 px: too near

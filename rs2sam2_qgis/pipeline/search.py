@@ -129,9 +129,10 @@ def search(src, ds, aoi: Window2D, fine_rows: Sequence[int], fine_cols: Sequence
     and checks the mask peaks of those at presence ``likely`` or more, where the mask draws (one per object, none at
     a point checked already): a car shrunk 2x offers no peak in the overview. Where none holds there either, the
     text is absent: no fine tile runs. A window's own presence does not prune: a small referent shrunk 2x may score
-    0.000 there while its mask's peak still lies on it (the module's docstring). ``predict_windows(windows [(row, col, side)], pixels, texts)``: how a batch of
-    windows is predicted (the engine's feature cache); default: the predictor directly. ``analysed(rows, cols)``:
-    which grid points the analysis covers (a mask polygon's inside; default: all), the only candidates offered.
+    0.000 there while its mask's peak still lies on it (the module's docstring). ``predict_windows(windows [(row,
+    col, side)], pixels, texts)``: how a batch of windows is predicted (the engine's feature cache); default: the
+    predictor directly. ``analysed(rows, cols)``: which grid points the analysis covers (a mask polygon's inside;
+    default: all), the only candidates offered.
     ``progress(looked, planned)``: called after each batch of windows, with the windows looked at and planned so far
     (the fine round plans the grid: an absent referent's search is the run's longest part)."""
     res = SearchResult()
@@ -185,12 +186,30 @@ def _candidates(look: _Looker, text: str, windows: list, side: int, area: Window
     if analysed is not None and points:
         rows, cols = np.array(points, np.float64).T
         points = [pt for pt, ok in zip(points, analysed(rows, cols)) if ok]
-    if spacing <= 0:
-        return points
+    return points if spacing <= 0 else _spaced(points, checked, spacing)
+
+
+def _spaced(points: list, checked: list, spacing: float) -> list:
+    """``points`` in order, less each within ``spacing`` px (both axes) of one kept before it or of one of
+    ``checked``. Points are binned in cells of ``spacing`` px, so a point is compared with the nine cells around it
+    only: a large raster's fine round offers thousands."""
+    cells: dict = {}
+
+    def cell(pt):
+        return int(pt[0] // spacing), int(pt[1] // spacing)
+
+    def keep(pt):
+        cells.setdefault(cell(pt), []).append(pt)
+
+    for q in checked:
+        keep(q)
     out: list = []
     for pt in points:
-        if all(max(abs(pt[0] - q[0]), abs(pt[1] - q[1])) > spacing for q in out + checked):
+        cr, cc = cell(pt)
+        near = (q for dr in (-1, 0, 1) for dc in (-1, 0, 1) for q in cells.get((cr + dr, cc + dc), ()))
+        if all(max(abs(pt[0] - q[0]), abs(pt[1] - q[1])) > spacing for q in near):
             out.append(pt)
+            keep(pt)
     return out
 
 
@@ -256,8 +275,7 @@ class _Looker:
         if not holding:
             return False
         w = min(holding, key=lambda w: abs(w[0] + tile / 2 - r) + abs(w[1] + tile / 2 - c))
-        if (text, w) not in self.masks:
-            self([w], tile, [text], masked=True)
+        self([w], tile, [text], masked=True)  # looked at once: a masked look is remembered
         mask = self.masks[(text, w)]
         h, wd = mask.shape
         fy, fx = h / tile, wd / tile
@@ -274,7 +292,7 @@ class _Looker:
             for j, t in enumerate(texts):
                 on_data = np.where(off, -1.0, prob[k, j])
                 self.peaks[(t, (r, c), side)] = [(r + (iy + 0.5) * side / h, c + (ix + 0.5) * side / w, v)
-                                           for iy, ix, v in mask_peaks(on_data, self.mask_threshold)]
+                                                 for iy, ix, v in mask_peaks(on_data, self.mask_threshold)]
 
 
 #: the most candidates one overview window offers: its mask's highest point, and other peaks where the mask draws
