@@ -90,3 +90,66 @@ def test_plural_forms():
     assert [pluralize(w) for w in ("building", "city", "bus", "church", "tree", "lake", "person")] == \
         ["buildings", "cities", "buses", "churches", "trees", "lakes", "people"]
     assert is_plural("houses") and is_plural("people") and not is_plural("bus") and not is_plural("glass")
+
+
+@pytest.mark.parametrize("query, text, card", [
+    ("show me all the storage tanks", "all the storage tanks", ALL),
+    ("where is the runway?", "the runway", ONE),
+    ("Find the runway, please", "the runway", ONE),
+    ("can you find buildings with red roofs", "buildings with red roofs", ALL),
+    ("is there a swimming pool?", "a swimming pool", ONE),
+    ("highlight every tank", "the tanks", ALL),
+    ("the lone tank", "the tank", ONE),
+])
+def test_requests_around_the_description_are_not_asked_of_the_model(query, text, card):
+    plan = parse_expression(query)
+    assert (plan.model_text, plan.cardinality) == (text, card) and plan.query == query
+
+
+@pytest.mark.parametrize("query, ordinal, size, extreme", [
+    ("the second largest building", 2, "max", None), ("the 3rd smallest pond", 3, "min", None),
+    ("the second tank from the left", 2, None, (-1, 0)), ("the first building on the right", 1, None, (1, 0)),
+    ("the third house from the top", 3, None, (0, 1)), ("the second northernmost lake", 2, None, (0, 1)),
+])
+def test_ordinals_rank_by_the_rule_the_sentence_names(query, ordinal, size, extreme):
+    plan = parse_expression(query)
+    assert (plan.ordinal, plan.size, plan.extreme, plan.cardinality) == (ordinal, size, extreme, ONE)
+    assert plan.model_text.split()[-1] in ("buildings", "ponds", "tanks", "houses", "lakes")
+
+
+def test_an_ordinal_without_a_ranking_rule_is_left_to_the_model():
+    assert parse_expression("the second building").ordinal == 1
+
+
+@pytest.mark.parametrize("query", ["the pond in the centre", "the building in the middle of the image",
+                                   "the central building", "the tank at the center"])
+def test_the_middle_of_the_extent_is_a_region(query):
+    plan = parse_expression(query)
+    assert plan.region == (0, 0) and plan.cardinality == ONE and plan.model_text.split()[-1].endswith("s")
+
+
+@pytest.mark.parametrize("query, side, anchor", [
+    ("the tank to the left of the lake", (-1, 0), "the lake"), ("the house north of the road", (0, 1), "the road"),
+    ("the building to the north-east of the lake", (1, 1), "the lake"), ("the car below the bridge", (0, -1),
+                                                                          "the bridge"),
+])
+def test_directional_relations_keep_their_side_and_anchor(query, side, anchor):
+    plan = parse_expression(query)
+    assert (plan.side, plan.anchor_text, plan.region, plan.cardinality) == (side, anchor, None, ONE)
+
+
+@pytest.mark.parametrize("query, text, attrs", [
+    ("the most northern lake", "the lakes", {"extreme": (0, 1), "region": None}),
+    ("the farthest west building", "the buildings", {"extreme": (-1, 0), "region": None}),
+    ("the tank in the bottom-right quadrant", "the tanks", {"region": (1, -1)}),
+    ("the smallest of the three lakes", "the lakes", {"size": "min", "cardinality": ONE}),
+    ("the tank that is largest", "the tanks", {"size": "max"}),
+    ("the building which is the largest one", "the buildings", {"size": "max"}),
+    ("the closest house to the lake", "the houses", {"anchor_text": "the lake", "relation": "closest to"}),
+    ("the building in the south of the image", "the buildings", {"region": (0, -1), "side": None}),
+    ("the white tanks (2)", "the white tanks", {"cardinality": 2}),
+])
+def test_phrasings_outside_the_templates_read_like_their_plain_forms(query, text, attrs):
+    plan = parse_expression(query)
+    assert plan.model_text == text
+    assert {k: getattr(plan, k) for k in attrs} == attrs

@@ -532,3 +532,45 @@ def test_the_fine_round_keeps_one_point_per_object_as_the_pairwise_rule_would():
             pairwise.append(pt)
     assert _spaced(points, checked, 16) == pairwise and 0 < len(pairwise) < len(points)
     assert _spaced([(0.0, 0.0), (16.0, 0.0), (16.5, 0.0)], [], 16) == [(0.0, 0.0), (16.5, 0.0)]  # 16 px: too near
+
+
+def test_select_ordinals_the_middle_and_sides_of_an_anchor():
+    """'the second largest', 'the third from the left', 'in the centre', 'north of the lake' choose over the
+    extent like the other rules (boxes by centre: tl (40, 50), tr (50, 180), bl (210, 60), br (160, 158))."""
+    names = list(BOXES)
+    cands = [_poly(*b) for b in BOXES.values()]
+    lake = [_poly(100, 0, 120, 120)]  # a strip across the left half, between the top and bottom boxes
+
+    def pick(q, anchors=None):
+        return [names[[c.geometry for c in cands].index(p.geometry)] for p in
+                select(parse_expression(q), cands, T, 256, 256, anchors)]
+
+    assert pick("the second largest red box") == ["tl"]              # 4800, then 1600 px
+    assert pick("the third red box from the left") == ["br"]         # tl, bl, br, tr by column
+    assert pick("the fifth largest red box") == []                   # four boxes only
+    assert pick("the red box in the centre") == ["br"]               # the only one in the middle half
+    assert pick("the red box north of the lake", lake) == ["tl"]     # tl and tr lie beyond its top; tl nearer
+    assert sorted(pick("the red boxes south of the lake", lake)) == ["bl", "br"]
+    assert pick("the red box to the east of the lake", lake) == ["br"]  # beyond its right end: tr, br; br nearer
+    assert pick("the second closest red box to the lake", lake) == ["br"]  # tl 40 px, br 42, bl 60, tr 64
+    # the ordinal walks past candidates a closer look refuses, as a count does
+    refuse_bl = lambda c: c.geometry != cands[2].geometry  # noqa: E731
+    assert [names[[c.geometry for c in cands].index(p.geometry)] for p in
+            select(parse_expression("the second largest red box"), cands, T, 256, 256, None, refuse_bl)] == ["tr"]
+
+
+def test_the_middle_region_narrows_the_search_to_the_centre_of_the_extent():
+    from rs2sam2_qgis.pipeline.search import region_window
+    from rs2sam2_qgis.pipeline.tiling import Window2D
+    w = region_window(Window2D(100, 200, 400, 800), (0, 0), 10)
+    assert (w.row, w.col, w.height, w.width) == (190, 390, 220, 420)  # the middle half, 10 px margin each way
+
+
+def test_the_engine_answers_phrasings_beyond_the_templates(scene, predictor):
+    """Requests, ordinals and the middle of the raster end to end: the model is asked the noun phrase, the scene
+    picks the object."""
+    qs = ["show me the second largest red box, please", "the red box in the centre", "the 2nd red box from the left"]
+    res = segment_raster(scene, qs, predictor, SegmentOptions(tile=64, overlap=0.25))
+    centres = {q: [tuple(round(v) for v in _centroid_rc(p)) for p in res.polygons[q]] for q in qs}
+    assert centres == {qs[0]: [(40, 50)], qs[1]: [(160, 158)], qs[2]: [(210, 60)]}
+    assert res.stats.plans[qs[0]].startswith("find 'the red boxes'; keep one")

@@ -59,6 +59,9 @@ _IRREGULAR_PLURALS = {"people", "children", "men", "women", "geese", "mice", "fe
 _IRREGULAR_SINGULAR_TO_PLURAL = {"person": "people", "child": "children", "man": "men", "woman": "women",
                                  "aircraft": "aircraft", "sheep": "sheep", "fish": "fish", "deer": "deer"}
 _NOT_PLURAL_ENDINGS = ("ss", "us", "is", "ics", "ous")
+#: the middle of the extent, region (0, 0): the central half of its width and of its height (half-width 0.25 of
+#: the extent's side on each axis from the centre)
+CENTRE_HALF_WIDTH = 0.25
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,14 @@ class ReferringPlan:
     cardinality: object = ALL       # ONE, ALL, or an int
     size: str | None = None         # "max" | "min": keep the largest / smallest
     extreme: tuple | None = None    # unit (dx, dy): keep the object furthest that way ("northernmost")
-    region: tuple | None = None     # (dx, dy) in {-1, 0, 1}: keep objects in that part of the extent
+    region: tuple | None = None     # (dx, dy) in {-1, 0, 1}: keep objects in that part of the extent; (0, 0): the
+    #                                 middle of it ("the pond in the centre")
     relation: str | None = None     # the relation word ("next to", ...)
     anchor_text: str | None = None  # what the anchor is ("the lake"): found by the model, then used for distance
     understood: tuple = ()          # the parts of the sentence that were read (for the log and the attributes)
+    side: tuple | None = None       # unit (dx, dy) of a directional relation: "north of the lake" keeps objects
+    #                                 beyond the anchor that way
+    ordinal: int = 1                # which of the ranked objects: 2 for "the second largest", "the 3rd from the left"
 
     @property
     def candidate_texts(self) -> tuple:
@@ -168,9 +175,36 @@ def _tidy(text: str) -> str:
     return text
 
 
+#: words that ask for the answer rather than describe it: "show me", "where is", "can you find", "is there"
+_REQUEST_RE = re.compile(
+    r"^\s*(?:(?:please|kindly|now)\s+)?(?:(?:can|could|would|will)\s+you\s+(?:please\s+)?)?"
+    r"(?:(?:show|find|give|get)(?:\s+me)?|locate|highlight|mark|outline|segment|select|detect|extract|map|identify|"
+    r"delineate|draw|trace|digiti[sz]e|count|search\s+for|look\s+for|point\s+(?:to|at|out)|"
+    r"i\s+(?:want|need|am\s+looking\s+for|'m\s+looking\s+for)(?:\s+to\s+(?:see|find))?|"
+    r"where\s+(?:is|are)|which\s+(?:is|are)|is\s+there|are\s+there)\b[\s:,]*", re.IGNORECASE)
+_TRAILING_RE = re.compile(r"[\s,]*\b(?:please|for\s+me|thanks|thank\s+you)\b[\s.!?]*$|[\s.!?]+$", re.IGNORECASE)
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
+             "ninth": 9, "tenth": 10}
+_ORDINAL_RE = r"(?P<o>" + _alternation(_ORDINALS) + r"|\d+(?:st|nd|rd|th))"
+_PICTURE = r"(?:image|scene|map|raster|picture|photo|mosaic|extent|area)"
+#: a directional relation: "to the left of the lake", "north-east of the road", "above the harbour"
+_SIDE_RE = (r"(?:\b(?:(?:directly|just|immediately|due|right)\s+)?(?:(?:to|on)\s+the\s+)?"
+            r"(?P<d>(?:north|south)(?:\s+(?:east|west))?|east|west|left|right)(?:\s+(?:side|hand\s+side))?\s+of"
+            r"|\b(?P<v>above|below))")
+
+
+def _plain_request(sentence: str) -> str:
+    """The sentence less the words that ask for it ("show me the tanks, please" -> "the tanks"); unchanged when
+    nothing would be left."""
+    out = _TRAILING_RE.sub("", _REQUEST_RE.sub("", sentence, count=1))
+    out = re.sub(r"[()\[\]{}\"\u201c\u201d]", " ", out).strip()
+    return " ".join(out.split()) or sentence
+
+
 def parse_expression(query: str) -> ReferringPlan:
     """Read a referring expression into a plan. Never raises for an odd sentence: it keeps what it cannot read."""
-    original = " ".join(str(query).split())
+    typed = " ".join(str(query).split())
+    original = _plain_request(typed)
     text = original.lower()
     text = re.sub(r"[\u2010-\u2015]", "-", text)
     understood: list[str] = []
@@ -184,19 +218,44 @@ def parse_expression(query: str) -> ReferringPlan:
     region = None
     relation = None
     anchor = None
+    side = None
+    ordinal = 1
 
     # words about the whole picture ("in the image") or every member ("every house") say nothing about what the
     # objects look like: the model is asked for the plain noun phrase ("the houses") instead
-    scope_words = r"\b(?:in|on|of|across|throughout|within)\s+(?:the|this)\s+(?:whole\s+|entire\s+)?(?:image|" \
-                  r"scene|map|raster|picture|photo|mosaic|extent|area)\b"
+    scope_words = rf"\b(?:in|on|of|across|throughout|within)\s+(?:the|this)\s+(?:whole\s+|entire\s+)?{_PICTURE}\b"
     reworded = bool(re.search(scope_words, text) or re.match(r"\s*(?:every|each|any)\b", text))
     text = re.sub(scope_words, " ", text)
-    # relation: "X next to the lake" -> anchor "the lake" (the rest of the sentence after the relation word)
-    only = bool(re.search(r"\b(?:only|single|sole)\b", text))
+    only = bool(re.search(r"\b(?:only|single|sole|lone)\b", text))
     if only:  # a number word: it says how many, not what the object looks like, so the model is not asked it
         cardinality = ONE
-        text = re.sub(r"\b(?:only|single|sole)\b", " ", text)
-    m = re.search(rf"\b(?:(?:right|directly|just|immediately)\s+)?{_RELATION_RE}\b\s+(?P<anchor>.+)$", text)
+        text = re.sub(r"\b(?:one\s+and\s+)?(?:only|single|sole|lone)\b", " ", text)
+    # an ordinal ranks by a rule the sentence names: "the second largest", "the third tank from the left"
+    m = re.search(rf"\b{_ORDINAL_RE}\s+(?=(?:{_SIZE_RE}|[a-z]+most|most|furthest|farthest|closest|nearest)\b)",
+                  text) or (re.search(rf"\b{_ORDINAL_RE}\b", text)
+                            if re.search(rf"\b(?:from|on)\s+the\s+{_DIR_WORD}\b", text) else None)
+    if m:
+        o = m.group("o")
+        ordinal = _ORDINALS[o] if o in _ORDINALS else int(re.sub(r"\D", "", o) or 1)
+        text = text[: m.start()] + " " + text[m.end():]
+        f = re.search(rf"\b(?:from|on)\s+the\s+(?:very\s+|far\s+)?(?P<w>{_DIR_WORD})(?:\s+(?:side|edge|end|border))?\b",
+                      text)
+        if f:  # "from the left", "on the left": counted from that edge, as the leftmost is the first
+            extreme = _direction([f.group("w")])
+            understood.append(f"extreme {f.group(0)}")
+            text = text[: f.start()] + " " + text[f.end():]
+        if ordinal > 1:
+            understood.append(f"ordinal {ordinal}")
+    # "the closest house to the lake" -> "the house closest to the lake": the relation after its noun phrase
+    text = re.sub(r"\b(closest|nearest)\s+((?:[a-z\-']+\s+){0,3}?[a-z\-']+)\s+to\s+", r"\2 \1 to ", text)
+    # relation: "X next to the lake" -> anchor "the lake" (the rest of the sentence after the relation word); a
+    # directional one ("north of the lake") also keeps its side
+    m = re.search(rf"{_SIDE_RE}\s+(?P<anchor>.+)$", text)
+    if m and m.start() > 0 and not re.fullmatch(rf"(?:the|this)\s+{_PICTURE}", m.group("anchor").strip()):
+        side = _direction((m.group("d") or {"above": "top", "below": "bottom"}[m.group("v")]).split())
+        relation = m.group(0)[: m.start("anchor") - m.start()].strip()
+    else:
+        m = re.search(rf"\b(?:(?:right|directly|just|immediately)\s+)?{_RELATION_RE}\b\s+(?P<anchor>.+)$", text)
     if m and m.start() > 0:
         anchor_text = m.group("anchor").strip()
         anchor_tokens = anchor_text.split()
@@ -206,38 +265,50 @@ def parse_expression(query: str) -> ReferringPlan:
         anchor = _tidy(anchor_text)
         text = text[: m.start()]
         understood.append(f"{relation} {anchor}")
+    else:
+        side = None
 
-    # region: "in the top left (corner|part|half|quarter)", "on the left", "in the north-west", "at the bottom"
+    # extremes: "northernmost", "leftmost", "furthest north", "most western", "top-most" (before the regions, which
+    # would read "the most northern lake" as a lake in the north)
+    m = re.search(r"\b(?P<w>north|south|east|west|top|upper|bottom|lower|left|right)(?:ern)?[- ]?most\b", text) or \
+        re.search(rf"\b(?:furthest|farthest|most)\s+(?:to\s+the\s+)?(?P<w>{_DIR_WORD}|northern|southern|eastern|"
+                  rf"western|northerly|southerly|easterly|westerly)\b", text)
+    if m and extreme is None:
+        w = m.group("w").replace("erly", "").replace("ern", "")
+        extreme = _direction([w])
+        if extreme:
+            understood.append(f"extreme {m.group(0)}")
+            text = text[: m.start()] + " " + text[m.end():]
+
+    # region: "in the top left (corner|part|half|quadrant)", "on the left", "in the north-west", "at the bottom"
     region_re = (rf"\b(?:in|on|at|to(?:wards)?|from)\s+(?:the\s+)?(?:very\s+|far\s+)?(?P<w1>{_DIR_WORD}|northern|"
                  rf"southern|eastern|western)(?:\s+(?P<w2>{_DIR_WORD}))?(?:[- ]?(?:hand|most))?"
-                 r"(?:\s+(?:corner|part|half|side|quarter|area|edge|section|portion|region|of the (?:image|scene|"
-                 r"map|raster|area)))*\b")
+                 r"(?:\s+(?:corner|part|half|side|quarter|quadrant|third|area|edge|section|portion|region|sector|"
+                 rf"zone|margin|border|end|of the {_PICTURE}))*\b")
     m = re.search(region_re, text)
     if m:
         region = _direction([m.group("w1"), m.group("w2") or ""])
         if region:
             understood.append(f"region {m.group(0).strip()}")
             text = text[: m.start()] + " " + text[m.end():]
+    # the middle of the extent: "in the centre", "at the center of the image", "the central lake"
+    if region is None:
+        m = re.search(r"\b(?:in|at|near|around)\s+(?:the\s+)?(?:very\s+|exact\s+)?(?:centre|center|middle)"
+                      r"(?:\s+(?:part|area|section|portion|region))?\b", text) or \
+            re.search(r"\b(?:most\s+central|central|cent(?:re|er)[- ]?most|middle[- ]?most)\b(?=\s+[a-z])", text)
+        if m:
+            region = (0, 0)
+            understood.append(f"region {m.group(0).strip()}")
+            text = text[: m.start()] + " " + text[m.end():]
     # "northern", "top-left" used as an adjective before the noun: "the northern lake", "the top left building"
     if region is None:
         m = re.search(rf"\b(?:the\s+)?(?P<w1>northern|southern|eastern|western|{_DIR_WORD})(?:\s+(?P<w2>"
-                      rf"{_DIR_WORD}))?\b(?=\s+(?!most\b)[a-z])", text)
+                      rf"{_DIR_WORD}))?(?:\s+corner)?\b(?=\s+(?!most\b)[a-z])", text)
         if m:
             region = _direction([m.group("w1"), m.group("w2") or ""])
             if region:
                 understood.append(f"region {m.group(0).strip()}")
                 text = text[: m.start("w1")] + " " + text[m.end():]
-
-    # extremes: "northernmost", "leftmost", "furthest north", "most western", "top-most"
-    m = re.search(r"\b(?P<w>north|south|east|west|top|upper|bottom|lower|left|right)(?:ern)?[- ]?most\b", text) or \
-        re.search(rf"\b(?:furthest|farthest|most)\s+(?:to\s+the\s+)?(?P<w>{_DIR_WORD}|northern|southern|eastern|"
-                  rf"western|northerly|southerly|easterly|westerly)\b", text)
-    if m:
-        w = m.group("w").replace("erly", "").replace("ern", "")
-        extreme = _direction([w])
-        if extreme:
-            understood.append(f"extreme {m.group(0)}")
-            text = text[: m.start()] + " " + text[m.end():]
 
     # size superlatives
     m = re.search(rf"\b{_SIZE_RE}\b", text)
@@ -252,7 +323,9 @@ def parse_expression(query: str) -> ReferringPlan:
     if m:
         n = m.group("n")
         k = int(n) if n.isdigit() else _NUMBERS.get(n, None)
-        if k and (k > 1 or n != "one"):
+        if re.search(r"\bof\s+(?:all\s+)?(?:the\s+)?$", text[: m.start("n")]):
+            text = text[: m.start("n")] + " " + text[m.end("n"):]  # "the smallest of the three lakes": not a count
+        elif k and (k > 1 or n != "one"):
             cardinality = k
             understood.append(f"count {k}")
             text = text[: m.start("n")] + " " + text[m.end("n"):]
@@ -265,13 +338,17 @@ def parse_expression(query: str) -> ReferringPlan:
     text = _tidy(text)
     # partitives: "the largest of (all) the tanks", "one of the lakes" -> "the tanks", "the lakes"
     text = re.sub(r"^(?:the\s+)?(?:one\s+|each\s+|any\s+)?of\s+(?:all\s+)?", "", text)
-    if cardinality is None and (size or extreme):
+    # what a moved superlative leaves: "the tank that is (the) largest (one)" -> "the tank"
+    text = _tidy(re.sub(r"\s+(?:that|which|who)\s+(?:is|are)(?:\s+the)?(?:\s+ones?)?$|(?<=\S)\s+(?:the\s+)?ones?$",
+                        "", text))
+    if cardinality is None and (size or extreme or ordinal > 1):
         cardinality = ONE  # a superlative picks one unless a number says otherwise ("the two largest tanks")
+    plan = dict(query=typed, size=size, extreme=extreme, region=region, relation=relation, anchor_text=anchor,
+                understood=tuple(understood), side=side, ordinal=ordinal if (size or extreme or anchor) else 1)
     tokens = text.split()
     head = _head_noun_index(tokens)
     if not tokens or head is None:  # nothing left to find: give the model the sentence as typed
-        return ReferringPlan(original, original, None, ALL if cardinality is None else cardinality, size, extreme,
-                             region, relation, anchor, tuple(understood))
+        return ReferringPlan(model_text=original, cardinality=ALL if cardinality is None else cardinality, **plan)
     noun = tokens[head]
     plural = is_plural(noun)
     if cardinality is None:
@@ -279,9 +356,8 @@ def parse_expression(query: str) -> ReferringPlan:
         singular_det = tokens[0] in ("the", "a", "an", "this", "that")
         cardinality = ONE if singular_det and not plural and noun not in _MASS_NOUNS else ALL
     if not (size or extreme or region or anchor or cardinality not in (ONE, ALL) or reworded):
-        # nothing to choose over the extent: the model gets the sentence as typed (less "only")
-        return ReferringPlan(original, text if only else original, None, cardinality, size, extreme, region,
-                             relation, anchor, tuple(understood))
+        # nothing to choose over the extent: the model gets the sentence as typed (less "only" and any request)
+        return ReferringPlan(model_text=text if only else original, cardinality=cardinality, **plan)
     # a choice over the extent needs every candidate: the noun phrase in the plural (as a class is named), and in
     # the singular too when that differs (a model may know "the lake" but never have read "the lakes")
     if tokens[0] in ("a", "an", "every", "each", "any", "some"):
@@ -294,5 +370,4 @@ def parse_expression(query: str) -> ReferringPlan:
         tokens[head] = pluralize(noun)
     model_text = _tidy(" ".join(tokens))
     alt = singular if singular and singular != model_text else None
-    return ReferringPlan(original, model_text, alt, cardinality, size, extreme, region, relation, anchor,
-                         tuple(understood))
+    return ReferringPlan(model_text=model_text, alt_text=alt, cardinality=cardinality, **plan)

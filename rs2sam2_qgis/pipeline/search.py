@@ -32,7 +32,7 @@ import numpy as np
 
 from .batching import batched
 from .errors import Cancelled
-from .expression import ONE, ReferringPlan
+from .expression import CENTRE_HALF_WIDTH, ONE, ReferringPlan
 from .second_look import SecondLook
 from .tiling import Window2D, tile_starts
 
@@ -56,12 +56,18 @@ def predict_presence(predictor, tiles: np.ndarray, texts: Sequence[str], predict
 
 
 def region_window(aoi: Window2D, region: tuple | None, margin: int) -> Window2D:
-    """The part of the extent a region ((dx, dy) with components in {-1, 0, 1}) names, widened by ``margin`` px."""
+    """The part of the extent a region ((dx, dy) with components in {-1, 0, 1}; (0, 0) its middle,
+    selection.in_region) names, widened by ``margin`` px."""
     if region is None:
         return aoi
     dx, dy = region
     r0, r1, c0, c1 = aoi.row, aoi.row_end, aoi.col, aoi.col_end
     mid_r, mid_c = aoi.row + aoi.height // 2, aoi.col + aoi.width // 2
+    if not (dx or dy):
+        hr = int(np.ceil(aoi.height * CENTRE_HALF_WIDTH)) + margin
+        hc = int(np.ceil(aoi.width * CENTRE_HALF_WIDTH)) + margin
+        r0, r1, c0, c1 = max(r0, mid_r - hr), min(r1, mid_r + hr), max(c0, mid_c - hc), min(c1, mid_c + hc)
+        return Window2D(r0, c0, r1 - r0, c1 - c0)
     if dx < 0:
         c1 = min(c1, mid_c + margin)
     elif dx > 0:

@@ -15,7 +15,7 @@ import numpy as np
 import shapely
 from affine import Affine
 
-from .expression import ReferringPlan
+from .expression import CENTRE_HALF_WIDTH, ReferringPlan
 from .polygonize import DetectedPolygon
 
 
@@ -84,19 +84,19 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
     pos = _positions(cands, extent_transform, height, width)
     idx = np.arange(len(cands))
     if plan.region is not None:
-        dx, dy = plan.region
-        keep = np.ones(len(cands), bool)
-        if dx:
-            keep &= np.sign(pos[:, 0]) == dx
-        if dy:
-            keep &= np.sign(pos[:, 1]) == dy
-        idx = idx[keep[idx]]
+        idx = idx[in_region(pos[idx], plan.region)]
     conf = np.array([confidence(c) for c in cands])
     order_key = -conf  # default: most confident first
     anchor_geom = None
     if plan.anchor_text and anchors:
         anchor_geom = shapely.union_all([a.geometry for a in anchors])
-    if anchor_geom is not None and len(idx):
+    if anchor_geom is not None and plan.side is not None and len(idx):
+        dist = beyond_anchors(cands, idx, anchors, plan.side, extent_transform)
+        idx, order_key = idx[np.isfinite(dist)], np.full(len(cands), np.inf)
+        order_key[idx] = dist[np.isfinite(dist)]
+        if plan.count is None:  # "the houses north of the road": every one beyond it, nearest first
+            order_key[idx] = 0.0
+    elif anchor_geom is not None and len(idx):
         dist = shapely.distance(np.asarray([cands[i].geometry for i in idx], dtype=object), anchor_geom)
         # "near" means within about one object's size of the anchor (or as close as the closest one)
         sizes = np.sqrt(np.maximum([cands[i].geometry.area for i in idx], 0.0))
@@ -116,9 +116,49 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         order_key = -(pos[:, 0] * dx + pos[:, 1] * dy)
         idx = _objects_only(idx, _areas(cands))  # a sliver at the edge is no "southernmost house"
     chosen = [cands[i] for i in sorted(idx.tolist(), key=lambda i: (order_key[i], -conf[i]))]
-    if plan.count is not None:
-        chosen = chosen[:plan.count] if accept is None else first_accepted(chosen, plan.count, accept)
+    if plan.count is not None:  # the first ``count`` from the ``ordinal``-th on ("the second largest": from the 2nd)
+        n = plan.count + plan.ordinal - 1
+        chosen = (chosen[:n] if accept is None else first_accepted(chosen, n, accept))[plan.ordinal - 1:]
     return [dataclasses.replace(c, query=plan.query, rank=r) for r, c in enumerate(chosen, start=1)]
+
+
+def in_region(pos: np.ndarray, region: tuple) -> np.ndarray:
+    """Which positions ((u, v) as in ``_positions``) lie in a region: the half or quarter of the extent its signs
+    name, or for (0, 0) its middle."""
+    dx, dy = region
+    if not (dx or dy):
+        return np.all(np.abs(pos) <= CENTRE_HALF_WIDTH, axis=1)
+    keep = np.ones(len(pos), bool)
+    if dx:
+        keep &= np.sign(pos[:, 0]) == dx
+    if dy:
+        keep &= np.sign(pos[:, 1]) == dy
+    return keep
+
+
+def beyond_anchors(cands: Sequence[DetectedPolygon], idx: np.ndarray, anchors: Sequence[DetectedPolygon],
+                   side: tuple, extent_transform: Affine) -> np.ndarray:
+    """Per candidate of ``cands`` (inf outside ``idx``): the distance to the nearest anchor that its representative
+    point lies wholly beyond on ``side`` ((dx, dy), y to the top), inf where it lies beyond none. "North of the
+    lake" is past the lake's northern edge, whatever its east-west offset; anchors in pixel rows and columns of the
+    extent, so that a raster in pixel coordinates reads the same."""
+    cols, rows = pixel_points([cands[i] for i in idx], extent_transform)
+    inv = ~extent_transform
+    bounds = shapely.bounds(np.asarray([a.geometry for a in anchors], dtype=object))  # minx, miny, maxx, maxy
+    ac = np.stack([inv * (x, y) for x, y in ((bounds[:, 0], bounds[:, 1]), (bounds[:, 2], bounds[:, 3]))])
+    c0, c1 = ac[:, 0].min(0), ac[:, 0].max(0)  # [anchors]
+    r0, r1 = ac[:, 1].min(0), ac[:, 1].max(0)
+    dx, dy = side
+    ok = np.ones((len(idx), len(anchors)), bool)
+    if dx:
+        ok &= cols[:, None] > c1[None] if dx > 0 else cols[:, None] < c0[None]
+    if dy:
+        ok &= rows[:, None] < r0[None] if dy > 0 else rows[:, None] > r1[None]
+    geoms = np.asarray([cands[i].geometry for i in idx], dtype=object)
+    d = shapely.distance(geoms[:, None], np.asarray([a.geometry for a in anchors], dtype=object)[None])
+    out = np.full(len(cands), np.inf)
+    out[idx] = np.where(ok, d, np.inf).min(1)
+    return out
 
 
 #: candidates a counted answer may look at beyond its count before it settles for fewer
