@@ -3,7 +3,7 @@ where there is none? Today's per-tile engine (scope "tile") and whole-extent ref
 same sentences on the same held-out mosaics in one run.
 
     .venv/bin/python bench/raster_referring.py [--split test] [--mosaics 6] [--per-kind 3] [--big 8192]
-        [--model demo] [--out bench/results] [--name raster_referring]
+        [--model demo] [--wordings beyond] [--out bench/results] [--name raster_referring]
 
 Mosaics (training/datasets/mosaic.py) paste 2x2 to 4x4 synthetic scenes of 256 px (4x4 to 8x8 tiles of the demo
 model's 128 px) drawn from the split's own seeds (the test split is never trained on); some leave tanks or water out
@@ -176,7 +176,8 @@ def fmt(v, nd=3):
 
 
 def markdown(meta: dict, summary: dict, big: dict | None) -> str:
-    lines = [f"# Raster-scale referring ({meta['split']} split, model {meta['model']})", "",
+    wordings = "" if meta.get("wordings", "generator") == "generator" else f", wordings {meta['wordings']}"
+    lines = [f"# Raster-scale referring ({meta['split']} split, model {meta['model']}{wordings})", "",
              f"Command: `{meta['command']}` (commit {meta.get('commit', 'unknown')})", "",
              f"{meta['mosaics']} mosaics ({', '.join(str(s) for s in meta['sizes'])} px at {RES} m), "
              f"{meta['queries']} sentences; {meta['machine']}; {meta['date']}.", "",
@@ -232,16 +233,19 @@ def _git_commit() -> str:
 
 
 def bench_mosaics(seed: int, split: str, count: int, per_kind: int, rng: np.random.Generator,
-                  unique_colours: bool = True):
+                  unique_colours: bool = True, wordings: str = "generator"):
     """The benchmark's mosaics in order, each with the sentences drawn for it from ``rng``: (index, mosaic,
-    queries). Every bench that scores these sentences draws them here, so that it sees the same ones."""
-    from training.datasets.mosaic import build_mosaic, describe_mosaic
+    queries). Every bench that scores these sentences draws them here, so that it sees the same ones.
+    ``wordings``: "generator" (``describe_mosaic``: templates and paraphrases) or "beyond" (``describe_beyond``:
+    requests, ordinals, the centre, directional relations)."""
+    from training.datasets.mosaic import build_mosaic, describe_beyond, describe_mosaic
 
     for i in range(count):
         cells = (2, 3, 4)[i % 3]
         mosaic = build_mosaic(seed, split, i, cells, exclude=EXCLUDES[i % len(EXCLUDES)],
                               unique_colours=unique_colours)
-        yield i, mosaic, pick(describe_mosaic(mosaic, rng), per_kind, rng)
+        sentences = describe_mosaic(mosaic, rng) if wordings == "generator" else describe_beyond(mosaic)
+        yield i, mosaic, pick(sentences, per_kind, rng)
 
 
 def cpu_predictor(model: str):
@@ -280,6 +284,9 @@ def main(argv=None) -> int:
     ap.add_argument("--unique-colours", action=argparse.BooleanOptionalAction, default=True,
                     help="repaint one building and one vehicle per mosaic into a colour no other has, so that "
                          "singular attribute sentences exist (training.datasets.mosaic.plant_unique_colour)")
+    ap.add_argument("--wordings", default="generator", choices=("generator", "beyond"),
+                    help="the generator's templates and paraphrases, or wordings beyond them (requests, ordinals, "
+                         "the centre, directional relations: training.datasets.mosaic.describe_beyond)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--name", default="raster_referring")
     a = ap.parse_args(argv)
@@ -295,7 +302,8 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(a.seed)
     rows, sizes, n_queries = [], [], 0
     with tempfile.TemporaryDirectory(prefix="rs2sam2-bench-") as tmp:
-        for i, mosaic, queries in bench_mosaics(a.seed, a.split, a.mosaics, a.per_kind, rng, a.unique_colours):
+        for i, mosaic, queries in bench_mosaics(a.seed, a.split, a.mosaics, a.per_kind, rng, a.unique_colours,
+                                                  a.wordings):
             path = os.path.join(tmp, f"mosaic_{i}.tif")
             transform = write_geotiff(path, mosaic.image)
             sizes.append(mosaic.labels.shape[0])
@@ -325,6 +333,7 @@ def main(argv=None) -> int:
     summary = summarise(rows)
     meta = dict(command=recorded_command("bench/raster_referring.py", argv), commit=commit, split=a.split,
                 model=a.model, mosaics=a.mosaics, sizes=sizes, unique_colours=a.unique_colours, queries=n_queries,
+                wordings=a.wordings,
                 machine=f"{platform.machine()}, {os.cpu_count()} CPU(s), torch threads "
                         f"{__import__('torch').get_num_threads()}",
                 date=time.strftime("%Y-%m-%d"))

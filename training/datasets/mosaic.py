@@ -239,3 +239,78 @@ def _near_quadrant(o: SceneObject, q: tuple, side: int) -> bool:
     dx, dy = o.cx - side / 2, side / 2 - o.cy
     return (dx == 0 or np.sign(dx) == q[0] or abs(dx) < side * 0.04) and \
         (dy == 0 or np.sign(dy) == q[1] or abs(dy) < side * 0.04)
+
+
+def _nth_clear(objs: list[SceneObject], key, gap: float) -> SceneObject | None:
+    """The second of ``objs`` ranked by ``key`` (ascending) when it is clearly apart from the first and the third
+    (by ``gap`` in key units), else None."""
+    srt = sorted(objs, key=key)
+    if len(srt) < 2 or key(srt[1]) - key(srt[0]) < gap or (len(srt) > 2 and key(srt[2]) - key(srt[1]) < gap):
+        return None
+    return srt[1]
+
+
+def _beyond(o: SceneObject, a: SceneObject, side: tuple, margin: float) -> bool:
+    """``o`` lies wholly past ``a``'s bounding box on ``side`` ((dx, dy), y to the top), by ``margin`` px."""
+    ox0, oy0, ox1, oy1 = o.bbox
+    ax0, ay0, ax1, ay1 = a.bbox
+    dx, dy = side
+    return ((dx == 0 or (ox0 > ax1 + margin if dx > 0 else ox1 < ax0 - margin)) and
+            (dy == 0 or (oy1 < ay0 - margin if dy > 0 else oy0 > ay1 + margin)))
+
+
+def describe_beyond(m: Mosaic) -> list[Query]:
+    """Sentences in wordings the generator's templates never use and the engine's grammar reads since e0f088f:
+    requests around the description ("where is the red car?"), ordinals ("the second largest building", "the
+    second tree from the left"), the middle of the mosaic ("the tank in the centre") and directional relations
+    ("the building north of the lake"), each of a kind of ``describe_mosaic`` and none drawn at random."""
+    side = m.labels.shape[0]
+    by: dict[str, list[SceneObject]] = {}
+    for o in m.objects:
+        by.setdefault(o.cls, []).append(o)
+    out: list[Query] = []
+    for cls in ("building", "tank", "tree", "vehicle"):
+        if by.get(cls):
+            out.append(Query(f"show me all the {NAMES[cls][1][0]}", "class", [o.label for o in by[cls]], False))
+    for cls, palette, ask in (("building", ROOF_COLOURS, "find the building with the {c} roof"),
+                              ("vehicle", VEHICLE_COLOURS, "where is the {c} car?")):
+        objs = by.get(cls, [])
+        for c in palette:
+            sel = [o for o in objs if o.colour == c]
+            if len(sel) == 1:
+                out.append(Query(ask.format(c=c), "attribute", [sel[0].label], False))
+            elif len(sel) in NUMBER_WORDS and len(sel) < len(objs) and cls == "building":
+                out.append(Query(f"could you outline the {NUMBER_WORDS[len(sel)]} buildings with {c} roofs?",
+                                 "count", [o.label for o in sel], False))
+    for cls in ("building", "tank", "tree", "water"):
+        objs = by.get(cls, [])
+        noun = "lake" if cls == "water" else NAMES[cls][0][0]
+        second = _nth_clear(objs, lambda o: -o.area, 0.0)
+        areas = sorted((o.area for o in objs), reverse=True)
+        if second is not None and areas[0] >= 1.2 * areas[1] and (len(areas) < 3 or areas[1] >= 1.2 * areas[2]):
+            out.append(Query(f"the second largest {noun}", "superlative", [second.label], False))
+        if len(objs) >= 2:
+            for word, key in (("left", lambda o: o.cx), ("top", lambda o: o.cy)):
+                second = _nth_clear(objs, key, 15)
+                if second is not None:
+                    out.append(Query(f"the second {noun} from the {word}", "position", [second.label], False))
+            centre = [o for o in objs if max(abs(o.cx - side / 2), abs(o.cy - side / 2)) <= side / 4]
+            near = [o for o in objs if abs(max(abs(o.cx - side / 2), abs(o.cy - side / 2)) - side / 4) < side * 0.04]
+            if len(centre) == 1 and not near:
+                out.append(Query(f"the {noun} in the centre", "position", [centre[0].label], False))
+    for cls in ("building", "tank", "tree"):
+        objs = by.get(cls, [])
+        lakes = by.get("water", [])
+        if len(objs) < 2 or not lakes:
+            continue
+        for word, way in (("north", (0, 1)), ("south", (0, -1)), ("east", (1, 0)), ("west", (-1, 0))):
+            past = [o for o in objs if any(_beyond(o, a, way, 4) for a in lakes)]
+            doubt = [o for o in objs if o not in past and any(_beyond(o, a, way, -8) for a in lakes)]
+            if len(past) == 1 and not doubt:
+                out.append(Query(f"the {NAMES[cls][0][0]} {word} of the lake", "relation", [past[0].label], False))
+    for cls in m.excluded:
+        out.append(Query("where is the lake?" if cls == "water" else f"where are the {NAMES[cls][1][-1]}?",
+                         "absent", [], False))
+    out += [Query(ask.format(t=t), "absent", [], False)
+            for ask, t in zip(("show me {t}, please", "can you find {t}?") * 2, NEVER_DRAWN[:4])]
+    return out
