@@ -574,3 +574,38 @@ def test_the_engine_answers_phrasings_beyond_the_templates(scene, predictor):
     centres = {q: [tuple(round(v) for v in _centroid_rc(p)) for p in res.polygons[q]] for q in qs}
     assert centres == {qs[0]: [(40, 50)], qs[1]: [(160, 158)], qs[2]: [(210, 60)]}
     assert res.stats.plans[qs[0]].startswith("find 'the red boxes'; keep one")
+
+
+class BlueNeighbourPresence(ScriptedPresence):
+    """Sure of red boxes (0.95) only in a view that also shows blue, else absent (0.0): a tile sure of the class
+    because of one member, whose mask also draws an object the model, looking closer, is sure is none."""
+
+    def presence_of(self, images, pres):
+        blue = ((images[..., 2] > 200) & (images[..., 0] < 50)).reshape(len(images), -1).any(1)
+        return np.minimum(pres, np.where(blue, 0.95, 0.0)[:, None])
+
+
+def test_a_plurals_members_pass_the_closer_look_the_largest_first(tmp_path):
+    """Box A stands by a blue one, so every view of it is sure; box B shares a sure tile with a far blue box, but a
+    closer view centred on B shows no blue and is sure it is absent: the plural keeps A only (per tile: both)."""
+    boxes = [(20, 20, 30, 30, RED), (20, 32, 30, 40, BLUE), (100, 70, 106, 76, RED), (120, 120, 126, 126, BLUE)]
+    raster = write_raster(tmp_path / "spill.tif", rgb_scene(256, 256, boxes, GREY), transform=T)
+    model = BlueNeighbourPresence(ColourModel(64), device="cpu")
+    opts = SegmentOptions(tile=64, overlap=0.0, presence_threshold=0.7, search_levels=0)
+    res = segment_raster(raster, "the red boxes", model, opts)
+    assert [tuple(round(v) for v in _centroid_rc(p)) for p in res.polygons["the red boxes"]] == [(25, 25)]
+    assert [p.rank for p in res.polygons["the red boxes"]] == [1]
+    tile = segment_raster(raster, "the red boxes", model, opts.replace(scope="tile")).polygons["the red boxes"]
+    assert sorted(tuple(round(v) for v in _centroid_rc(p)) for p in tile) == [(25, 25), (103, 73)]
+
+
+def test_a_plurals_closer_looks_stop_at_one_per_grid_tile_largest_first(tmp_path):
+    """Four tiles, six members: the four largest are looked at closer (one forward each) and the two smallest are
+    kept unlooked, so a class of thousands costs at most a second pass over the grid."""
+    spills = [(70, 70 + 12 * k, 70 + s, 70 + 12 * k + s, RED) for k, s in enumerate((8, 7, 6, 5, 4))]
+    boxes = [(10, 10, 20, 20, RED), (10, 22, 20, 30, BLUE), (120, 120, 126, 126, BLUE)] + spills
+    raster = write_raster(tmp_path / "many.tif", rgb_scene(128, 128, boxes, GREY), transform=T)
+    model = BlueNeighbourPresence(ColourModel(64), device="cpu")
+    opts = SegmentOptions(tile=64, overlap=0.0, presence_threshold=0.7, search_levels=0)
+    kept = segment_raster(raster, "the red boxes", model, opts).polygons["the red boxes"]
+    assert sorted(round(p.geometry.area) for p in kept) == [16, 25, 100]  # A, and the two smallest spills
