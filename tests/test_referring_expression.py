@@ -148,6 +148,14 @@ def test_directional_relations_keep_their_side_and_anchor(query, side, anchor):
     ("the closest house to the lake", "the houses", {"anchor_text": "the lake", "relation": "closest to"}),
     ("the building in the south of the image", "the buildings", {"region": (0, -1), "side": None}),
     ("the white tanks (2)", "the white tanks", {"cardinality": 2}),
+    ("which building is the largest?", "the buildings", {"size": "max", "cardinality": ONE}),
+    ("the building with the biggest footprint", "the buildings", {"size": "max"}),
+    ("the largest lake by area", "the lakes", {"size": "max", "anchor_text": None}),
+    ("the top-left-most building", "the buildings", {"extreme": (-1, 1), "region": None}),
+    ("the building in the north-western corner", "the buildings", {"region": (-1, 1)}),
+    ("the lake situated in the south-east", "the lakes", {"region": (1, -1)}),
+    ("the storage tank located next to the lake", "the storage tanks", {"anchor_text": "the lake"}),
+    ("exactly two white tanks", "the white tanks", {"cardinality": 2}),
 ])
 def test_phrasings_outside_the_templates_read_like_their_plain_forms(query, text, attrs):
     plan = parse_expression(query)

@@ -181,7 +181,10 @@ _REQUEST_RE = re.compile(
     r"(?:(?:show|find|give|get)(?:\s+me)?|locate|highlight|mark|outline|segment|select|detect|extract|map|identify|"
     r"delineate|draw|trace|digiti[sz]e|count|search\s+for|look\s+for|point\s+(?:to|at|out)|"
     r"i\s+(?:want|need|am\s+looking\s+for|'m\s+looking\s+for)(?:\s+to\s+(?:see|find))?|"
-    r"where\s+(?:is|are)|which\s+(?:is|are)|is\s+there|are\s+there)\b[\s:,]*", re.IGNORECASE)
+    r"where\s+(?:is|are)|which\s+(?:is|are)|what\s+(?:is|are)|is\s+there|are\s+there)\b[\s:,]*", re.IGNORECASE)
+#: a question about which object: "which building is the largest?" -> "the building that is the largest"
+_WHICH_RE = re.compile(r"^\s*which\s+(?P<np>(?:[\w\-']+\s+){0,3}?[\w\-']+)\s+(?P<v>is|are|lies|lie|stands|sits)\s+"
+                       r"(?P<rest>.+)$", re.IGNORECASE)
 _TRAILING_RE = re.compile(r"[\s,]*\b(?:please|for\s+me|thanks|thank\s+you)\b[\s.!?]*$|[\s.!?]+$", re.IGNORECASE)
 _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
              "ninth": 9, "tenth": 10}
@@ -196,7 +199,8 @@ _SIDE_RE = (r"(?:\b(?:(?:directly|just|immediately|due|right)\s+)?(?:(?:to|on)\s
 def _plain_request(sentence: str) -> str:
     """The sentence less the words that ask for it ("show me the tanks, please" -> "the tanks"); unchanged when
     nothing would be left."""
-    out = _TRAILING_RE.sub("", _REQUEST_RE.sub("", sentence, count=1))
+    out = _WHICH_RE.sub(r"the \g<np> that \g<v> \g<rest>", sentence, count=1)
+    out = _TRAILING_RE.sub("", _REQUEST_RE.sub("", out, count=1))
     out = re.sub(r"[()\[\]{}\"\u201c\u201d]", " ", out).strip()
     return " ".join(out.split()) or sentence
 
@@ -210,7 +214,14 @@ def parse_expression(query: str) -> ReferringPlan:
     understood: list[str] = []
     for abbr, full in _ABBREV.items():
         text = re.sub(rf"\b{abbr}\b", full, text)
+    text = re.sub(r"\b(north|south)[- ]?(east|west)ern\b", r"\1 \2", text)  # "north-western" -> "north west"
     text = re.sub(r"\b(north|south|top|bottom|upper|lower)[- ]?(east|west|left|right)\b", r"\1 \2", text)
+    # what a size is measured by says no more than the superlative: "the building with the biggest footprint",
+    # "the largest lake by area" -> "the biggest building", "the largest lake"
+    text = re.sub(rf"\bwith\s+the\s+(?P<s>{_SIZE_RE})\s+(?:footprint|area|surface(?:\s+area)?|size|extent)\b",
+                  r" \g<s> ", text)
+    text = re.sub(r"\b(?:by|in)\s+(?:area|size|surface(?:\s+area)?|footprint)\b", " ", text)
+    text = re.sub(rf"\b(?:exactly|precisely|just)\s+(?={_NUMBER_RE}\b)", "", text)
 
     cardinality: object = None
     size = None
@@ -270,12 +281,13 @@ def parse_expression(query: str) -> ReferringPlan:
 
     # extremes: "northernmost", "leftmost", "furthest north", "most western", "top-most" (before the regions, which
     # would read "the most northern lake" as a lake in the north)
-    m = re.search(r"\b(?P<w>north|south|east|west|top|upper|bottom|lower|left|right)(?:ern)?[- ]?most\b", text) or \
+    m = re.search(r"\b(?:(?P<w0>north|south|top|upper|bottom|lower)\s+)?(?P<w>north|south|east|west|top|upper|bottom|"
+                  r"lower|left|right)(?:ern)?[- ]?most\b", text) or \
         re.search(rf"\b(?:furthest|farthest|most)\s+(?:to\s+the\s+)?(?P<w>{_DIR_WORD}|northern|southern|eastern|"
                   rf"western|northerly|southerly|easterly|westerly)\b", text)
     if m and extreme is None:
         w = m.group("w").replace("erly", "").replace("ern", "")
-        extreme = _direction([w])
+        extreme = _direction([m.groupdict().get("w0") or "", w])  # "top left-most": the corner's way
         if extreme:
             understood.append(f"extreme {m.group(0)}")
             text = text[: m.start()] + " " + text[m.end():]
@@ -338,9 +350,11 @@ def parse_expression(query: str) -> ReferringPlan:
     text = _tidy(text)
     # partitives: "the largest of (all) the tanks", "one of the lakes" -> "the tanks", "the lakes"
     text = re.sub(r"^(?:the\s+)?(?:one\s+|each\s+|any\s+)?of\s+(?:all\s+)?", "", text)
-    # what a moved superlative leaves: "the tank that is (the) largest (one)" -> "the tank"
-    text = _tidy(re.sub(r"\s+(?:that|which|who)\s+(?:is|are)(?:\s+the)?(?:\s+ones?)?$|(?<=\S)\s+(?:the\s+)?ones?$",
-                        "", text))
+    # what a moved superlative, region or relation leaves: "the tank that is (the) largest (one)", "the lake
+    # situated in the south" -> "the tank", "the lake"
+    text = _tidy(re.sub(r"\s+(?:that|which|who)\s+(?:is|are|lies|lie|sits|sit|stands|stand)(?:\s+the)?(?:\s+ones?)?$|"
+                        r"(?<=\S)\s+(?:the\s+)?ones?$|\s+(?:located|situated|lying|standing|positioned|placed|sitting|"
+                        r"found|seen|visible)$", "", text))
     if cardinality is None and (size or extreme or ordinal > 1):
         cardinality = ONE  # a superlative picks one unless a number says otherwise ("the two largest tanks")
     plan = dict(query=typed, size=size, extreme=extreme, region=region, relation=relation, anchor_text=anchor,
