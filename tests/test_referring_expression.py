@@ -1,7 +1,7 @@
 """Reading what an expression asks of the whole extent (rs2sam2_qgis/pipeline/expression.py)."""
 import pytest
 
-from rs2sam2_qgis.pipeline.expression import ALL, ONE, is_plural, parse_expression, pluralize
+from rs2sam2_qgis.pipeline.expression import ALL, ONE, is_plural, parse_expression, pluralize, split_conjunction
 
 
 @pytest.mark.parametrize("query, text, card", [
@@ -161,3 +161,18 @@ def test_phrasings_outside_the_templates_read_like_their_plain_forms(query, text
     plan = parse_expression(query)
     assert plan.model_text == text
     assert {k: getattr(plan, k) for k in attrs} == attrs
+
+
+@pytest.mark.parametrize("query, parts", [
+    ("the lakes and ponds", ["the lakes", "the ponds"]),
+    ("buildings, roads and trees", ["buildings", "roads", "trees"]),
+    ("show me the storage tanks and the ships", ["the storage tanks", "the ships"]),
+    ("the largest building and the smallest tank", ["the largest building", "the smallest tank"]),
+    ("the black and white cars", ["the black and white cars"]),                 # one class, two colours
+    ("the north and south buildings", ["the north and south buildings"]),
+    ("the tank between the lake and the road", ["the tank between the lake and the road"]),
+    ("houses and gardens next to the lake", ["houses and gardens next to the lake"]),  # the relation binds both
+    ("the white tanks", ["the white tanks"]),
+])
+def test_a_list_of_referents_splits_into_its_noun_phrases_and_nothing_else_does(query, parts):
+    assert split_conjunction(query) == parts

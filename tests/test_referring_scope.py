@@ -609,3 +609,16 @@ def test_a_plurals_closer_looks_stop_at_one_per_grid_tile_largest_first(tmp_path
     opts = SegmentOptions(tile=64, overlap=0.0, presence_threshold=0.7, search_levels=0)
     kept = segment_raster(raster, "the red boxes", model, opts).polygons["the red boxes"]
     assert sorted(round(p.geometry.area) for p in kept) == [16, 25, 100]  # A, and the two smallest spills
+
+
+def test_a_list_of_referents_is_answered_referent_by_referent(scene, predictor):
+    """'the red boxes and the blue box': every red box and the one blue box, as one answer of that sentence; each
+    part gates and is chosen on its own (the per-tile engine asks the sentence as typed)."""
+    q = "the red boxes and the blue box"
+    res = segment_raster(scene, [q, "the yellow boxes and the blue box"], predictor,
+                         SegmentOptions(tile=64, overlap=0.25))
+    polys = res.polygons[q]
+    assert len(polys) == 5 and [p.rank for p in polys] == [1, 2, 3, 4, 5] and {p.query for p in polys} == {q}
+    assert res.stats.plans[q] == "find 'the red boxes'; keep all + find 'the blue box'; keep one"
+    (blue,) = res.polygons["the yellow boxes and the blue box"]  # no yellow box: the blue one alone
+    assert abs(_centroid_rc(blue)[0] - 215) < 2

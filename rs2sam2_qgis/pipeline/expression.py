@@ -385,3 +385,36 @@ def parse_expression(query: str) -> ReferringPlan:
     model_text = _tidy(" ".join(tokens))
     alt = singular if singular and singular != model_text else None
     return ReferringPlan(model_text=model_text, alt_text=alt, cardinality=cardinality, **plan)
+
+
+#: words a part of "X and Y" can end on that describe rather than name ("the black and white cars" is one class)
+_DESCRIBING = {"red", "white", "black", "blue", "green", "yellow", "orange", "gray", "grey", "brown", "purple",
+               "pink", "dark", "light", "large", "small", "big", "tall", "long", "round", "square", "new", "old",
+               "bright", "pale", "flat", "tiny", "huge", "wide", "narrow", "central", "middle", "northern",
+               "southern", "eastern", "western", *_DIRS}
+
+
+def split_conjunction(query: str) -> list[str]:
+    """The referents of "the lakes and ponds", "buildings, roads and trees", "the largest building and the smallest
+    tank" as sentences of their own (a part without a determiner borrows the first part's: "ponds" -> "the
+    ponds"), or ``[query]`` when the sentence is not plainly a list of noun phrases: a part holding a preposition or
+    a relation ("the tank between the lake and the road", "houses and gardens next to the lake" read as one), or a
+    part that ends on a describing word ("the black and white cars")."""
+    sentence = _plain_request(" ".join(str(query).split()))
+    parts = [p.strip() for p in re.split(r"\s*(?:,\s*and\s+|,\s*&\s*|,\s*|\s+and\s+|\s*&\s*)", sentence) if p.strip()]
+    if len(parts) < 2:
+        return [" ".join(str(query).split())]
+    determiner = re.match(r"(?:the|all(?:\s+the)?|every|all of the)\s+", parts[0], re.IGNORECASE)
+    out = []
+    for k, part in enumerate(parts):
+        tokens = part.lower().split()
+        if any(t in _PREPOSITIONS for t in tokens[1:]) or re.search(_RELATION_RE, part.lower()):
+            return [" ".join(str(query).split())]
+        noun = tokens[-1].strip(".,;:!?")
+        if noun in _DESCRIBING or not re.fullmatch(r"[a-z][a-z\-']*", noun):
+            return [" ".join(str(query).split())]
+        starts = re.match(r"(?:the|a|an|all|every|each|both|\d+|" + _alternation(_NUMBERS) + r")\b", tokens[0])
+        if not (starts or is_plural(noun) or noun in _MASS_NOUNS):
+            return [" ".join(str(query).split())]
+        out.append(part if (starts or k == 0 or not determiner) else determiner.group(0) + part)
+    return out

@@ -16,7 +16,7 @@ from affine import Affine
 
 from .batching import Prefetcher, batched
 from .errors import Cancelled, InputError
-from .expression import parse_expression
+from .expression import parse_expression, split_conjunction
 from .oom import BatchBackoff
 from .options import SegmentOptions
 from .polygonize import Polygonizer, disk_reader, memory_reader, polygonize_canvas
@@ -234,6 +234,15 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
     return out
 
 
+def joined(query: str, answers: list[list]) -> list:
+    """One query's answer from those of its referents ("the lakes and ponds"): together, a polygon two of them
+    found once (selection.deduplicate), ranked anew by confidence, each carrying the query as typed."""
+    if len(answers) == 1:
+        return answers[0]
+    return [dataclasses.replace(c, query=query, rank=r)
+            for r, c in enumerate(deduplicate([c for a in answers for c in a]), start=1)]
+
+
 def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options: SegmentOptions | None = None,
                    progress: ProgressFn | None = None, is_cancelled: CancelFn | None = None,
                    feature_cache: FeatureCache | None = None) -> SegmentResult:
@@ -253,8 +262,11 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     queries = clean_queries(queries)
     check_text_window(getattr(predictor, "model", None), queries)
     extent_scope = options.scope == "extent"
-    plans = {q: parse_expression(q) for q in queries} if extent_scope else {}
-    texts = model_texts(queries, plans)
+    # extent scope: each referent of a query its own plan ("the lakes and ponds": the lakes, the ponds)
+    parts = {q: split_conjunction(q) if extent_scope else [q] for q in queries}
+    sentences = list(dict.fromkeys(s for q in queries for s in parts[q]))
+    plans = {s: parse_expression(s) for s in sentences} if extent_scope else {}
+    texts = model_texts(sentences, plans)
     src = open_source(raster_path, options)
     mask_geom = options.mask_geometry
     if mask_geom is not None and src.pixel_coords:
@@ -270,7 +282,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                      precision=getattr(predictor, "precision", ""),
                      precision_reason=getattr(predictor, "precision_reason", ""), model=predictor.model_name,
                      tile=tile, overlap_px=grid.overlap_px, scope=options.scope,
-                     plans={q: p.describe() for q, p in plans.items()})
+                     plans={q: " + ".join(plans[s].describe() for s in parts[q]) for q in queries if plans})
     T = len(texts)
     canvas_mb = aoi.height * aoi.width * (4 * T) / 2**20
     if canvas_mb > options.in_memory_max_mb:
@@ -438,8 +450,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                         stats.warnings.append(warning)
             if extent_scope:
                 with src.open() as ds:  # one open for every second look of the answers
-                    polygons = answer(plans, texts, found_polygons, presence, grid, transform, aoi_transform, aoi,
-                                      presence_threshold, second_look, ds)
+                    answered = answer(plans, texts, found_polygons, presence, grid, transform, aoi_transform,
+                                      aoi, presence_threshold, second_look, ds)
+                polygons = {q: joined(q, [answered[s] for s in parts[q]]) for q in queries}
                 stats.second_looks = second_look.forwards
                 stats.forwards += second_look.forwards
             else:
