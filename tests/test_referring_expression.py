@@ -176,3 +176,18 @@ def test_phrasings_outside_the_templates_read_like_their_plain_forms(query, text
 ])
 def test_a_list_of_referents_splits_into_its_noun_phrases_and_nothing_else_does(query, parts):
     assert split_conjunction(query) == parts
+
+
+@pytest.mark.parametrize("query, text, card, area", [
+    ("buildings larger than 200 m2", "the buildings", ALL, (200.0, None)),
+    ("all lakes bigger than 1 ha", "all lakes", ALL, (10000.0, None)),
+    ("the tanks smaller than 50 m²", "the tanks", ALL, (None, 50.0)),
+    ("buildings between 100 and 2,000 square metres", "the buildings", ALL, (100.0, 2000.0)),
+    ("the building larger than 1,5 ha", "the buildings", ONE, (15000.0, None)),
+    ("houses with an area of at least 120 m2", "the houses", ALL, (120.0, None)),
+    ("the buildings above 100 m2 in the north", "the buildings", ALL, (100.0, None)),
+])
+def test_an_area_filter_is_read_in_m2(query, text, card, area):
+    plan = parse_expression(query)
+    assert (plan.model_text, plan.cardinality, plan.area_m2, plan.side) == (text, card, area, None)
+    assert plan.asks_members  # the filter needs every candidate, a singular's search may not stop early

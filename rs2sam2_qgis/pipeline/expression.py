@@ -82,6 +82,7 @@ class ReferringPlan:
     side: tuple | None = None       # unit (dx, dy) of a directional relation: "north of the lake" keeps objects
     #                                 beyond the anchor that way
     ordinal: int = 1                # which of the ranked objects: 2 for "the second largest", "the 3rd from the left"
+    area_m2: tuple | None = None    # (at least, at most) in m2, either None: "buildings larger than 200 m2"
 
     @property
     def candidate_texts(self) -> tuple:
@@ -100,9 +101,9 @@ class ReferringPlan:
 
     @property
     def ranks_all(self) -> bool:
-        """True when a rule ranks every candidate of the extent (largest, furthest, nearest the anchor): the answer
-        depends on candidates it does not keep."""
-        return bool(self.size or self.extreme or self.anchor_text)
+        """True when a rule ranks or filters every candidate of the extent (largest, furthest, nearest the anchor,
+        larger than an area): the answer depends on candidates it does not keep."""
+        return bool(self.size or self.extreme or self.anchor_text or self.area_m2)
 
     @property
     def asks_members(self) -> bool:
@@ -189,6 +190,38 @@ _TRAILING_RE = re.compile(r"[\s,]*\b(?:please|for\s+me|thanks|thank\s+you)\b[\s.
 _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
              "ninth": 9, "tenth": 10}
 _ORDINAL_RE = r"(?P<o>" + _alternation(_ORDINALS) + r"|\d+(?:st|nd|rd|th))"
+#: area units -> m2
+_AREA_UNITS = {"m2": 1.0, "m\u00b2": 1.0, "sqm": 1.0, "sq m": 1.0, "square metres": 1.0, "square meters": 1.0,
+               "square metre": 1.0, "square meter": 1.0, "ha": 1e4, "hectare": 1e4, "hectares": 1e4, "km2": 1e6,
+               "km\u00b2": 1e6, "square kilometres": 1e6, "square kilometers": 1e6, "acre": 4046.8564224,
+               "acres": 4046.8564224, "sq ft": 0.09290304, "square feet": 0.09290304, "ft2": 0.09290304}
+_AREA_UNIT = _alternation(re.escape(u) for u in _AREA_UNITS) + r"(?![a-z])"
+_DECIMAL = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?"  # "2,000", "1.5", "1,5"
+
+
+def _area_number(number: str, unit: str) -> str:
+    """A regex for an area ("200 m2") whose number and unit are the groups named ``number`` and ``unit``."""
+    return rf"(?P<{number}>{_DECIMAL})\s*(?P<{unit}>{_AREA_UNIT})"
+
+
+_AT_LEAST = r"larger|bigger|greater|wider|more|over|above|exceeding|at\s+least|no\s+smaller|not\s+smaller"
+_AT_MOST = r"smaller|less|under|below|at\s+most|no\s+larger|not\s+larger|no\s+bigger|not\s+bigger"
+_AREA_RE = (r"(?:\b(?:that\s+(?:is|are)|which\s+(?:is|are)|with\s+an?\s+area\s+(?:of\s+)?|of\s+)?\s*)?"
+            rf"(?:\bbetween\s+(?P<lo>{_DECIMAL})\s*(?P<lu>{_AREA_UNIT})?\s*and\s+{_area_number('hi', 'hu')}|"
+            rf"\b(?P<cmp>{_AT_LEAST}|{_AT_MOST})(?:\s+than)?(?:\s+or\s+equal\s+to)?\s+{_area_number('n', 'u')})")
+
+
+def _area_bounds(m: re.Match) -> tuple:
+    """(at least, at most) m2 of an area phrase: "larger than 1 ha" -> (10000, None)."""
+    def m2(num, unit):
+        num = num.replace(",", "") if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", num) else num.replace(",", ".")
+        return float(num) * _AREA_UNITS[re.sub(r"\s+", " ", unit)]
+    if m.group("hi"):
+        return m2(m.group("lo"), m.group("lu") or m.group("hu")), m2(m.group("hi"), m.group("hu"))
+    value = m2(m.group("n"), m.group("u"))
+    return (value, None) if re.fullmatch(_AT_LEAST, m.group("cmp")) else (None, value)
+
+
 _PICTURE = r"(?:image|scene|map|raster|picture|photo|mosaic|extent|area)"
 #: a directional relation: "to the left of the lake", "north-east of the road", "above the harbour"
 _SIDE_RE = (r"(?:\b(?:(?:directly|just|immediately|due|right)\s+)?(?:(?:to|on)\s+the\s+)?"
@@ -222,6 +255,14 @@ def parse_expression(query: str) -> ReferringPlan:
                   r" \g<s> ", text)
     text = re.sub(r"\b(?:by|in)\s+(?:area|size|surface(?:\s+area)?|footprint)\b", " ", text)
     text = re.sub(rf"\b(?:exactly|precisely|just)\s+(?={_NUMBER_RE}\b)", "", text)
+
+    # an area filter: "larger than 200 m2", "under 1 ha", "between 100 and 500 m2"
+    area_m2 = None
+    m = re.search(_AREA_RE, text)
+    if m:
+        area_m2 = _area_bounds(m)
+        understood.append(f"area {m.group(0).strip()}")
+        text = text[: m.start()] + " " + text[m.end():]
 
     cardinality: object = None
     size = None
@@ -358,7 +399,8 @@ def parse_expression(query: str) -> ReferringPlan:
     if cardinality is None and (size or extreme or ordinal > 1):
         cardinality = ONE  # a superlative picks one unless a number says otherwise ("the two largest tanks")
     plan = dict(query=typed, size=size, extreme=extreme, region=region, relation=relation, anchor_text=anchor,
-                understood=tuple(understood), side=side, ordinal=ordinal if (size or extreme or anchor) else 1)
+                understood=tuple(understood), side=side, ordinal=ordinal if (size or extreme or anchor) else 1,
+                area_m2=area_m2)
     tokens = text.split()
     head = _head_noun_index(tokens)
     if not tokens or head is None:  # nothing left to find: give the model the sentence as typed
@@ -369,7 +411,7 @@ def parse_expression(query: str) -> ReferringPlan:
         # "the building" / "a car" name one object; a bare noun ("building", "red") is a class search
         singular_det = tokens[0] in ("the", "a", "an", "this", "that")
         cardinality = ONE if singular_det and not plural and noun not in _MASS_NOUNS else ALL
-    if not (size or extreme or region or anchor or cardinality not in (ONE, ALL) or reworded):
+    if not (size or extreme or region or anchor or area_m2 or cardinality not in (ONE, ALL) or reworded):
         # nothing to choose over the extent: the model gets the sentence as typed (less "only" and any request)
         return ReferringPlan(model_text=text if only else original, cardinality=cardinality, **plan)
     # a choice over the extent needs every candidate: the noun phrase in the plural (as a class is named), and in

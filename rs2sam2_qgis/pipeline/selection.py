@@ -85,6 +85,14 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
     idx = np.arange(len(cands))
     if plan.region is not None:
         idx = idx[in_region(pos[idx], plan.region)]
+    if plan.area_m2 is not None:  # m2 where the raster has a CRS in metres, else its own units (pixels)
+        least, most = plan.area_m2
+        areas, keep = _areas(cands), np.ones(len(cands), bool)
+        if least is not None:
+            keep &= areas >= least
+        if most is not None:
+            keep &= areas <= most
+        idx = idx[keep[idx]]
     conf = np.array([confidence(c) for c in cands])
     order_key = -conf  # default: most confident first
     anchor_geom = None
