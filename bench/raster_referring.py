@@ -244,7 +244,7 @@ def bench_mosaics(seed: int, split: str, count: int, per_kind: int, rng: np.rand
         cells = (2, 3, 4)[i % 3]
         mosaic = build_mosaic(seed, split, i, cells, exclude=EXCLUDES[i % len(EXCLUDES)],
                               unique_colours=unique_colours)
-        sentences = describe_mosaic(mosaic, rng) if wordings == "generator" else describe_beyond(mosaic)
+        sentences = describe_mosaic(mosaic, rng) if wordings == "generator" else describe_beyond(mosaic, RES * RES)
         yield i, mosaic, pick(sentences, per_kind, rng)
 
 

@@ -259,11 +259,24 @@ def _beyond(o: SceneObject, a: SceneObject, side: tuple, margin: float) -> bool:
             (dy == 0 or (oy1 < ay0 - margin if dy > 0 else oy0 > ay1 + margin)))
 
 
-def describe_beyond(m: Mosaic) -> list[Query]:
+def _area_cut(areas_m2: list[float], ratio: float = 1.5) -> float | None:
+    """A round area (two significant digits) in the widest gap of ``areas_m2`` (sorted neighbours at least
+    ``ratio`` apart), with at least two areas above it; None when there is none."""
+    srt = sorted(areas_m2)
+    gaps = [(srt[k + 1] / srt[k], k) for k in range(len(srt) - 2) if srt[k] > 0 and srt[k + 1] / srt[k] >= ratio]
+    if not gaps:
+        return None
+    _, k = max(gaps)
+    cut = float(f"{math.sqrt(srt[k] * srt[k + 1]):.2g}")
+    return cut if srt[k] < cut < srt[k + 1] else None
+
+
+def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
     """Sentences in wordings the generator's templates never use and the engine's grammar reads since e0f088f:
     requests around the description ("where is the red car?"), ordinals ("the second largest building", "the
-    second tree from the left"), the middle of the mosaic ("the tank in the centre") and directional relations
-    ("the building north of the lake"), each of a kind of ``describe_mosaic`` and none drawn at random."""
+    second tree from the left"), the middle of the mosaic ("the tank in the centre"), directional relations
+    ("the building north of the lake"), lists ("the storage tanks and the trees") and areas ("the buildings larger
+    than 120 m2", at ``m2_per_px``), each of a kind of ``describe_mosaic`` and none drawn at random."""
     side = m.labels.shape[0]
     by: dict[str, list[SceneObject]] = {}
     for o in m.objects:
@@ -272,6 +285,16 @@ def describe_beyond(m: Mosaic) -> list[Query]:
     for cls in ("building", "tank", "tree", "vehicle"):
         if by.get(cls):
             out.append(Query(f"show me all the {NAMES[cls][1][0]}", "class", [o.label for o in by[cls]], False))
+    if by.get("tank") and by.get("tree"):
+        out.append(Query("the storage tanks and the trees", "class", [o.label for o in by["tank"] + by["tree"]],
+                         False))
+    for cls in ("building", "water"):
+        objs = by.get(cls, [])
+        cut = _area_cut([o.area * m2_per_px for o in objs]) if len(objs) >= 3 else None
+        if cut is not None:
+            noun = "lakes" if cls == "water" else "buildings"
+            out.append(Query(f"the {noun} larger than {cut:g} m2", "class",
+                             [o.label for o in objs if o.area * m2_per_px > cut], False))
     for cls, palette, ask in (("building", ROOF_COLOURS, "find the building with the {c} roof"),
                               ("vehicle", VEHICLE_COLOURS, "where is the {c} car?")):
         objs = by.get(cls, [])
