@@ -160,6 +160,23 @@ def pluralize(noun: str) -> str:
     return n + "s"
 
 
+def singularize(noun: str) -> str:
+    """A plural English noun -> its singular ("buildings" -> "building", "cities" -> "city", "buses" -> "bus");
+    a word that is not plural by form is returned as it is."""
+    low = noun.lower()
+    back = {p: s for s, p in _IRREGULAR_SINGULAR_TO_PLURAL.items()} | {"buses": "bus", "series": "series",
+                                                                      "species": "species"}
+    if low in back:
+        return back[low]
+    if not is_plural(low):
+        return noun
+    if re.search(r"[^aeiou]ies$", low):
+        return noun[:-3] + "y"
+    if re.search(r"(ss|x|z|ch|sh)es$", low):
+        return noun[:-2]
+    return noun[:-1]
+
+
 def _head_noun_index(tokens: list[str]) -> int | None:
     """The head noun: the last word before the first preposition (after the first word), determiners skipped."""
     end = next((i for i, t in enumerate(tokens) if i > 0 and t in _PREPOSITIONS), len(tokens))
@@ -421,7 +438,13 @@ def parse_expression(query: str) -> ReferringPlan:
     elif tokens[0] not in ("the", "all"):
         tokens.insert(0, "the")
         head += 1
-    singular = _tidy(" ".join(tokens)) if not plural else None
+    if plural:  # "the two white tanks" is also asked as "the white tank"
+        singular_tokens = tokens[:head] + [singularize(noun)] + tokens[head + 1:]
+        if singular_tokens[0] == "all":
+            singular_tokens[0] = "the"
+        singular = _tidy(" ".join(singular_tokens))
+    else:
+        singular = _tidy(" ".join(tokens))
     if not plural and noun not in _MASS_NOUNS:
         tokens[head] = pluralize(noun)
     model_text = _tidy(" ".join(tokens))
