@@ -1,7 +1,15 @@
 """Reading what an expression asks of the whole extent (rs2sam2_qgis/pipeline/expression.py)."""
 import pytest
 
-from rs2sam2_qgis.pipeline.expression import ALL, ONE, is_plural, parse_expression, pluralize, split_conjunction
+from rs2sam2_qgis.pipeline.expression import (
+    ALL,
+    ONE,
+    is_plural,
+    parse_expression,
+    pluralize,
+    singularize,
+    split_conjunction,
+)
 
 
 @pytest.mark.parametrize("query, text, card", [
@@ -191,3 +199,19 @@ def test_an_area_filter_is_read_in_m2(query, text, card, area):
     plan = parse_expression(query)
     assert (plan.model_text, plan.cardinality, plan.area_m2, plan.side) == (text, card, area, None)
     assert plan.asks_members  # the filter needs every candidate, a singular's search may not stop early
+
+
+@pytest.mark.parametrize("query, alt", [
+    ("the two white tanks", "the white tank"), ("the lakes larger than 640 m2", "the lake"),
+    ("all the tanks in the north", "the tank"), ("the 3 cities in the east", "the city"),
+    ("both buses", "the bus"), ("the churches next to the river", "the church"),
+])
+def test_a_plural_chosen_over_the_extent_is_also_asked_in_the_singular(query, alt):
+    """A model may know one number of a noun and not the other: 'the two white tanks' also asks 'the white tank'."""
+    assert parse_expression(query).alt_text == alt
+
+
+def test_singular_forms():
+    assert [singularize(w) for w in ("buildings", "cities", "buses", "churches", "boxes", "houses", "people",
+                                     "bus", "water")] == \
+        ["building", "city", "bus", "church", "box", "house", "person", "bus", "water"]
