@@ -164,6 +164,11 @@ def test_directional_relations_keep_their_side_and_anchor(query, side, anchor):
     ("the lake situated in the south-east", "the lakes", {"region": (1, -1)}),
     ("the storage tank located next to the lake", "the storage tanks", {"anchor_text": "the lake"}),
     ("exactly two white tanks", "the white tanks", {"cardinality": 2}),
+    ("building top left", "the buildings", {"region": (-1, 1)}),
+    ("the building (top left)", "the buildings", {"region": (-1, 1), "cardinality": ONE}),
+    ("tank nearest lake", "the tanks", {"anchor_text": "the lake", "cardinality": ONE}),
+    ("the house furthest from the lake", "the houses", {"anchor_text": "the lake", "furthest": True}),
+    ("the cars parked along the road", "the cars", {"anchor_text": "the road", "cardinality": ALL}),
 ])
 def test_phrasings_outside_the_templates_read_like_their_plain_forms(query, text, attrs):
     plan = parse_expression(query)

@@ -553,6 +553,7 @@ def test_select_ordinals_the_middle_and_sides_of_an_anchor():
     assert sorted(pick("the red boxes south of the lake", lake)) == ["bl", "br"]
     assert pick("the red box to the east of the lake", lake) == ["br"]  # beyond its right end: tr, br; br nearer
     assert pick("the second closest red box to the lake", lake) == ["br"]  # tl 40 px, br 42, bl 60, tr 64
+    assert pick("the red box furthest from the lake", lake) == ["tr"]
     assert sorted(pick("the red boxes larger than 500 m2")) == ["bl", "tl"]          # 4800, 1600 m2
     assert sorted(pick("red boxes between 350 and 2,000 m2")) == ["tl", "tr"]       # 1600, 400
     assert pick("the red box smaller than 0.035 ha") == ["br"]                      # 300 m2

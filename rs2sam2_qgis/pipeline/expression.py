@@ -43,7 +43,10 @@ _ABBREV = {"nw": "north west", "ne": "north east", "sw": "south west", "se": "so
 
 # spatial relations to another object (the anchor)
 _RELATION_RE = r"(?:next to|close to|closest to|nearest to|nearest|closest|near to|near|beside|by|adjacent to|" \
-               r"alongside|along|bordering|around|at the edge of|on the shore of|on the bank of|facing)"
+               r"alongside|along|bordering|around|at the edge of|on the shore of|on the bank of|facing|" \
+               r"(?:furthest|farthest|most distant) (?:away )?from)"
+#: relations that rank by distance to the anchor, nearest or furthest first, and so pick one object
+_NEAREST_RE, _FURTHEST_RE = r"(?:closest|nearest)\b", r"(?:furthest|farthest|most distant)\b"
 # words that end the head noun phrase
 _PREPOSITIONS = {"with", "of", "that", "which", "who", "in", "on", "at", "near", "next", "beside", "by", "along",
                  "alongside", "to", "from", "inside", "within", "between", "behind", "under", "over", "above",
@@ -104,6 +107,11 @@ class ReferringPlan:
         """True when a rule ranks or filters every candidate of the extent (largest, furthest, nearest the anchor,
         larger than an area): the answer depends on candidates it does not keep."""
         return bool(self.size or self.extreme or self.anchor_text or self.area_m2)
+
+    @property
+    def furthest(self) -> bool:
+        """True for a relation that wants the object furthest from its anchor ("the house furthest from the lake")."""
+        return bool(self.relation and re.match(_FURTHEST_RE, self.relation))
 
     @property
     def asks_members(self) -> bool:
@@ -370,6 +378,15 @@ def parse_expression(query: str) -> ReferringPlan:
             region = (0, 0)
             understood.append(f"region {m.group(0).strip()}")
             text = text[: m.start()] + " " + text[m.end():]
+    # a region named after the noun, bare: "building top left", "the building (top left)", "lake, north-east"
+    if region is None:
+        m = re.search(rf"(?<=[a-z])[\s,:]+(?P<w1>northern|southern|eastern|western|{_DIR_WORD})(?:\s+(?P<w2>"
+                      rf"{_DIR_WORD}))?(?:\s+(?:corner|part|half|side|quarter|quadrant|area))?\s*$", text)
+        if m:
+            region = _direction([m.group("w1"), m.group("w2") or ""])
+            if region:
+                understood.append(f"region {m.group(0).strip(' ,:')}")
+                text = text[: m.start()]
     # "northern", "top-left" used as an adjective before the noun: "the northern lake", "the top left building"
     if region is None:
         m = re.search(rf"\b(?:the\s+)?(?P<w1>northern|southern|eastern|western|{_DIR_WORD})(?:\s+(?P<w2>"
@@ -412,7 +429,9 @@ def parse_expression(query: str) -> ReferringPlan:
     # situated in the south" -> "the tank", "the lake"
     text = _tidy(re.sub(r"\s+(?:that|which|who)\s+(?:is|are|lies|lie|sits|sit|stands|stand)(?:\s+the)?(?:\s+ones?)?$|"
                         r"(?<=\S)\s+(?:the\s+)?ones?$|\s+(?:located|situated|lying|standing|positioned|placed|sitting|"
-                        r"found|seen|visible)$", "", text))
+                        r"found|seen|visible|parked|built)$", "", text))
+    if cardinality is None and relation and re.match(f"{_NEAREST_RE}|{_FURTHEST_RE}", relation):
+        cardinality = ONE  # "tank nearest lake": a superlative of distance
     if cardinality is None and (size or extreme or ordinal > 1):
         cardinality = ONE  # a superlative picks one unless a number says otherwise ("the two largest tanks")
     plan = dict(query=typed, size=size, extreme=extreme, region=region, relation=relation, anchor_text=anchor,

@@ -109,7 +109,10 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         # "near" means within about one object's size of the anchor (or as close as the closest one)
         sizes = np.sqrt(np.maximum([cands[i].geometry.area for i in idx], 0.0))
         reach = max(float(np.median(sizes)), float(dist.min()) * 1.5)
-        if plan.size or plan.extreme or plan.count is None:
+        if plan.furthest:  # "the house furthest from the lake": every candidate, the furthest first
+            order_key = np.full(len(cands), np.inf)
+            order_key[idx] = -dist
+        elif plan.size or plan.extreme or plan.count is None:
             idx = idx[dist <= reach]
         else:
             order_key = np.full(len(cands), np.inf)
