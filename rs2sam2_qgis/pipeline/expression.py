@@ -363,39 +363,24 @@ def parse_expression(query: str) -> ReferringPlan:
                  rf"southern|eastern|western)(?:\s+(?P<w2>{_DIR_WORD}))?(?:[- ]?(?:hand|most))?"
                  r"(?:\s+(?:corner|part|half|side|quarter|quadrant|third|area|edge|section|portion|region|sector|"
                  rf"zone|margin|border|end|of the {_PICTURE}))*\b")
-    m = re.search(region_re, text)
-    if m:
-        region = _direction([m.group("w1"), m.group("w2") or ""])
-        if region:
-            understood.append(f"region {m.group(0).strip()}")
-            text = text[: m.start()] + " " + text[m.end():]
     # the middle of the extent: "in the centre", "at the center of the image", "the central lake"
-    if region is None:
-        m = re.search(r"\b(?:in|at|near|around)\s+(?:the\s+)?(?:very\s+|exact\s+)?(?:centre|center|middle)"
-                      r"(?:\s+(?:part|area|section|portion|region))?\b", text) or \
-            re.search(r"\b(?:most\s+central|central|cent(?:re|er)[- ]?most|middle[- ]?most)\b(?=\s+[a-z])", text)
-        if m:
-            region = (0, 0)
-            understood.append(f"region {m.group(0).strip()}")
-            text = text[: m.start()] + " " + text[m.end():]
+    centre_re = (r"\b(?:in|at|near|around)\s+(?:the\s+)?(?:very\s+|exact\s+)?(?:centre|center|middle)"
+                 r"(?:\s+(?:part|area|section|portion|region))?\b")
+    central_re = r"\b(?:most\s+central|central|cent(?:re|er)[- ]?most|middle[- ]?most)\b(?=\s+[a-z])"
     # a region named after the noun, bare: "building top left", "the building (top left)", "lake, north-east"
-    if region is None:
-        m = re.search(rf"(?<=[a-z])[\s,:]+(?P<w1>northern|southern|eastern|western|{_DIR_WORD})(?:\s+(?P<w2>"
-                      rf"{_DIR_WORD}))?(?:\s+(?:corner|part|half|side|quarter|quadrant|area))?\s*$", text)
-        if m:
-            region = _direction([m.group("w1"), m.group("w2") or ""])
-            if region:
-                understood.append(f"region {m.group(0).strip(' ,:')}")
-                text = text[: m.start()]
+    after_re = (rf"(?<=[a-z])[\s,:]+(?P<w1>northern|southern|eastern|western|{_DIR_WORD})(?:\s+(?P<w2>{_DIR_WORD}))?"
+                r"(?:\s+(?:corner|part|half|side|quarter|quadrant|area))?\s*$")
     # "northern", "top-left" used as an adjective before the noun: "the northern lake", "the top left building"
-    if region is None:
-        m = re.search(rf"\b(?:the\s+)?(?P<w1>northern|southern|eastern|western|{_DIR_WORD})(?:\s+(?P<w2>"
-                      rf"{_DIR_WORD}))?(?:\s+corner)?\b(?=\s+(?!most\b)[a-z])", text)
+    adjective_re = (rf"\b(?:the\s+)?(?P<w1>northern|southern|eastern|western|{_DIR_WORD})(?:\s+(?P<w2>{_DIR_WORD}))?"
+                    r"(?:\s+corner)?\b(?=\s+(?!most\b)[a-z])")
+    # each reading in turn, the first that matches names the region; the adjective keeps its determiner
+    for pattern, cut in ((region_re, 0), (centre_re, 0), (central_re, 0), (after_re, 0), (adjective_re, "w1")):
+        m = re.search(pattern, text)
         if m:
-            region = _direction([m.group("w1"), m.group("w2") or ""])
-            if region:
-                understood.append(f"region {m.group(0).strip()}")
-                text = text[: m.start("w1")] + " " + text[m.end():]
+            region = _direction([m.group("w1"), m.group("w2") or ""]) if "w1" in m.groupdict() else (0, 0)
+            understood.append(f"region {m.group(0).strip(' ,:')}")
+            text = text[: m.start(cut)] + " " + text[m.end():]
+            break
 
     # size superlatives
     m = re.search(rf"\b{_SIZE_RE}\b", text)
