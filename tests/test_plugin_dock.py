@@ -196,6 +196,7 @@ def test_run_adds_a_styled_layer_per_query_with_engine_attributes(clean_state, i
     assert iface.mapCanvas().extent().contains(white.extent())
     assert "3 polygon" not in dock.status_label.text() and "2 polygons" in dock.status_label.text()
     assert "cpu" in dock.status_label.text() and "fp32 (auto: " in dock.status_label.text()
+    assert "'the white tank': find 'the white tank'; keep one" in dock.status_label.toolTip()  # what was understood
     assert dock.export_button.isEnabled()
     from qgis.core import QgsSettings
 

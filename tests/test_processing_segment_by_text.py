@@ -80,10 +80,22 @@ def _queries_and_areas(path):
 
 def test_processing_run_writes_one_layer_with_every_query(processing_ready, clean_state, scene, tmp_path):
     import processing
+    from qgis.core import QgsProcessingFeedback
+
+    class Feedback(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.infos = []
+
+        def pushInfo(self, info):  # noqa: N802 - Qt's name
+            self.infos.append(info)
+            super().pushInfo(info)
 
     out = tmp_path / "out.gpkg"
+    feedback = Feedback()
     result = processing.run(ALG, {"INPUT": str(scene), "QUERIES": "the white tank\nred roofs",
-                                  "MODEL": _colour(), "DEVICE": 2, "OUTPUT": str(out)})
+                                  "MODEL": _colour(), "DEVICE": 2, "OUTPUT": str(out)}, feedback=feedback)
+    assert "'the white tank' read as: find 'the white tank'; keep one" in feedback.infos  # what was understood
     assert result["OUTPUT"].split("|")[0] == str(out) and result["DEVICE_USED"] == "cpu"
     assert result["FEATURE_COUNT"] == 2
     assert _queries_and_areas(out) == [("red roofs", 400), ("the white tank", 256)]

@@ -238,6 +238,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         stats = reply.get("stats") or {}
         for warning in stats.get("warnings") or []:
             feedback.pushWarning(warning)
+        for query, how in (stats.get("plans") or {}).items():  # what the engine understood of each description
+            feedback.pushInfo(f"'{query}' read as: {how}")
         device_used = stats.get("device", "")
         feedback.pushInfo(f"{reply['count']} polygons for {len(queries)} description(s) on {device_used} "
                           f"({stats.get('device_reason', '')}), {stats.get('precision', '')} "

@@ -524,7 +524,11 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.progress.setValue(100)
         self.status_label.setText(f"{total} polygon{'s' if total != 1 else ''} ({counts}) in {task.seconds:.1f} s "
                                   f"on {device}{reason}{precision}{model}{oom}.")
+        readings = [f"'{q}': {how}" for q, how in (stats.get("plans") or {}).items()]
+        self.status_label.setToolTip("How each description was read:\n" + "\n".join(readings) if readings else "")
         log(f"run done: {self.status_label.text()} -> {reply['output']}")
+        for reading in readings:  # what the engine understood: the analyst checks "keep one", "size largest"
+            log(f"read {reading}")
         for warning in stats.get("warnings") or []:  # e.g. a noise-like mask polygonized on coarser cells
             self.iface.messageBar().pushMessage("rs2sam2", warning, level=Qgis.MessageLevel.Warning, duration=0)
             log(f"warning: {warning}", Qgis.MessageLevel.Warning)
