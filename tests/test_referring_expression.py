@@ -165,6 +165,8 @@ def test_directional_relations_keep_their_side_and_anchor(query, side, anchor):
     ("the storage tank located next to the lake", "the storage tanks", {"anchor_text": "the lake"}),
     ("exactly two white tanks", "the white tanks", {"cardinality": 2}),
     ("building top left", "the buildings", {"region": (-1, 1)}),
+    ("the first building in the top left", "the buildings", {"region": (-1, 1), "ordinal": 1}),
+    ("first aid stations in the north", "the first aid stations", {"region": (0, 1)}),
     ("the building (top left)", "the buildings", {"region": (-1, 1), "cardinality": ONE}),
     ("tank nearest lake", "the tanks", {"anchor_text": "the lake", "cardinality": ONE}),
     ("the house furthest from the lake", "the houses", {"anchor_text": "the lake", "furthest": True}),

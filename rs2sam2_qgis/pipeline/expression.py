@@ -323,6 +323,8 @@ def parse_expression(query: str) -> ReferringPlan:
             text = text[: f.start()] + " " + text[f.end():]
         if ordinal > 1:
             understood.append(f"ordinal {ordinal}")
+    else:  # "the first building in the top left": the first is the one the rule keeps anyway
+        text = re.sub(r"\bthe\s+first\s+(?=[a-z])", "the ", text)
     # "the closest house to the lake" -> "the house closest to the lake": the relation after its noun phrase
     text = re.sub(r"\b(closest|nearest)\s+((?:[a-z\-']+\s+){0,3}?[a-z\-']+)\s+to\s+", r"\2 \1 to ", text)
     # relation: "X next to the lake" -> anchor "the lake" (the rest of the sentence after the relation word); a
