@@ -143,7 +143,10 @@ class Rs2Sam2Dock(QgsDockWidget):
 
         self.query_edit = QueryEdit(body)
         self.query_edit.setMinimumHeight(70)
-        self.query_edit.setToolTip("What to find, one description per line (each line becomes its own layer).\n"
+        self.query_edit.setToolTip("What to find, one description per line (each line becomes its own layer), e.g.\n"
+                                   "the buildings / the largest lake / the second tank from the left /\n"
+                                   "the building in the top left / the house closest to the road /\n"
+                                   "the two white tanks / buildings larger than 200 m2 / the lakes and ponds.\n"
                                    "Earlier descriptions complete as you type (Ctrl+Space lists them).")
         form.addRow("Find", self.query_edit)
 
