@@ -274,9 +274,10 @@ def _area_cut(areas_m2: list[float], ratio: float = 1.5) -> float | None:
 def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
     """Sentences in wordings the generator's templates never use and the engine's grammar reads since e0f088f:
     requests around the description ("where is the red car?"), ordinals ("the second largest building", "the
-    second tree from the left"), the middle of the mosaic ("the tank in the centre"), directional relations
-    ("the building north of the lake"), lists ("the storage tanks and the trees") and areas ("the buildings larger
-    than 120 m2", at ``m2_per_px``), each of a kind of ``describe_mosaic`` and none drawn at random."""
+    second tree from the left"), the middle of the mosaic ("the tank in the centre"), relations by side and
+    distance ("the building north of the lake", "the tree closest to / furthest from the lake"), lists ("the
+    storage tanks and the trees") and areas ("the buildings larger than 120 m2", at ``m2_per_px``), each of a kind
+    of ``describe_mosaic`` and none drawn at random."""
     side = m.labels.shape[0]
     by: dict[str, list[SceneObject]] = {}
     for o in m.objects:
@@ -331,6 +332,14 @@ def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
             doubt = [o for o in objs if o not in past and any(_beyond(o, a, way, -8) for a in lakes)]
             if len(past) == 1 and not doubt:
                 out.append(Query(f"the {NAMES[cls][0][0]} {word} of the lake", "relation", [past[0].label], False))
+        # distance to the nearest lake, with a clear margin to the runner-up
+        gaps = sorted((min(_gap(o, a) for a in lakes), k) for k, o in enumerate(objs))
+        if gaps[1][0] >= 2 * gaps[0][0] + 16:
+            out.append(Query(f"the {NAMES[cls][0][0]} closest to the lake", "relation", [objs[gaps[0][1]].label],
+                             False))
+        if gaps[-1][0] >= gaps[-2][0] + 40:
+            out.append(Query(f"the {NAMES[cls][0][0]} furthest from the lake", "relation",
+                             [objs[gaps[-1][1]].label], False))
     for cls in m.excluded:
         out.append(Query("where is the lake?" if cls == "water" else f"where are the {NAMES[cls][1][-1]}?",
                          "absent", [], False))
