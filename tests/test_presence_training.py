@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from model_core import Predictor, build_model, load_model, save_model
-from training.datasets.mosaic import KINDS, build_mosaic, describe_mosaic
+from training.datasets.mosaic import KINDS, build_mosaic, describe_beyond, describe_mosaic
 from training.datasets.vocabulary import NEVER_DRAWN
 from training.presence import TRAIN_ABSENT, features, train_head, window_pairs, write_with_head
 
@@ -26,6 +26,30 @@ def test_mosaic_sentences_hold_over_the_whole_mosaic():
         if q.kind == "superlative" and "largest" in q.text and "building" in q.text:
             (t,) = q.target
             assert by[t].area == max(o.area for o in m.objects if o.cls == "building")
+
+
+def test_sentences_beyond_the_templates_hold_and_read_as_their_kind():
+    """describe_beyond's targets are what its sentences say over the whole mosaic, and the engine's grammar reads
+    each as its kind asks (a count, one object, an area, a list)."""
+    from rs2sam2_qgis.pipeline.expression import ALL, ONE, parse_expression, split_conjunction
+
+    qs = [q for i in range(6) for q in describe_beyond(build_mosaic(2401, "test", i, (2, 3, 4)[i % 3],
+                                                                     unique_colours=True))]
+    assert {q.kind for q in qs} <= set(KINDS) and not any(q.template for q in qs)
+    for q in qs:
+        parts = split_conjunction(q.text)
+        plans = [parse_expression(p) for p in parts]
+        if q.kind in ("attribute", "superlative", "position", "relation"):
+            assert len(q.target) == 1 and [p.cardinality for p in plans] == [ONE], q.text
+        elif q.kind == "count":
+            assert [p.cardinality for p in plans] == [len(q.target)], q.text
+        elif q.kind == "class":
+            assert q.target and all(p.cardinality == ALL for p in plans), q.text
+        else:
+            assert q.target == [], q.text
+        if "larger than" in q.text:
+            assert plans[0].area_m2[0] is not None
+    assert any(len(split_conjunction(q.text)) == 2 for q in qs)
 
 
 def test_window_pairs_label_positives_free_hard_and_vocabulary_negatives():
