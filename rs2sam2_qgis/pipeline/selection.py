@@ -102,7 +102,7 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         dist = beyond_anchors(cands, idx, anchors, plan.side, extent_transform)
         idx, order_key = idx[np.isfinite(dist)], np.full(len(cands), np.inf)
         order_key[idx] = dist[np.isfinite(dist)]
-        if plan.count is None:  # "the houses north of the road": every one beyond it, nearest first
+        if plan.count is None:  # "the houses north of the road": every one beyond it, the most confident first
             order_key[idx] = 0.0
     elif anchor_geom is not None and len(idx):
         dist = shapely.distance(np.asarray([cands[i].geometry for i in idx], dtype=object), anchor_geom)
