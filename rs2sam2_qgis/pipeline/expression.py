@@ -471,21 +471,22 @@ def split_conjunction(query: str) -> list[str]:
     ponds"), or ``[query]`` when the sentence is not plainly a list of noun phrases: a part holding a preposition or
     a relation ("the tank between the lake and the road", "houses and gardens next to the lake" read as one), or a
     part that ends on a describing word ("the black and white cars")."""
-    sentence = _plain_request(" ".join(str(query).split()))
-    parts = [p.strip() for p in re.split(r"\s*(?:,\s*and\s+|,\s*&\s*|,\s*|\s+and\s+|\s*&\s*)", sentence) if p.strip()]
+    whole = " ".join(str(query).split())
+    parts = [p.strip() for p in re.split(r"\s*(?:,\s*and\s+|,\s*&\s*|,\s*|\s+and\s+|\s*&\s*)", _plain_request(whole))
+             if p.strip()]
     if len(parts) < 2:
-        return [" ".join(str(query).split())]
+        return [whole]
     determiner = re.match(r"(?:the|all(?:\s+the)?|every|all of the)\s+", parts[0], re.IGNORECASE)
     out = []
     for k, part in enumerate(parts):
         tokens = part.lower().split()
-        if any(t in _PREPOSITIONS for t in tokens[1:]) or re.search(_RELATION_RE, part.lower()):
-            return [" ".join(str(query).split())]
+        if any(t in _PREPOSITIONS for t in tokens[1:]) or re.search(rf"\b{_RELATION_RE}\b", part.lower()):
+            return [whole]
         noun = tokens[-1].strip(".,;:!?")
         if noun in _DESCRIBING or not re.fullmatch(r"[a-z][a-z\-']*", noun):
-            return [" ".join(str(query).split())]
+            return [whole]
         starts = re.match(r"(?:the|a|an|all|every|each|both|\d+|" + _alternation(_NUMBERS) + r")\b", tokens[0])
         if not (starts or is_plural(noun) or noun in _MASS_NOUNS):
-            return [" ".join(str(query).split())]
+            return [whole]
         out.append(part if (starts or k == 0 or not determiner) else determiner.group(0) + part)
     return out
