@@ -237,7 +237,7 @@ def bench_mosaics(seed: int, split: str, count: int, per_kind: int, rng: np.rand
     """The benchmark's mosaics in order, each with the sentences drawn for it from ``rng``: (index, mosaic,
     queries). Every bench that scores these sentences draws them here, so that it sees the same ones.
     ``wordings``: "generator" (``describe_mosaic``: templates and paraphrases) or "beyond" (``describe_beyond``:
-    requests, ordinals, the centre, directional relations)."""
+    requests, ordinals, the centre, relations by side and distance, lists, areas)."""
     from training.datasets.mosaic import build_mosaic, describe_beyond, describe_mosaic
 
     for i in range(count):
@@ -286,7 +286,8 @@ def main(argv=None) -> int:
                          "singular attribute sentences exist (training.datasets.mosaic.plant_unique_colour)")
     ap.add_argument("--wordings", default="generator", choices=("generator", "beyond"),
                     help="the generator's templates and paraphrases, or wordings beyond them (requests, ordinals, "
-                         "the centre, directional relations: training.datasets.mosaic.describe_beyond)")
+                         "the centre, relations by side and distance, lists, areas: "
+                         "training.datasets.mosaic.describe_beyond)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--name", default="raster_referring")
     a = ap.parse_args(argv)

@@ -61,6 +61,8 @@ _IRREGULAR_PLURALS = {"people", "children", "men", "women", "geese", "mice", "fe
                       "fish", "aircraft", "deer", "series", "species", "police", "data"}
 _IRREGULAR_SINGULAR_TO_PLURAL = {"person": "people", "child": "children", "man": "men", "woman": "women",
                                  "aircraft": "aircraft", "sheep": "sheep", "fish": "fish", "deer": "deer"}
+_IRREGULAR_PLURAL_TO_SINGULAR = {p: s for s, p in _IRREGULAR_SINGULAR_TO_PLURAL.items()} | {
+    "buses": "bus", "series": "series", "species": "species"}
 _NOT_PLURAL_ENDINGS = ("ss", "us", "is", "ics", "ous")
 #: the middle of the extent, region (0, 0): the central half of its width and of its height (half-width 0.25 of
 #: the extent's side on each axis from the centre)
@@ -172,10 +174,8 @@ def singularize(noun: str) -> str:
     """A plural English noun -> its singular ("buildings" -> "building", "cities" -> "city", "buses" -> "bus");
     a word that is not plural by form is returned as it is."""
     low = noun.lower()
-    back = {p: s for s, p in _IRREGULAR_SINGULAR_TO_PLURAL.items()} | {"buses": "bus", "series": "series",
-                                                                      "species": "species"}
-    if low in back:
-        return back[low]
+    if low in _IRREGULAR_PLURAL_TO_SINGULAR:
+        return _IRREGULAR_PLURAL_TO_SINGULAR[low]
     if not is_plural(low):
         return noun
     if re.search(r"[^aeiou]ies$", low):
@@ -221,7 +221,8 @@ _AREA_UNITS = {"m2": 1.0, "m\u00b2": 1.0, "sqm": 1.0, "sq m": 1.0, "square metre
                "km\u00b2": 1e6, "square kilometres": 1e6, "square kilometers": 1e6, "acre": 4046.8564224,
                "acres": 4046.8564224, "sq ft": 0.09290304, "square feet": 0.09290304, "ft2": 0.09290304}
 _AREA_UNIT = _alternation(re.escape(u) for u in _AREA_UNITS) + r"(?![a-z])"
-_DECIMAL = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:[.,]\d+)?"  # "2,000", "1.5", "1,5"
+_THOUSANDS = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?"  # "2,000", "12,500.5"
+_DECIMAL = rf"{_THOUSANDS}|\d+(?:[.,]\d+)?"  # also "1.5", "1,5"
 
 
 def _area_number(number: str, unit: str) -> str:
@@ -239,7 +240,7 @@ _AREA_RE = (r"(?:\b(?:that\s+(?:is|are)|which\s+(?:is|are)|with\s+an?\s+area\s+(
 def _area_bounds(m: re.Match) -> tuple:
     """(at least, at most) m2 of an area phrase: "larger than 1 ha" -> (10000, None)."""
     def m2(num, unit):
-        num = num.replace(",", "") if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", num) else num.replace(",", ".")
+        num = num.replace(",", "") if re.fullmatch(_THOUSANDS, num) else num.replace(",", ".")
         return float(num) * _AREA_UNITS[re.sub(r"\s+", " ", unit)]
     if m.group("hi"):
         return m2(m.group("lo"), m.group("lu") or m.group("hu")), m2(m.group("hi"), m.group("hu"))

@@ -209,7 +209,8 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
         dropped = set()
         for text in dict.fromkeys(text_of[id(c.geometry)] for c in looked):
             group = [c for c in looked if text_of[id(c.geometry)] == text]
-            pres = second_look([point(c) for c in group], text, ds)
+            cols, rows = pixel_points(group, transform)
+            pres = second_look(list(zip(rows, cols)), text, ds)
             dropped |= {id(c.geometry) for c, no in zip(group, sure_absent(pres, threshold)) if no}
         kept = [c for c in members if id(c.geometry) not in dropped]
         return [dataclasses.replace(c, rank=r) for r, c in enumerate(kept, start=1)]

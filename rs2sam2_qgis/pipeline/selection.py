@@ -82,12 +82,13 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
     if not cands:
         return []
     pos = _positions(cands, extent_transform, height, width)
+    areas = _areas(cands)
     idx = np.arange(len(cands))
     if plan.region is not None:
         idx = idx[in_region(pos[idx], plan.region)]
     if plan.area_m2 is not None:  # m2 where the raster has a CRS in metres, else its own units (pixels)
         least, most = plan.area_m2
-        areas, keep = _areas(cands), np.ones(len(cands), bool)
+        keep = np.ones(len(cands), bool)
         if least is not None:
             keep &= areas >= least
         if most is not None:
@@ -95,37 +96,34 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         idx = idx[keep[idx]]
     conf = np.array([confidence(c) for c in cands])
     order_key = -conf  # default: most confident first
-    anchor_geom = None
-    if plan.anchor_text and anchors:
-        anchor_geom = shapely.union_all([a.geometry for a in anchors])
-    if anchor_geom is not None and plan.side is not None and len(idx):
+    related = bool(plan.anchor_text and anchors) and len(idx) > 0
+    if related and plan.side is not None:
         dist = beyond_anchors(cands, idx, anchors, plan.side, extent_transform)
         idx, order_key = idx[np.isfinite(dist)], np.full(len(cands), np.inf)
         order_key[idx] = dist[np.isfinite(dist)]
         if plan.count is None:  # "the houses north of the road": every one beyond it, the most confident first
             order_key[idx] = 0.0
-    elif anchor_geom is not None and len(idx):
-        dist = shapely.distance(np.asarray([cands[i].geometry for i in idx], dtype=object), anchor_geom)
-        # "near" means within about one object's size of the anchor (or as close as the closest one)
-        sizes = np.sqrt(np.maximum([cands[i].geometry.area for i in idx], 0.0))
-        reach = max(float(np.median(sizes)), float(dist.min()) * 1.5)
+    elif related:
+        dist = shapely.distance(np.asarray([cands[i].geometry for i in idx], dtype=object),
+                                shapely.union_all([a.geometry for a in anchors]))
         if plan.furthest:  # "the house furthest from the lake": every candidate, the furthest first
             order_key = np.full(len(cands), np.inf)
             order_key[idx] = -dist
         elif plan.size or plan.extreme or plan.count is None:
-            idx = idx[dist <= reach]
+            # "near" means within about one object's size of the anchor (or as close as the closest one)
+            sizes = np.sqrt(np.maximum([cands[i].geometry.area for i in idx], 0.0))
+            idx = idx[dist <= max(float(np.median(sizes)), float(dist.min()) * 1.5)]
         else:
             order_key = np.full(len(cands), np.inf)
             order_key[idx] = dist
     if plan.size is not None:
-        areas = _areas(cands)
         order_key = -areas if plan.size == "max" else areas
         if plan.size == "min":
             idx = _objects_only(idx, areas)
     elif plan.extreme is not None:
         dx, dy = plan.extreme
         order_key = -(pos[:, 0] * dx + pos[:, 1] * dy)
-        idx = _objects_only(idx, _areas(cands))  # a sliver at the edge is no "southernmost house"
+        idx = _objects_only(idx, areas)  # a sliver at the edge is no "southernmost house"
     chosen = [cands[i] for i in sorted(idx.tolist(), key=lambda i: (order_key[i], -conf[i]))]
     if plan.count is not None:  # the first ``count`` from the ``ordinal``-th on ("the second largest": from the 2nd)
         n = plan.count + plan.ordinal - 1

@@ -309,10 +309,9 @@ def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
     for cls in ("building", "tank", "tree", "water"):
         objs = by.get(cls, [])
         noun = "lake" if cls == "water" else NAMES[cls][0][0]
-        second = _nth_clear(objs, lambda o: -o.area, 0.0)
-        areas = sorted((o.area for o in objs), reverse=True)
-        if second is not None and areas[0] >= 1.2 * areas[1] and (len(areas) < 3 or areas[1] >= 1.2 * areas[2]):
-            out.append(Query(f"the second largest {noun}", "superlative", [second.label], False))
+        big = sorted(objs, key=lambda o: -o.area)  # the second largest, 1.2x apart from the first and the third
+        if len(big) >= 2 and big[0].area >= 1.2 * big[1].area and (len(big) < 3 or big[1].area >= 1.2 * big[2].area):
+            out.append(Query(f"the second largest {noun}", "superlative", [big[1].label], False))
         if len(objs) >= 2:
             for word, key in (("left", lambda o: o.cx), ("top", lambda o: o.cy)):
                 second = _nth_clear(objs, key, 15)
