@@ -43,6 +43,13 @@ class Mosaic:
     objects: list[SceneObject] = field(default_factory=list)
     excluded: tuple = ()
 
+    def by_class(self) -> dict[str, list[SceneObject]]:
+        """The mosaic's objects grouped by class, in their order."""
+        by: dict[str, list[SceneObject]] = {}
+        for o in self.objects:
+            by.setdefault(o.cls, []).append(o)
+        return by
+
     def mask(self, target: list[int]) -> np.ndarray:
         return np.isin(self.labels, np.asarray(target, dtype=np.int32))
 
@@ -133,9 +140,7 @@ _EXTREMES = [("north", "top", "cy", 1), ("south", "bottom", "cy", -1), ("west", 
 def describe_mosaic(m: Mosaic, rng: np.random.Generator) -> list[Query]:
     """Every sentence of each kind that holds over the whole mosaic (absent ones included)."""
     side = m.labels.shape[0]
-    by: dict[str, list[SceneObject]] = {}
-    for o in m.objects:
-        by.setdefault(o.cls, []).append(o)
+    by = m.by_class()
     out: list[Query] = []
 
     def name(cls, plural=False):
@@ -279,9 +284,7 @@ def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
     storage tanks and the trees") and areas ("the buildings larger than 120 m2", at ``m2_per_px``), each of a kind
     of ``describe_mosaic`` and none drawn at random."""
     side = m.labels.shape[0]
-    by: dict[str, list[SceneObject]] = {}
-    for o in m.objects:
-        by.setdefault(o.cls, []).append(o)
+    by = m.by_class()
     out: list[Query] = []
     for cls in ("building", "tank", "tree", "vehicle"):
         if by.get(cls):
