@@ -236,6 +236,41 @@ def describe_mosaic(m: Mosaic, rng: np.random.Generator) -> list[Query]:
                          True))
     if by.get("vehicle"):
         out.append(Query(f"the {ABSENT_VEHICLE[int(rng.integers(len(ABSENT_VEHICLE)))]} car", "absent", [], False))
+    out += _relations_to_one(by, name)
+    return out
+
+
+def _closest_clear(objs: list[SceneObject], anchors: list[SceneObject]) -> SceneObject | None:
+    """The object of ``objs`` nearest any of ``anchors`` (bounding-box gap) when the runner-up is clearly further
+    (twice the gap and 8 px more, so that outline and box distances agree on the order), else None."""
+    gaps = sorted((min(_gap(o, a) for a in anchors), k) for k, o in enumerate(objs))
+    if len(gaps) >= 2 and gaps[1][0] >= 2 * gaps[0][0] + 16:
+        return objs[gaps[0][1]]
+    return None
+
+
+def _relations_to_one(by: dict[str, list[SceneObject]], name) -> list[Query]:
+    """Relations whose anchor is itself singled out: the object nearest the lakes or the roads of the mosaic,
+    nearest its only red-roofed building or nearest its largest lake (an anchor that is itself a referring
+    expression). Each holds only with a clear margin (``_closest_clear``)."""
+    out: list[Query] = []
+    anchors = [("the lake", by.get("water", []), True), ("the road", by.get("road", []), False)]
+    for c in ROOF_COLOURS:
+        sel = [o for o in by.get("building", []) if o.colour == c]
+        if len(sel) == 1:
+            anchors.append((f"the {c}-roofed building", sel, False))
+    lakes = sorted(by.get("water", []), key=lambda o: -o.area)
+    if len(lakes) >= 2 and lakes[0].area >= 1.3 * lakes[1].area:
+        anchors.append(("the largest lake", lakes[:1], False))
+    for anchor_words, anchor, template in anchors:
+        if not anchor:
+            continue
+        for cls in ("tank", "building", "tree", "vehicle"):
+            objs = [o for o in by.get(cls, []) if o not in anchor]
+            target = _closest_clear(objs, anchor) if len(objs) >= 2 else None
+            if target is not None:
+                word = "closest to" if template else "nearest"
+                out.append(Query(f"the {name(cls)} {word} {anchor_words}", "relation", [target.label], template))
     return out
 
 
@@ -334,11 +369,10 @@ def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
             doubt = [o for o in objs if o not in past and any(_beyond(o, a, way, -8) for a in lakes)]
             if len(past) == 1 and not doubt:
                 out.append(Query(f"the {NAMES[cls][0][0]} {word} of the lake", "relation", [past[0].label], False))
-        # distance to the nearest lake, with a clear margin to the runner-up
+        closest = _closest_clear(objs, lakes)
+        if closest is not None:
+            out.append(Query(f"the {NAMES[cls][0][0]} closest to the lake", "relation", [closest.label], False))
         gaps = sorted((min(_gap(o, a) for a in lakes), k) for k, o in enumerate(objs))
-        if gaps[1][0] >= 2 * gaps[0][0] + 16:
-            out.append(Query(f"the {NAMES[cls][0][0]} closest to the lake", "relation", [objs[gaps[0][1]].label],
-                             False))
         if gaps[-1][0] >= gaps[-2][0] + 40:
             out.append(Query(f"the {NAMES[cls][0][0]} furthest from the lake", "relation",
                              [objs[gaps[-1][1]].label], False))
