@@ -87,6 +87,30 @@ def test_relations_name_their_anchor():
     assert parse_expression("the building closest to the water").anchor_text == "the water"
 
 
+@pytest.mark.parametrize("query, anchor, reading", [
+    ("the tree next to the largest lake", "the largest lake", "find 'the lakes'; keep one; size largest"),
+    ("the car nearest the building in the top left", "the building in the top left",
+     "find 'the buildings'; keep one; region in the top left"),
+    ("the tree closest to the red-roofed building", "the red-roofed building",
+     "find 'the red-roofed building'; keep one"),
+    ("the house beside the two white tanks", "the two white tanks", "find 'the white tanks'; keep 2; count 2"),
+    ("the tree closest to the house next to the lake", "the house next to the lake",
+     "find 'the houses'; keep one; next to the lake"),
+])
+def test_an_anchor_that_singles_objects_out_is_read_as_an_expression_of_its_own(query, anchor, reading):
+    plan = parse_expression(query)
+    assert (plan.anchor_text, plan.anchor_plan.describe()) == (anchor, reading)
+    assert plan.texts == plan.candidate_texts + plan.anchor_plan.texts
+    assert plan.describe().endswith(f"; anchor: {reading}")
+
+
+@pytest.mark.parametrize("query", ["the tank next to the lake", "houses near the river", "the tree beside the road",
+                                   "the car north of the lake"])
+def test_a_bare_noun_anchor_names_a_class_whose_every_object_counts(query):
+    plan = parse_expression(query)
+    assert plan.anchor_plan is None and plan.texts[-1] == plan.anchor_text
+
+
 @pytest.mark.parametrize("query", ["", "   ", "???", "the", "of the", "12", "صورة المباني", "x" * 500,
                                    "the the the", "in the top left", "largest"])
 def test_odd_sentences_never_fail_and_keep_a_text(query):

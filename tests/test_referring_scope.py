@@ -570,6 +570,30 @@ def test_the_middle_region_narrows_the_search_to_the_centre_of_the_extent():
     assert (w.row, w.col, w.height, w.width) == (190, 390, 220, 420)  # the middle half, 10 px margin each way
 
 
+def test_a_relation_passes_over_its_own_anchor_but_not_what_lies_on_it():
+    """"The red box nearest the red box in the top left" is another red box; a car the model outlines on a road
+    holds little of the road and stays a car next to it."""
+    cands = [_poly(*b) for b in BOXES.values()]
+    plan = parse_expression("the red box nearest the red box in the top left")
+    piece_of_tl = [_poly(25, 35, 50, 60)]  # a piece of the top-left box, as an anchor answer may outline it
+    assert [_centroid_rc(p) for p in select(plan, cands, T, 256, 256, anchors=piece_of_tl)] == [(50.0, 180.0)]
+    road = [_poly(30, 0, 70, 256)]  # a road the model outlines across the top boxes
+    plan = parse_expression("the red box next to the road")
+    assert [_centroid_rc(p) for p in select(plan, cands, T, 256, 256, anchors=road)] == [(40.0, 50.0)]
+
+
+def test_an_anchor_singled_out_by_a_rule_is_answered_before_the_relation(scene, predictor):
+    """The anchor "the largest red box" is the bottom-left box alone, not every red box the model finds (each of
+    which would be its own nearest neighbour)."""
+    qs = ["the red box nearest the largest red box", "the red box furthest from the largest red box",
+          "the red box nearest the blue box"]
+    res = segment_raster(scene, qs, predictor, SegmentOptions(tile=64, overlap=0.25))
+    centres = {q: [tuple(round(v) for v in _centroid_rc(p)) for p in res.polygons[q]] for q in qs}
+    assert centres == {qs[0]: [(160, 158)], qs[1]: [(50, 180)], qs[2]: [(160, 158)]}
+    assert res.stats.plans[qs[0]].endswith("anchor: find 'the red boxes'; keep one; size largest")
+    assert set(res.polygons) == set(qs)  # the anchor's own answer is not one of the results
+
+
 def test_the_engine_answers_phrasings_beyond_the_templates(scene, predictor):
     """Requests, ordinals and the middle of the raster end to end: the model is asked the noun phrase, the scene
     picks the object."""

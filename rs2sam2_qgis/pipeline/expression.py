@@ -88,6 +88,8 @@ class ReferringPlan:
     #                                 beyond the anchor that way
     ordinal: int = 1                # which of the ranked objects: 2 for "the second largest", "the 3rd from the left"
     area_m2: tuple | None = None    # (at least, at most) in m2, either None: "buildings larger than 200 m2"
+    anchor_plan: ReferringPlan | None = None  # the anchor read as an expression of its own, when it names a rule
+    #                                 ("the largest lake"): answered as a query is, the relation measured to that
 
     @property
     def candidate_texts(self) -> tuple:
@@ -97,7 +99,14 @@ class ReferringPlan:
     @property
     def texts(self) -> tuple:
         """Every text the model is asked for this plan: the candidates' wordings, then the anchor's."""
-        return self.candidate_texts + ((self.anchor_text,) if self.anchor_text else ())
+        return self.candidate_texts + self.anchor_texts
+
+    @property
+    def anchor_texts(self) -> tuple:
+        """The texts the anchor is found with: its own plan's, or the anchor's words as typed."""
+        if self.anchor_plan is not None:
+            return self.anchor_plan.texts
+        return (self.anchor_text,) if self.anchor_text else ()
 
     @property
     def selective(self) -> bool:
@@ -133,6 +142,8 @@ class ReferringPlan:
         keep = {ALL: "all", ONE: "one"}.get(self.cardinality, str(self.cardinality))
         parts = [f"find '{self.model_text}'", f"keep {keep}"]
         parts += list(self.understood)
+        if self.anchor_plan is not None:
+            parts.append(f"anchor: {self.anchor_plan.describe()}")
         return "; ".join(parts)
 
 
@@ -264,6 +275,19 @@ def _plain_request(sentence: str) -> str:
     return " ".join(out.split()) or sentence
 
 
+def _resolved_anchor(anchor: str) -> ReferringPlan | None:
+    """The anchor of a relation read as an expression of its own when it singles objects out: by a rule ("the
+    largest lake", "the building in the top left", "the two tanks") or by words beside its noun ("the red-roofed
+    building", "the building with a blue roof"). The engine answers it over the extent as it answers a query, and
+    the relation is measured to that answer. A bare noun ("the lake", "the road") names a class, and the relation
+    is to any of its objects: "the tank next to the lake" is next to a lake, whichever. A compound noun ("the
+    storage tank") reads as singled out too: the relation is then measured to the most confident one."""
+    sub = parse_expression(anchor)
+    if sub.selective or sub.cardinality not in (ONE, ALL):
+        return sub
+    return sub if sub.cardinality == ONE and len(anchor.split()) > 2 else None
+
+
 def parse_expression(query: str) -> ReferringPlan:
     """Read a referring expression into a plan. Never raises for an odd sentence: it keeps what it cannot read."""
     typed = " ".join(str(query).split())
@@ -295,7 +319,7 @@ def parse_expression(query: str) -> ReferringPlan:
     extreme = None
     region = None
     relation = None
-    anchor = None
+    anchor = anchor_plan = None
     side = None
     ordinal = 1
 
@@ -327,7 +351,7 @@ def parse_expression(query: str) -> ReferringPlan:
     else:  # "the first building in the top left": the first is the one the rule keeps anyway
         text = re.sub(r"\bthe\s+first\s+(?=[a-z])", "the ", text)
     # "the closest house to the lake" -> "the house closest to the lake": the relation after its noun phrase
-    text = re.sub(r"\b(closest|nearest)\s+((?:[a-z\-']+\s+){0,3}?[a-z\-']+)\s+to\s+", r"\2 \1 to ", text)
+    text = re.sub(r"\b(closest|nearest)\s+(?!to\b)((?:[a-z\-']+\s+){0,3}?[a-z\-']+)\s+to\s+", r"\2 \1 to ", text)
     # relation: "X next to the lake" -> anchor "the lake" (the rest of the sentence after the relation word); a
     # directional one ("north of the lake") also keeps its side
     m = re.search(rf"{_SIDE_RE}\s+(?P<anchor>.+)$", text)
@@ -343,6 +367,7 @@ def parse_expression(query: str) -> ReferringPlan:
             anchor_text = "the " + anchor_text
         relation = m.group(0)[: m.start("anchor") - m.start()].strip()
         anchor = _tidy(anchor_text)
+        anchor_plan = _resolved_anchor(anchor)
         text = text[: m.start()]
         understood.append(f"{relation} {anchor}")
     else:
@@ -424,7 +449,7 @@ def parse_expression(query: str) -> ReferringPlan:
         cardinality = ONE  # a superlative picks one unless a number says otherwise ("the two largest tanks")
     plan = dict(query=typed, size=size, extreme=extreme, region=region, relation=relation, anchor_text=anchor,
                 understood=tuple(understood), side=side, ordinal=ordinal if (size or extreme or anchor) else 1,
-                area_m2=area_m2)
+                area_m2=area_m2, anchor_plan=anchor_plan)
     tokens = text.split()
     head = _head_noun_index(tokens)
     if not tokens or head is None:  # nothing left to find: give the model the sentence as typed

@@ -121,14 +121,29 @@ def model_texts(queries: list[str], plans: dict) -> list[str]:
     return out
 
 
+def with_anchors(plans: dict) -> dict:
+    """``plans`` with the plans of the anchors read as expressions of their own ("the largest lake" of "the tree
+    next to the largest lake"), keyed by the anchor's words, each before the plans that measure to it, so that
+    ``answer`` can answer an anchor first and the search and the tile gates see its texts as a query's."""
+    out: dict = {}
+
+    def add(key, plan):
+        if plan.anchor_plan is not None:
+            add(plan.anchor_plan.query, plan.anchor_plan)
+        out.setdefault(key, plan)
+
+    for key, plan in plans.items():
+        add(key, plan)
+    return out
+
+
 def search_requests(texts: list[str], plans: dict) -> dict:
     """model text -> (prunable by the coarse-to-fine search, region or None): a text shared by several plans is
     pruned only if every plan allows it, and restricted to a region only if every plan names that region."""
     req: dict = {}
     for plan in plans.values():
         asked = [(t, prunable(plan), plan.region) for t in plan.candidate_texts]
-        if plan.anchor_text:
-            asked.append((plan.anchor_text, False, None))
+        asked += [(t, False, None) for t in plan.anchor_texts]  # an anchor is looked for everywhere
         for t, prune, region in asked:
             if t in req:
                 p0, r0 = req[t]
@@ -215,6 +230,13 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
         kept = [c for c in members if id(c.geometry) not in dropped]
         return [dataclasses.replace(c, rank=r) for r, c in enumerate(kept, start=1)]
 
+    def anchors_of(plan) -> list | None:
+        """What a relation measures to: the answer to an anchor read as an expression of its own (answered first:
+        ``with_anchors``), else every object found for the anchor's words ("the lake": any lake)."""
+        if plan.anchor_plan is not None:
+            return out[plan.anchor_plan.query]
+        return cands[plan.anchor_text] if plan.anchor_text else None
+
     accept = None if second_look is None else (lambda c: not ruled_out(c))
     out = {}
     for q, plan in plans.items():
@@ -228,8 +250,7 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
             own = []
         if plan.alt_text:
             own = deduplicate(own)
-        out[q] = select(plan, own, aoi_transform, aoi.height, aoi.width,
-                        cands[plan.anchor_text] if plan.anchor_text else None, accept)
+        out[q] = select(plan, own, aoi_transform, aoi.height, aoi.width, anchors_of(plan), accept)
         if second_look is not None and plan.count is None and out[q]:
             out[q] = members_held(out[q], {id(c.geometry): c.query for c in own})
     return out
@@ -266,7 +287,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
     # extent scope: each referent of a query its own plan ("the lakes and ponds": the lakes, the ponds)
     parts = {q: split_conjunction(q) if extent_scope else [q] for q in queries}
     sentences = list(dict.fromkeys(s for q in queries for s in parts[q]))
-    plans = {s: parse_expression(s) for s in sentences} if extent_scope else {}
+    plans = with_anchors({s: parse_expression(s) for s in sentences}) if extent_scope else {}
     texts = model_texts(sentences, plans)
     src = open_source(raster_path, options)
     mask_geom = options.mask_geometry

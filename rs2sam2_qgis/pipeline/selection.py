@@ -96,6 +96,8 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         idx = idx[keep[idx]]
     conf = np.array([confidence(c) for c in cands])
     order_key = -conf  # default: most confident first
+    if plan.anchor_text and anchors:  # an object is not its own neighbour ("the house nearest the red house")
+        idx = idx[~same_as_anchor([cands[i].geometry for i in idx], [a.geometry for a in anchors])]
     related = bool(plan.anchor_text and anchors) and len(idx) > 0
     if related and plan.side is not None:
         dist = beyond_anchors(cands, idx, anchors, plan.side, extent_transform)
@@ -129,6 +131,26 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         n = plan.count + plan.ordinal - 1
         chosen = (chosen[:n] if accept is None else first_accepted(chosen, n, accept))[plan.ordinal - 1:]
     return [dataclasses.replace(c, query=plan.query, rank=r) for r, c in enumerate(chosen, start=1)]
+
+
+#: a candidate that holds at least this share of an anchor's outline is that anchor itself
+SAME_OBJECT_SHARE = 0.5
+
+
+def same_as_anchor(geoms: Sequence, anchor_geoms: Sequence) -> np.ndarray:
+    """Per geometry of ``geoms``: True when it is one of the anchors, holding most of its outline
+    (``SAME_OBJECT_SHARE``; a piece of a roof found for "the red-roofed building" is that building), so that "the
+    building next to the red-roofed building" is another building. A car inside a road's outline holds little of
+    the road: it stays a car next to the road."""
+    out = np.zeros(len(geoms), bool)
+    if not len(geoms):
+        return out
+    g, a = np.asarray(geoms, dtype=object), np.asarray(anchor_geoms, dtype=object)
+    gi, ai = shapely.STRtree(a).query(g, predicate="intersects")
+    if len(gi):
+        inter = shapely.area(shapely.intersection(g[gi], a[ai]))
+        out[gi[inter >= SAME_OBJECT_SHARE * shapely.area(a[ai])]] = True
+    return out
 
 
 def in_region(pos: np.ndarray, region: tuple) -> np.ndarray:
