@@ -2,7 +2,9 @@
 
 What it computes, exactly: the text is searched for a colour word (``COLOURS``); with target colour c (RGB in
 [0, 1]) the mask logit of a pixel p is ``gain * (tolerance - max(|p - c|))`` (Chebyshev distance), so its sigmoid
-is > 0.5 exactly where every channel is within ``tolerance`` of the target. A text without a colour word gives
+is > 0.5 exactly where every channel is within ``tolerance`` of the target. A text without a colour word that names
+one of the fixture's nouns (``NOUNS``: "the boxes", "the roof") finds every colour of ``COLOURS`` (the nearest
+target per pixel), as a model knows a class whatever its colour; any other text without a colour word gives
 ``-gain`` everywhere (nothing found). With ``out_stride`` > 1 the logits come out at input_size / out_stride
 (average-pooled), to exercise the predictor's resize back to the tile size. With ``edge_fade`` = e > 0 the
 logits within e pixels of the tile's border are -gain (a model that is blind at tile borders): only a proper
@@ -24,6 +26,10 @@ COLOURS = {
     "black": (0.0, 0.0, 0.0),
     "yellow": (1.0, 1.0, 0.0),
 }
+
+
+#: the things the fixture's scenes hold, whatever their colour
+NOUNS = {"box", "boxes", "roof", "roofs", "tank", "tanks", "pool", "pools", "building", "buildings"}
 
 
 def colour_of(text: str):
@@ -55,7 +61,10 @@ class ColourModel(nn.Module):
         for k, text in enumerate(texts):
             c = colour_of(text)
             p = pixels[k].float()
-            if c is None:
+            if c is None and NOUNS.intersection(text.lower().replace(",", " ").split()):
+                dist = (p[None] - self.targets[:, :, None, None]).abs().amax(dim=1).amin(dim=0, keepdim=True)
+                logit = self.gain * (self.tolerance - dist)
+            elif c is None:
                 logit = torch.full_like(p[:1], -self.gain)
             else:
                 target = self.targets[names.index(c)].view(3, 1, 1)

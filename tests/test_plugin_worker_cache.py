@@ -35,8 +35,9 @@ def _run(raster, tmp_path, model: str, query: str) -> dict:
 def test_second_query_on_the_same_layer_reuses_the_tile_features(raster, tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "_FEATURES", None)
     first = _run(raster, tmp_path, "rsrefseg-tiny", "the red roofs")
-    # the tiles, and the window of the second look at the plural's best candidate (second_look.py)
-    assert first["tiles_encoded"] == first["tiles_run"] + first["second_looks"] > first["tiles_run"] > 0
+    # the tiles, and the windows of the second looks at the plural's candidates (second_look.py); a window looked
+    # at for two texts ("the red roofs", and "the roofs": run.answer's noun check) is encoded once
+    assert first["tiles_run"] < first["tiles_encoded"] < first["tiles_run"] + first["second_looks"]
     second = _run(raster, tmp_path, "rsrefseg-tiny", "the storage tanks")
     # every tile from the cache; only a second look centred elsewhere than the first run's is new
     assert second["tiles_encoded"] <= second["second_looks"]

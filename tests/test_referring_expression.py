@@ -4,6 +4,7 @@ import pytest
 from rs2sam2_qgis.pipeline.expression import (
     ALL,
     ONE,
+    class_phrase,
     is_plural,
     parse_expression,
     pluralize,
@@ -246,3 +247,13 @@ def test_singular_forms():
     assert [singularize(w) for w in ("buildings", "cities", "buses", "churches", "boxes", "houses", "people",
                                      "bus", "water")] == \
         ["building", "city", "bus", "church", "box", "house", "person", "bus", "water"]
+
+
+@pytest.mark.parametrize("text, phrase", [
+    ("the orange car", "the car"), ("the orange cars", "the cars"), ("the dark-blue car", "the car"),
+    ("the building with a red roof", "the building"), ("the red-roofed building", "the building"),
+    ("the white storage tanks", "the storage tanks"), ("white cars", "the cars"),
+    ("the buildings", None), ("roof", None), ("the parking lot", None), ("red", None), ("the red", None), ("", None),
+])
+def test_the_class_an_answer_must_also_be_is_its_noun_without_colours(text, phrase):
+    assert class_phrase(text) == phrase

@@ -594,6 +594,15 @@ def test_an_anchor_singled_out_by_a_rule_is_answered_before_the_relation(scene, 
     assert set(res.polygons) == set(qs)  # the anchor's own answer is not one of the results
 
 
+def test_an_answer_must_be_what_its_noun_names_not_only_wear_its_colour(scene, predictor):
+    """The fixture knows boxes, not cars: "the red car" reads its colour off a red box, and the closer look for
+    "the car" (the noun without its colour) is sure there is none, as a model that draws "the orange car" on an
+    orange roof is sure, looking at it for "the car", that it is no car."""
+    qs = ["the red car", "the two red cars", "the red cars", "the red box", "the red boxes"]
+    res = segment_raster(scene, qs, predictor, SegmentOptions(tile=64, overlap=0.25))
+    assert {q: len(res.polygons[q]) for q in qs} == {qs[0]: 0, qs[1]: 0, qs[2]: 0, qs[3]: 1, qs[4]: 4}
+
+
 def test_the_engine_answers_phrasings_beyond_the_templates(scene, predictor):
     """Requests, ordinals and the middle of the raster end to end: the model is asked the noun phrase, the scene
     picks the object."""

@@ -57,6 +57,12 @@ _MASS_NOUNS = {"water", "vegetation", "forest", "grass", "grassland", "sand", "f
                "snow", "ice", "woodland", "land", "ground", "sea", "ocean", "parking", "pavement", "concrete",
                "asphalt", "bare", "scrub", "shrubland", "wetland", "marsh", "mud", "rock", "gravel", "dirt",
                "meadow", "pasture", "shadow", "shade", "cloud", "smoke", "urban", "built-up", "traffic", "debris"}
+#: English colour and shade words: an attribute a model can read off the wrong object ("the orange car" drawn on an
+#: orange roof), which ``class_phrase`` leaves out to ask what the object itself is
+_COLOUR_WORDS = {"red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "brown", "black", "white",
+                 "gray", "grey", "silver", "gold", "golden", "beige", "tan", "cyan", "turquoise", "teal", "navy",
+                 "maroon", "cream", "ochre", "dark", "light", "pale", "bright", "reddish", "bluish", "greenish",
+                 "whitish", "greyish", "grayish", "brownish", "yellowish"}
 _IRREGULAR_PLURALS = {"people", "children", "men", "women", "geese", "mice", "feet", "teeth", "cattle", "sheep",
                       "fish", "aircraft", "deer", "series", "species", "police", "data"}
 _IRREGULAR_SINGULAR_TO_PLURAL = {"person": "people", "child": "children", "man": "men", "woman": "women",
@@ -204,6 +210,20 @@ def _head_noun_index(tokens: list[str]) -> int | None:
                                                                            "any", "some"):
             return i
     return None
+
+
+def class_phrase(text: str) -> str | None:
+    """What every answer to ``text`` must also be: its noun phrase without colour words and without what follows
+    the head noun ("the orange car" -> "the car", "the building with a red roof" -> "the building", "the white
+    storage tanks" -> "the storage tanks"). None where that is ``text`` itself or there is no head noun."""
+    tokens = text.lower().split()
+    head = _head_noun_index(tokens)
+    if head is None or tokens[head].split("-")[0] in _COLOUR_WORDS:
+        return None
+    kept = [t for t in tokens[:head] if t.split("-")[0] not in _COLOUR_WORDS] + [tokens[head]]
+    if len(kept) == len(tokens):  # nothing to leave out
+        return None
+    return " ".join(kept if kept[0] in ("the", "a", "an", "all") else ["the"] + kept)
 
 
 def _tidy(text: str) -> str:

@@ -16,7 +16,7 @@ from affine import Affine
 
 from .batching import Prefetcher, batched
 from .errors import Cancelled, InputError
-from .expression import parse_expression, split_conjunction
+from .expression import class_phrase, parse_expression, split_conjunction
 from .oom import BatchBackoff
 from .options import SegmentOptions
 from .polygonize import Polygonizer, disk_reader, memory_reader, polygonize_canvas
@@ -201,7 +201,10 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
     on one red roof of the bundled sample, in a model fine-tuned a little (training/README.md, stage 7v). The
     members of a plural then pass the singular's veto, the largest first: a tile sure of houses can draw "the
     houses" on a lake beside them, which a closer look centred there is sure is no house (val, 2 mosaics: 1,270 px
-    of one answer on water, closer presence 0.000; no house dropped; bench/results/raster_referring_notes.md)."""
+    of one answer on water, closer presence 0.000; no house dropped; bench/results/raster_referring_notes.md).
+    Each veto also asks the closer look for the noun without its colours (expression.class_phrase): a model can
+    read "the orange car" off an orange roof, sure of it for "the orange car" and sure it is no "car" (val: 0.987
+    against 0.001)."""
     cands = {t: _with_presence(found[t], presence[:, :, j], grid, transform) for j, t in enumerate(texts)}
     peak = {t: float(presence[:, :, j].max()) if presence.size else 0.0 for j, t in enumerate(texts)}
 
@@ -210,7 +213,9 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
         return row, col
 
     def ruled_out(c) -> bool:
-        return bool(sure_absent(second_look([point(c)], c.query, ds)[0], threshold))
+        """A closer look centred on ``c`` is sure it is not what its text names, or not what its noun names."""
+        return any(bool(sure_absent(second_look([point(c)], t, ds)[0], threshold))
+                   for t in (c.query, class_phrase(c.query)) if t)
 
     def held(c) -> bool:
         return bool(second_look.steady([point(c)], c.query, threshold, ds)[0] >= threshold)
@@ -225,8 +230,11 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
         for text in dict.fromkeys(text_of[id(c.geometry)] for c in looked):
             group = [c for c in looked if text_of[id(c.geometry)] == text]
             cols, rows = pixel_points(group, transform)
-            pres = second_look(list(zip(rows, cols)), text, ds)
-            dropped |= {id(c.geometry) for c, no in zip(group, sure_absent(pres, threshold)) if no}
+            points = list(zip(rows, cols))
+            no = sure_absent(second_look(points, text, ds), threshold)
+            if class_phrase(text):
+                no |= sure_absent(second_look(points, class_phrase(text), ds), threshold)
+            dropped |= {id(c.geometry) for c, gone in zip(group, no) if gone}
         kept = [c for c in members if id(c.geometry) not in dropped]
         return [dataclasses.replace(c, rank=r) for r, c in enumerate(kept, start=1)]
 
