@@ -145,7 +145,7 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.query_edit.setMinimumHeight(70)
         self.query_edit.setToolTip("What to find, one description per line (each line becomes its own layer), e.g.\n"
                                    "the buildings / the largest lake / the second tank from the left /\n"
-                                   "the building in the top left / the house closest to the road /\n"
+                                   "the building in the top left / the tree next to the largest lake /\n"
                                    "the two white tanks / buildings larger than 200 m2 / the lakes and ponds.\n"
                                    "Earlier descriptions complete as you type (Ctrl+Space lists them).")
         form.addRow("Find", self.query_edit)
