@@ -71,6 +71,13 @@ def test_counts(query, n, text):
     assert plan.cardinality == n and plan.model_text == text
 
 
+@pytest.mark.parametrize("query", ["the house between the two lakes", "the road with two lanes",
+                                   "the building with 3 floors"])
+def test_a_number_after_a_preposition_counts_another_noun(query):
+    plan = parse_expression(query)
+    assert (plan.cardinality, plan.model_text) == (ONE, query)
+
+
 def test_quantifiers_and_picture_words_are_reworded_for_the_model():
     """'every house in the image' says nothing about houses: the model is asked for the houses."""
     plan = parse_expression("every house in the image")

@@ -443,8 +443,11 @@ def parse_expression(query: str) -> ReferringPlan:
     if m:
         n = m.group("n")
         k = int(n) if n.isdigit() else _NUMBERS.get(n, None)
+        before = text[: m.start("n")].split()
         if re.search(r"\bof\s+(?:all\s+)?(?:the\s+)?$", text[: m.start("n")]):
             text = text[: m.start("n")] + " " + text[m.end("n"):]  # "the smallest of the three lakes": not a count
+        elif any(w in _PREPOSITIONS for w in before[1:]):
+            pass  # a number of another noun ("the house between the two lakes", "the road with two lanes")
         elif k and (k > 1 or n != "one"):
             cardinality = k
             understood.append(f"count {k}")
