@@ -8,7 +8,7 @@ colours no object has) have an empty target. Each sentence carries its kind:
 
 - class: "the buildings"; attribute: "the red-roofed building"; superlative: "the largest building";
 - position: "the building in the top left", "the northernmost lake"; count: "the two blue-roofed buildings";
-- relation: "the tank next to the lake"; absent: "the airport runway";
+- relation: "the tank next to the lake"; absent: "the airport runway", "the house closest to the lake" (no lake);
 
 and whether its wording is one of the generator's own templates (``template``) or a paraphrase it never uses.
 """
@@ -237,6 +237,24 @@ def describe_mosaic(m: Mosaic, rng: np.random.Generator) -> list[Query]:
     if by.get("vehicle"):
         out.append(Query(f"the {ABSENT_VEHICLE[int(rng.integers(len(ABSENT_VEHICLE)))]} car", "absent", [], False))
     out += _relations_to_one(by, name)
+    out += _relations_to_absent(m, by)
+    return out
+
+
+def _relations_to_absent(m: Mosaic, by: dict[str, list[SceneObject]]) -> list[Query]:
+    """Absent referents described by a relation to something the mosaic lacks: a class left out everywhere (water,
+    tanks) or a roof colour no building has. Nothing is next to it, whatever else the mosaic holds."""
+    subjects = [c for c in ("building", "tree", "vehicle") if by.get(c)]
+    if not subjects:
+        return []
+    first, last = NAMES[subjects[0]][0][0], NAMES[subjects[-1]][0][0]
+    out = []
+    if "water" in m.excluded:
+        out.append(Query(f"the {first} closest to the lake", "absent", [], True))
+    if "tank" in m.excluded:
+        out.append(Query(f"the {last} nearest the storage tank", "absent", [], False))
+    if by.get("building"):
+        out.append(Query(f"the {last} next to the {ABSENT_ROOF[0]}-roofed building", "absent", [], False))
     return out
 
 
