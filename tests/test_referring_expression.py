@@ -113,7 +113,7 @@ def test_an_anchor_that_singles_objects_out_is_read_as_an_expression_of_its_own(
 
 
 @pytest.mark.parametrize("query", ["the tank next to the lake", "houses near the river", "the tree beside the road",
-                                   "the car north of the lake"])
+                                   "the car north of the lake", "the car next to the storage tank"])
 def test_a_bare_noun_anchor_names_a_class_whose_every_object_counts(query):
     plan = parse_expression(query)
     assert plan.anchor_plan is None and plan.texts[-1] == plan.anchor_text
@@ -264,3 +264,53 @@ def test_singular_forms():
 ])
 def test_the_class_an_answer_must_also_be_is_its_noun_without_colours(text, phrase):
     assert class_phrase(text) == phrase
+
+
+def test_anchors_nest_a_few_levels_deep_and_no_sentence_nests_without_end():
+    plan = parse_expression("the tree" + " next to the house" * 1000)
+    depth = 0
+    while plan.anchor_plan is not None:
+        plan, depth = plan.anchor_plan, depth + 1
+    assert depth == 3 and plan.anchor_text.startswith("the house next to the house")
+
+
+@pytest.mark.parametrize("query, text, card, bounds", [
+    ("buildings within 50 m of the river", "the buildings", ALL, (None, 50.0)),
+    ("the house within 1.5 km of the lake", "the houses", ONE, (None, 1500.0)),
+    ("the tanks more than 200 metres from the road", "the tanks", ALL, (200.0, None)),
+    ("the trees at least 100 ft away from the road", "the trees", ALL, (100 * 0.3048, None)),
+    ("the cars that are less than 30 meters from the building", "the cars", ALL, (None, 30.0)),
+])
+def test_a_relation_by_distance_keeps_its_bounds_in_metres(query, text, card, bounds):
+    plan = parse_expression(query)
+    assert (plan.model_text, plan.cardinality) == (text, card)
+    assert [v is None for v in plan.distance_m] == [v is None for v in bounds]
+    assert [v for v in plan.distance_m if v is not None] == pytest.approx([v for v in bounds if v is not None])
+    assert plan.anchor_text is not None and not plan.negated
+
+
+@pytest.mark.parametrize("query, text, card, anchor", [
+    ("the building not next to the road", "the buildings", ONE, "the road"),
+    ("the houses that are not near the lake", "the houses", ALL, "the lake"),
+    ("the car away from the building", "the cars", ONE, "the building"),
+])
+def test_a_denied_relation_keeps_its_anchor(query, text, card, anchor):
+    plan = parse_expression(query)
+    assert (plan.model_text, plan.cardinality, plan.anchor_text, plan.negated) == (text, card, anchor, True)
+    assert plan.describe().startswith(f"find '{text}'")
+
+
+@pytest.mark.parametrize("query, region, extreme, text", [
+    ("the lone tree in the middle of the field", None, None, "the tree in the middle of the field"),
+    ("the tank in the middle of the image", (0, 0), None, "the tanks"),
+    ("the storage tank on the far left", None, (-1, 0), "the storage tanks"),
+    ("the trees on the far right side", (1, 0), None, "the trees"),
+])
+def test_a_region_is_of_the_picture_and_the_far_side_is_an_extreme(query, region, extreme, text):
+    plan = parse_expression(query)
+    assert (plan.region, plan.extreme, plan.model_text) == (region, extreme, text)
+
+
+def test_in_the_north_of_an_object_is_a_side_of_it_not_words_for_the_model():
+    plan = parse_expression("the house in the north of the city")
+    assert (plan.model_text, plan.side, plan.anchor_text) == ("the houses", (0, 1), "the city")

@@ -1,5 +1,7 @@
 """Whole-extent referring: presence gates tiles, the scene decides which candidates answer, the search prunes tiles
 (rs2sam2_qgis/pipeline: selection.py, search.py, run.py with scope "extent")."""
+import dataclasses
+
 import numpy as np
 import pytest
 import shapely
@@ -594,6 +596,17 @@ def test_an_anchor_singled_out_by_a_rule_is_answered_before_the_relation(scene, 
     assert set(res.polygons) == set(qs)  # the anchor's own answer is not one of the results
 
 
+def test_an_object_described_by_an_absent_anchor_is_absent_too(scene, predictor):
+    """No green box, no largest green box: nothing is next to them, whatever red boxes there are."""
+    qs = ["the red box next to the green box", "the red box nearest the largest green box",
+          "the red boxes north of the green boxes", "the red box next to the blue box"]
+    res = segment_raster(scene, qs, predictor, SegmentOptions(tile=64, overlap=0.25))
+    assert {q: len(res.polygons[q]) for q in qs} == {qs[0]: 0, qs[1]: 0, qs[2]: 0, qs[3]: 1}
+    cands = [_poly(*b) for b in BOXES.values()]
+    assert select(parse_expression(qs[0]), cands, T, 256, 256, anchors=[]) == []
+    assert len(select(parse_expression(qs[0]), cands, T, 256, 256, anchors=None)) == 1  # relation not judged
+
+
 def test_an_answer_must_be_what_its_noun_names_not_only_wear_its_colour(scene, predictor):
     """The fixture knows boxes, not cars: "the red car" reads its colour off a red box, and the closer look for
     "the car" (the noun without its colour) is sure there is none, as a model that draws "the orange car" on an
@@ -601,6 +614,30 @@ def test_an_answer_must_be_what_its_noun_names_not_only_wear_its_colour(scene, p
     qs = ["the red car", "the two red cars", "the red cars", "the red box", "the red boxes"]
     res = segment_raster(scene, qs, predictor, SegmentOptions(tile=64, overlap=0.25))
     assert {q: len(res.polygons[q]) for q in qs} == {qs[0]: 0, qs[1]: 0, qs[2]: 0, qs[3]: 1, qs[4]: 4}
+
+
+def test_relations_by_distance_in_metres_and_denied_relations(scene, predictor):
+    """The blue box lies 46 m from the bottom-right red box (row gap 30, column gap 35 at 1 m pixels), 100 m from
+    the bottom-left one and 140-191 m from the top ones."""
+    qs = ["the red boxes within 50 m of the blue box", "the red boxes within 40 m of the blue box",
+          "the red boxes more than 120 m from the blue box", "the red boxes not next to the blue box",
+          "the red box not next to the blue box", "the red boxes not next to the green box"]
+    res = segment_raster(scene, qs, predictor, SegmentOptions(tile=64, overlap=0.25))
+    centres = {q: sorted(tuple(round(v) for v in _centroid_rc(p)) for p in res.polygons[q]) for q in qs}
+    tl, tr, bl, br = (40, 50), (50, 180), (210, 60), (160, 158)
+    assert centres[qs[0]] == [br] and centres[qs[1]] == []
+    assert centres[qs[2]] == sorted([tl, tr])
+    assert centres[qs[3]] == sorted([tl, tr, bl]) and centres[qs[4]][0] in (tl, tr, bl)
+    assert centres[qs[5]] == sorted([tl, tr, bl, br])  # no green box: none is next to it
+
+
+def test_distances_read_in_ground_metres_from_the_candidates_areas():
+    """Coordinates in units of 2 m (area_m2 four times the planar area): 30 units are 60 m."""
+    near, far = _poly(0, 0, 10, 10), _poly(0, 40, 10, 50)  # 30 units apart
+    cands = [dataclasses.replace(c, area_m2=4 * c.geometry.area) for c in (near, far)]
+    anchor = [_poly(0, 20, 10, 30)]  # 10 units from each
+    pick = lambda q: len(select(parse_expression(q), cands, T, 256, 256, anchors=anchor))  # noqa: E731
+    assert pick("the boxes within 25 m of the road") == 2 and pick("the boxes within 15 m of the road") == 0
 
 
 def test_the_engine_answers_phrasings_beyond_the_templates(scene, predictor):

@@ -52,7 +52,7 @@ _PREPOSITIONS = {"with", "of", "that", "which", "who", "in", "on", "at", "near",
                  "alongside", "to", "from", "inside", "within", "between", "behind", "under", "over", "above",
                  "below", "across", "around", "close", "closest", "nearest", "adjacent", "bordering", "facing",
                  "whose", "where", "having", "located", "situated", "lying", "standing", "parked", "furthest",
-                 "farthest"}
+                 "farthest", "except", "excluding", "but", "besides", "apart", "other", "not", "away"}
 _MASS_NOUNS = {"water", "vegetation", "forest", "grass", "grassland", "sand", "farmland", "cropland", "soil",
                "snow", "ice", "woodland", "land", "ground", "sea", "ocean", "parking", "pavement", "concrete",
                "asphalt", "bare", "scrub", "shrubland", "wetland", "marsh", "mud", "rock", "gravel", "dirt",
@@ -94,6 +94,8 @@ class ReferringPlan:
     #                                 beyond the anchor that way
     ordinal: int = 1                # which of the ranked objects: 2 for "the second largest", "the 3rd from the left"
     area_m2: tuple | None = None    # (at least, at most) in m2, either None: "buildings larger than 200 m2"
+    distance_m: tuple | None = None  # (at least, at most) metres to the anchor, either None: "within 50 m of the road"
+    negated: bool = False           # "not next to the road", "away from the road": the objects the relation leaves out
     anchor_plan: ReferringPlan | None = None  # the anchor read as an expression of its own, when it names a rule
     #                                 ("the largest lake"): answered as a query is, the relation measured to that
 
@@ -226,6 +228,13 @@ def class_phrase(text: str) -> str | None:
     return " ".join(kept if kept[0] in ("the", "a", "an", "all") else ["the"] + kept)
 
 
+def _names_plural(text: str) -> bool:
+    """True when the head noun of ``text`` is plural ("the trees on the far right": every one there)."""
+    tokens = text.split()
+    head = _head_noun_index(tokens)
+    return head is not None and is_plural(tokens[head])
+
+
 def _tidy(text: str) -> str:
     text = re.sub(r"\s+", " ", text).strip(" ,;.")
     text = re.sub(r"\b(the|a|an)\s+(the|a|an)\b", r"\1", text)
@@ -280,10 +289,35 @@ def _area_bounds(m: re.Match) -> tuple:
 
 
 _PICTURE = r"(?:image|scene|map|raster|picture|photo|mosaic|extent|area)"
+#: a region of the picture, not of another object: "in the middle of the field" is no region of the raster
+_OF_THE_PICTURE_ONLY = rf"(?!\s+of\s+(?!(?:the\s+|this\s+)?(?:whole\s+|entire\s+)?{_PICTURE}\b))"
 #: a directional relation: "to the left of the lake", "north-east of the road", "above the harbour"
-_SIDE_RE = (r"(?:\b(?:(?:directly|just|immediately|due|right)\s+)?(?:(?:to|on)\s+the\s+)?"
+_SIDE_RE = (r"(?:\b(?:(?:directly|just|immediately|due|right)\s+)?(?:(?:to|on|in)\s+the\s+)?"
             r"(?P<d>(?:north|south)(?:\s+(?:east|west))?|east|west|left|right)(?:\s+(?:side|hand\s+side))?\s+of"
             r"|\b(?P<v>above|below))")
+
+
+_LENGTH_UNITS = {"m": 1.0, "metre": 1.0, "metres": 1.0, "meter": 1.0, "meters": 1.0, "km": 1000.0,
+                 "kilometre": 1000.0, "kilometres": 1000.0, "kilometer": 1000.0, "kilometers": 1000.0, "ft": 0.3048,
+                 "foot": 0.3048, "feet": 0.3048, "yd": 0.9144, "yard": 0.9144, "yards": 0.9144, "mi": 1609.344,
+                 "mile": 1609.344, "miles": 1609.344}
+_LENGTH_UNIT = _alternation(re.escape(u) for u in _LENGTH_UNITS) + r"(?![a-z0-9\u00b2])"
+_WITHIN = (r"within|less\s+than|under|closer\s+than|no\s+more\s+than|no\s+further\s+than|no\s+farther\s+than|"
+           r"at\s+most|up\s+to")
+_FURTHER = r"more\s+than|over|further\s+than|farther\s+than|at\s+least|beyond"
+#: a relation by distance: "within 50 m of the river", "more than 1 km from the road", "at least 200 ft away from"
+_DISTANCE_RE = (rf"\b(?:(?:that\s+)?(?:is|are|lies|lie|lying|located|situated)\s+)?(?P<cmp>{_WITHIN}|{_FURTHER})\s+"
+                rf"(?P<n>{_DECIMAL})\s*(?P<u>{_LENGTH_UNIT})\s+(?:away\s+)?(?:of|from|to)\s+(?P<anchor>.+)$")
+#: a relation denied: "not next to the road", "that is not near the lake", "away from the road"
+_NEGATED_RE = r"\b(?:(?:that|which)\s+)?(?:(?:is|are)\s+not|isn't|aren't|not)\s*$"
+
+
+def _distance_bounds(m: re.Match) -> tuple:
+    """(at least, at most) metres of a distance phrase: "within 1 km of" -> (None, 1000)."""
+    num = m.group("n")
+    num = num.replace(",", "") if re.fullmatch(_THOUSANDS, num) else num.replace(",", ".")
+    metres = float(num) * _LENGTH_UNITS[m.group("u")]
+    return (None, metres) if re.fullmatch(_WITHIN, m.group("cmp")) else (metres, None)
 
 
 def _plain_request(sentence: str) -> str:
@@ -295,21 +329,29 @@ def _plain_request(sentence: str) -> str:
     return " ".join(out.split()) or sentence
 
 
-def _resolved_anchor(anchor: str) -> ReferringPlan | None:
+def _resolved_anchor(anchor: str, depth: int) -> ReferringPlan | None:
     """The anchor of a relation read as an expression of its own when it singles objects out: by a rule ("the
-    largest lake", "the building in the top left", "the two tanks") or by words beside its noun ("the red-roofed
-    building", "the building with a blue roof"). The engine answers it over the extent as it answers a query, and
-    the relation is measured to that answer. A bare noun ("the lake", "the road") names a class, and the relation
-    is to any of its objects: "the tank next to the lake" is next to a lake, whichever. A compound noun ("the
-    storage tank") reads as singled out too: the relation is then measured to the most confident one."""
-    sub = parse_expression(anchor)
+    largest lake", "the building in the top left", "the two tanks") or by its colours or the words after its noun
+    ("the red-roofed building", "the building with a blue roof": ``class_phrase`` differs). The engine answers it
+    over the extent as it answers a query, and the relation is measured to that answer. A noun phrase without them
+    ("the lake", "the storage tank") names a class, and the relation is to any of its objects: "the tank next to
+    the lake" is next to a lake, whichever."""
+    if depth < 1:
+        return None
+    sub = parse_expression(anchor, anchor_depth=depth - 1)
     if sub.selective or sub.cardinality not in (ONE, ALL):
         return sub
-    return sub if sub.cardinality == ONE and len(anchor.split()) > 2 else None
+    return sub if sub.cardinality == ONE and class_phrase(anchor) is not None else None
 
 
-def parse_expression(query: str) -> ReferringPlan:
-    """Read a referring expression into a plan. Never raises for an odd sentence: it keeps what it cannot read."""
+#: how many anchors deep an anchor is itself read as an expression ("the tree next to the house next to the lake":
+#: 2); deeper ones stay words for the model, so that no sentence nests without end
+ANCHOR_DEPTH = 3
+
+
+def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringPlan:
+    """Read a referring expression into a plan. Never raises for an odd sentence: it keeps what it cannot read.
+    ``anchor_depth``: how many anchors deep an anchor is read as an expression of its own."""
     typed = " ".join(str(query).split())
     original = _plain_request(typed)
     text = original.lower()
@@ -339,7 +381,8 @@ def parse_expression(query: str) -> ReferringPlan:
     extreme = None
     region = None
     relation = None
-    anchor = anchor_plan = None
+    anchor = anchor_plan = distance_m = None
+    negated = False
     side = None
     ordinal = 1
 
@@ -375,11 +418,15 @@ def parse_expression(query: str) -> ReferringPlan:
     # relation: "X next to the lake" -> anchor "the lake" (the rest of the sentence after the relation word); a
     # directional one ("north of the lake") also keeps its side
     m = re.search(rf"{_SIDE_RE}\s+(?P<anchor>.+)$", text)
-    if m and m.start() > 0 and not re.fullmatch(rf"(?:the|this)\s+{_PICTURE}", m.group("anchor").strip()):
+    distance = re.search(_DISTANCE_RE, text)
+    if distance and distance.start() > 0:
+        m, distance_m = distance, _distance_bounds(distance)
+    elif m and m.start() > 0 and not re.fullmatch(rf"(?:the|this)\s+{_PICTURE}", m.group("anchor").strip()):
         side = _direction((m.group("d") or {"above": "top", "below": "bottom"}[m.group("v")]).split())
         relation = m.group(0)[: m.start("anchor") - m.start()].strip()
     else:
-        m = re.search(rf"\b(?:(?:right|directly|just|immediately)\s+)?{_RELATION_RE}\b\s+(?P<anchor>.+)$", text)
+        m = re.search(rf"\b(?:(?:right|directly|just|immediately)\s+)?(?:{_RELATION_RE}|(?P<away>away\s+from))\b\s+"
+                      r"(?P<anchor>.+)$", text)
     if m and m.start() > 0:
         anchor_text = m.group("anchor").strip()
         anchor_tokens = anchor_text.split()
@@ -387,8 +434,13 @@ def parse_expression(query: str) -> ReferringPlan:
             anchor_text = "the " + anchor_text
         relation = m.group(0)[: m.start("anchor") - m.start()].strip()
         anchor = _tidy(anchor_text)
-        anchor_plan = _resolved_anchor(anchor)
+        anchor_plan = _resolved_anchor(anchor, anchor_depth)
         text = text[: m.start()]
+        denied = re.search(_NEGATED_RE, text)
+        negated = bool(denied or m.groupdict().get("away")) and side is None and distance_m is None
+        if denied and negated:
+            text = text[: denied.start()]
+            relation = f"not {relation}"
         understood.append(f"{relation} {anchor}")
     else:
         side = None
@@ -410,10 +462,10 @@ def parse_expression(query: str) -> ReferringPlan:
     region_re = (rf"\b(?:in|on|at|to(?:wards)?|from)\s+(?:the\s+)?(?:very\s+|far\s+)?(?P<w1>{_DIR_WORD}|northern|"
                  rf"southern|eastern|western)(?:\s+(?P<w2>{_DIR_WORD}))?(?:[- ]?(?:hand|most))?"
                  r"(?:\s+(?:corner|part|half|side|quarter|quadrant|third|area|edge|section|portion|region|sector|"
-                 rf"zone|margin|border|end|of the {_PICTURE}))*\b")
+                 rf"zone|margin|border|end|of the {_PICTURE}))*\b{_OF_THE_PICTURE_ONLY}")
     # the middle of the extent: "in the centre", "at the center of the image", "the central lake"
     centre_re = (r"\b(?:in|at|near|around)\s+(?:the\s+)?(?:very\s+|exact\s+)?(?:centre|center|middle)"
-                 r"(?:\s+(?:part|area|section|portion|region))?\b")
+                 rf"(?:\s+(?:part|area|section|portion|region))?\b{_OF_THE_PICTURE_ONLY}")
     central_re = r"\b(?:most\s+central|central|cent(?:re|er)[- ]?most|middle[- ]?most)\b(?=\s+[a-z])"
     # a region named after the noun, bare: "building top left", "the building (top left)", "lake, north-east"
     after_re = (rf"(?<=[a-z])[\s,:]+(?P<w1>northern|southern|eastern|western|{_DIR_WORD})(?:\s+(?P<w2>{_DIR_WORD}))?"
@@ -425,8 +477,14 @@ def parse_expression(query: str) -> ReferringPlan:
     for pattern, cut in ((region_re, 0), (centre_re, 0), (central_re, 0), (after_re, 0), (adjective_re, "w1")):
         m = re.search(pattern, text)
         if m:
-            region = _direction([m.group("w1"), m.group("w2") or ""]) if "w1" in m.groupdict() else (0, 0)
-            understood.append(f"region {m.group(0).strip(' ,:')}")
+            where = _direction([m.group("w1"), m.group("w2") or ""]) if "w1" in m.groupdict() else (0, 0)
+            if pattern is region_re and re.search(r"\bfar\s", m.group(0)) and not m.group("w2") and \
+                    extreme is None and not _names_plural(text[: m.start()]):
+                extreme = where  # "the tank on the far left": the leftmost, not any in the left half
+                understood.append(f"extreme {m.group(0).strip(' ,:')}")
+            else:
+                region = where
+                understood.append(f"region {m.group(0).strip(' ,:')}")
             text = text[: m.start(cut)] + " " + text[m.end():]
             break
 
@@ -472,7 +530,7 @@ def parse_expression(query: str) -> ReferringPlan:
         cardinality = ONE  # a superlative picks one unless a number says otherwise ("the two largest tanks")
     plan = dict(query=typed, size=size, extreme=extreme, region=region, relation=relation, anchor_text=anchor,
                 understood=tuple(understood), side=side, ordinal=ordinal if (size or extreme or anchor) else 1,
-                area_m2=area_m2, anchor_plan=anchor_plan)
+                area_m2=area_m2, anchor_plan=anchor_plan, distance_m=distance_m, negated=negated)
     tokens = text.split()
     head = _head_noun_index(tokens)
     if not tokens or head is None:  # nothing left to find: give the model the sentence as typed

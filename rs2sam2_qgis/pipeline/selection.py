@@ -9,6 +9,7 @@ are those of the image as displayed (row 0 at the top), which on a north-up rast
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -62,6 +63,14 @@ def _areas(cands: Sequence[DetectedPolygon]) -> np.ndarray:
     return np.array([c.area_m2 if c.area_m2 is not None else c.geometry.area for c in cands], dtype=np.float64)
 
 
+def _metres_per_unit(cands: Sequence[DetectedPolygon]) -> float:
+    """Ground metres per unit of the candidates' coordinates, from their ground areas (polygonize: exact or
+    ellipsoidal m2) against their planar ones, so that a distance in degrees reads in metres too; 1 where there is no
+    ground area (a raster without a CRS: its own units)."""
+    ratios = [c.area_m2 / c.geometry.area for c in cands if c.area_m2 and c.geometry.area > 0]
+    return math.sqrt(float(np.median(ratios))) if ratios else 1.0
+
+
 def _objects_only(idx: np.ndarray, areas: np.ndarray) -> np.ndarray:
     """Drop fragments and specks (under a quarter of the typical candidate's area) from a rule that could pick
     one for where it lies or how small it is rather than for what it is; fewer than three candidates: all kept."""
@@ -75,11 +84,13 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
            accept: Callable[[DetectedPolygon], bool] | None = None) -> list[DetectedPolygon]:
     """The candidates the expression asks for, best first, each a copy with ``query`` = the analyst's sentence and
     ``rank`` = 1, 2, ... . ``extent_transform``/``height``/``width`` describe the analysis extent in grid pixels;
-    ``anchors`` are the polygons found for ``plan.anchor_text`` (ignored when there are none: the relation then
-    cannot be judged and the answer falls back to the most confident candidates). ``accept``: for an answer of a
+    ``anchors`` are the polygons found for ``plan.anchor_text``: None leaves the relation unjudged (the most
+    confident candidates first); an empty list means the anchor is not in the extent, and so neither is what the
+    sentence describes by it ("the tank next to the harbour" where there is no harbour): no answer, unless the
+    relation is denied ("the tank not next to the harbour": every tank is). ``accept``: for an answer of a
     number of objects, a candidate ``accept`` refuses is passed over for the next one."""
     cands = list(candidates)
-    if not cands:
+    if not cands or (plan.anchor_text and anchors is not None and not len(anchors) and not plan.negated):
         return []
     pos = _positions(cands, extent_transform, height, width)
     areas = _areas(cands)
@@ -108,13 +119,19 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
     elif related:
         dist = shapely.distance(np.asarray([cands[i].geometry for i in idx], dtype=object),
                                 shapely.union_all([a.geometry for a in anchors]))
-        if plan.furthest:  # "the house furthest from the lake": every candidate, the furthest first
+        if plan.distance_m is not None:  # "within 50 m of the river": metres, or the raster's units without a CRS
+            least, most = plan.distance_m
+            metres = dist * _metres_per_unit(cands)
+            idx = idx[(metres >= (least or 0.0)) & (metres <= (np.inf if most is None else most))]
+        elif plan.furthest:  # "the house furthest from the lake": every candidate, the furthest first
             order_key = np.full(len(cands), np.inf)
             order_key[idx] = -dist
-        elif plan.size or plan.extreme or plan.count is None:
-            # "near" means within about one object's size of the anchor (or as close as the closest one)
+        elif plan.negated or plan.size or plan.extreme or plan.count is None:
+            # "near" means within about one object's size of the anchor (or as close as the closest one); "not near"
+            # the others, the most confident first
             sizes = np.sqrt(np.maximum([cands[i].geometry.area for i in idx], 0.0))
-            idx = idx[dist <= max(float(np.median(sizes)), float(dist.min()) * 1.5)]
+            near = dist <= max(float(np.median(sizes)), float(dist.min()) * 1.5)
+            idx = idx[~near if plan.negated else near]
         else:
             order_key = np.full(len(cands), np.inf)
             order_key[idx] = dist
