@@ -105,7 +105,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
                 "Each tile: every tile answers on its own. The whole area reads sizes ('the largest', 'the second "
                 "largest', 'larger than 200 m2'), places ('in the top left', 'the northernmost', 'in the centre'), "
                 "numbers ('the two white tanks'), relations ('closest to the road', 'north of the lake', 'next to the "
-                "largest lake') and lists "
+                "largest lake', 'within 50 m of the river', 'not next to the road') and lists "
                 "('the lakes and ponds'); the log says how each description was read.\n\n"
                 "Descriptions: one per line, or separated by ';'.\n"
                 "Model: 'demo' (small, no download), a model_core preset name (weights from Model settings), a "

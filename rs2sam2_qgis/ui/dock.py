@@ -146,7 +146,8 @@ class Rs2Sam2Dock(QgsDockWidget):
         self.query_edit.setToolTip("What to find, one description per line (each line becomes its own layer), e.g.\n"
                                    "the buildings / the largest lake / the second tank from the left /\n"
                                    "the building in the top left / the tree next to the largest lake /\n"
-                                   "the two white tanks / buildings larger than 200 m2 / the lakes and ponds.\n"
+                                   "the two white tanks / buildings larger than 200 m2 /\n"
+                                   "buildings within 50 m of the river / the lakes and ponds.\n"
                                    "Earlier descriptions complete as you type (Ctrl+Space lists them).")
         form.addRow("Find", self.query_edit)
 
