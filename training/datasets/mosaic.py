@@ -317,11 +317,32 @@ def _beyond(o: SceneObject, a: SceneObject, side: tuple, margin: float) -> bool:
             (dy == 0 or (oy1 < ay0 - margin if dy > 0 else oy0 > ay1 + margin)))
 
 
-def _area_cut(areas_m2: list[float], ratio: float = 1.5) -> float | None:
-    """A round area (two significant digits) in the widest gap of ``areas_m2`` (sorted neighbours at least
-    ``ratio`` apart), with at least two areas above it; None when there is none."""
-    srt = sorted(areas_m2)
-    gaps = [(srt[k + 1] / srt[k], k) for k in range(len(srt) - 2) if srt[k] > 0 and srt[k + 1] / srt[k] >= ratio]
+def _pixel_gaps(labels: np.ndarray, objs: list[SceneObject], anchors: list[SceneObject]) -> np.ndarray:
+    """Per object, the least distance in pixels between its edge pixels and those of any anchor (an outline's
+    distance, as the engine measures polygons, to within a pixel)."""
+    def edge(mask):
+        inner = mask.copy()
+        inner[1:] &= mask[:-1]
+        inner[:-1] &= mask[1:]
+        inner[:, 1:] &= mask[:, :-1]
+        inner[:, :-1] &= mask[:, 1:]
+        return np.argwhere(mask & ~inner).astype(np.float32)
+
+    anchor_px = edge(np.isin(labels, [a.label for a in anchors]))
+    out = []
+    for o in objs:
+        px = edge(labels == o.label)
+        out.append(min(float(np.sqrt(((px[k:k + 256, None] - anchor_px[None]) ** 2).sum(-1).min()))
+                       for k in range(0, len(px), 256)))
+    return np.asarray(out)
+
+
+def _round_cut(values: list[float], ratio: float = 1.5, above: int = 2, step: float = 0.0) -> float | None:
+    """A round value (two significant digits) in the widest gap of ``values`` (sorted neighbours at least ``ratio``
+    and ``step`` apart), with at least ``above`` values above it and one below; None when there is none."""
+    srt = sorted(values)
+    gaps = [(srt[k + 1] / srt[k], k) for k in range(len(srt) - above)
+            if srt[k] > 0 and srt[k + 1] / srt[k] >= ratio and srt[k + 1] - srt[k] >= step]
     if not gaps:
         return None
     _, k = max(gaps)
@@ -347,7 +368,7 @@ def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
                          False))
     for cls in ("building", "water"):
         objs = by.get(cls, [])
-        cut = _area_cut([o.area * m2_per_px for o in objs]) if len(objs) >= 3 else None
+        cut = _round_cut([o.area * m2_per_px for o in objs]) if len(objs) >= 3 else None
         if cut is not None:
             noun = "lakes" if cls == "water" else "buildings"
             out.append(Query(f"the {noun} larger than {cut:g} m2", "class",
@@ -394,6 +415,11 @@ def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
         if gaps[-1][0] >= gaps[-2][0] + 40:
             out.append(Query(f"the {NAMES[cls][0][0]} furthest from the lake", "relation",
                              [objs[gaps[-1][1]].label], False))
+        metres = _pixel_gaps(m.labels, objs, lakes) * math.sqrt(m2_per_px)  # 8 px apart: outlines drawn a pixel
+        cut = _round_cut(list(metres), above=1, step=8 * math.sqrt(m2_per_px))  # off do not cross the cut
+        if cut is not None:
+            out.append(Query(f"the {NAMES[cls][1][0]} within {cut:g} m of the lake", "relation",
+                             [o.label for o, d in zip(objs, metres) if d < cut], False))
     for cls in m.excluded:
         out.append(Query("where is the lake?" if cls == "water" else f"where are the {NAMES[cls][1][-1]}?",
                          "absent", [], False))
