@@ -21,6 +21,7 @@ def test_mosaic_sentences_hold_over_the_whole_mosaic():
     absent = [q for q in qs if q.kind == "absent"]
     assert absent and all(q.target == [] for q in absent)
     assert any(q.text in ("the tanks", "the storage tanks", "the oil tanks") for q in absent)  # excluded class
+    assert any(q.text.endswith("nearest the storage tank") for q in absent)  # a relation to the excluded class
     by = {o.label: o for o in m.objects}
     for q in qs:
         if q.kind == "superlative" and "largest" in q.text and "building" in q.text:
@@ -39,7 +40,10 @@ def test_sentences_beyond_the_templates_hold_and_read_as_their_kind():
     for q in qs:
         parts = split_conjunction(q.text)
         plans = [parse_expression(p) for p in parts]
-        if q.kind in ("attribute", "superlative", "position", "relation"):
+        if " within " in q.text:  # "the buildings within 7.9 m of the lake": every one that near
+            assert q.kind == "relation" and q.target and [p.cardinality for p in plans] == [ALL], q.text
+            assert plans[0].distance_m[1] == float(q.text.split(" within ")[1].split()[0])
+        elif q.kind in ("attribute", "superlative", "position", "relation"):
             assert len(q.target) == 1 and [p.cardinality for p in plans] == [ONE], q.text
         elif q.kind == "count":
             assert [p.cardinality for p in plans] == [len(q.target)], q.text
@@ -49,7 +53,7 @@ def test_sentences_beyond_the_templates_hold_and_read_as_their_kind():
             assert q.target == [], q.text
         if "larger than" in q.text:
             assert plans[0].area_m2[0] is not None
-    assert any(len(split_conjunction(q.text)) == 2 for q in qs)
+    assert any(len(split_conjunction(q.text)) == 2 for q in qs) and any(" within " in q.text for q in qs)
 
 
 def test_window_pairs_label_positives_free_hard_and_vocabulary_negatives():
