@@ -293,6 +293,7 @@ def test_a_relation_by_distance_keeps_its_bounds_in_metres(query, text, card, bo
     ("the building not next to the road", "the buildings", ONE, "the road"),
     ("the houses that are not near the lake", "the houses", ALL, "the lake"),
     ("the car away from the building", "the cars", ONE, "the building"),
+    ("the car that is not parked next to the building", "the cars", ONE, "the building"),
 ])
 def test_a_denied_relation_keeps_its_anchor(query, text, card, anchor):
     plan = parse_expression(query)

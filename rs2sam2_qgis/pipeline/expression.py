@@ -309,7 +309,8 @@ _FURTHER = r"more\s+than|over|further\s+than|farther\s+than|at\s+least|beyond"
 _DISTANCE_RE = (rf"\b(?:(?:that\s+)?(?:is|are|lies|lie|lying|located|situated)\s+)?(?P<cmp>{_WITHIN}|{_FURTHER})\s+"
                 rf"(?P<n>{_DECIMAL})\s*(?P<u>{_LENGTH_UNIT})\s+(?:away\s+)?(?:of|from|to)\s+(?P<anchor>.+)$")
 #: a relation denied: "not next to the road", "that is not near the lake", "away from the road"
-_NEGATED_RE = r"\b(?:(?:that|which)\s+)?(?:(?:is|are)\s+not|isn't|aren't|not)\s*$"
+_NEGATED_RE = (r"\b(?:(?:that|which)\s+)?(?:(?:is|are)\s+not|isn't|aren't|not)"
+               r"(?:\s+(?:parked|located|situated|lying|standing|built|found))?\s*$")
 
 
 def _distance_bounds(m: re.Match) -> tuple:
