@@ -277,11 +277,15 @@ _AREA_RE = (r"(?:\b(?:that\s+(?:is|are)|which\s+(?:is|are)|with\s+an?\s+area\s+(
             rf"\b(?P<cmp>{_AT_LEAST}|{_AT_MOST})(?:\s+than)?(?:\s+or\s+equal\s+to)?\s+{_area_number('n', 'u')})")
 
 
+def _number(text: str) -> float:
+    """A number as typed: "2,000" (thousands), "1,5" (a decimal comma) or "1.5"."""
+    return float(text.replace(",", "") if re.fullmatch(_THOUSANDS, text) else text.replace(",", "."))
+
+
 def _area_bounds(m: re.Match) -> tuple:
     """(at least, at most) m2 of an area phrase: "larger than 1 ha" -> (10000, None)."""
     def m2(num, unit):
-        num = num.replace(",", "") if re.fullmatch(_THOUSANDS, num) else num.replace(",", ".")
-        return float(num) * _AREA_UNITS[re.sub(r"\s+", " ", unit)]
+        return _number(num) * _AREA_UNITS[re.sub(r"\s+", " ", unit)]
     if m.group("hi"):
         return m2(m.group("lo"), m.group("lu") or m.group("hu")), m2(m.group("hi"), m.group("hu"))
     value = m2(m.group("n"), m.group("u"))
@@ -315,9 +319,7 @@ _NEGATED_RE = (r"\b(?:(?:that|which)\s+)?(?:(?:is|are)\s+not|isn't|aren't|not)"
 
 def _distance_bounds(m: re.Match) -> tuple:
     """(at least, at most) metres of a distance phrase: "within 1 km of" -> (None, 1000)."""
-    num = m.group("n")
-    num = num.replace(",", "") if re.fullmatch(_THOUSANDS, num) else num.replace(",", ".")
-    metres = float(num) * _LENGTH_UNITS[m.group("u")]
+    metres = _number(m.group("n")) * _LENGTH_UNITS[m.group("u")]
     return (None, metres) if re.fullmatch(_WITHIN, m.group("cmp")) else (metres, None)
 
 
