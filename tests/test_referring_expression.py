@@ -71,7 +71,7 @@ def test_counts(query, n, text):
     assert plan.cardinality == n and plan.model_text == text
 
 
-@pytest.mark.parametrize("query", ["the house between the two lakes", "the road with two lanes",
+@pytest.mark.parametrize("query", ["the car behind the two trucks", "the road with two lanes",
                                    "the building with 3 floors"])
 def test_a_number_after_a_preposition_counts_another_noun(query):
     plan = parse_expression(query)
@@ -315,3 +315,15 @@ def test_a_region_is_of_the_picture_and_the_far_side_is_an_extreme(query, region
 def test_in_the_north_of_an_object_is_a_side_of_it_not_words_for_the_model():
     plan = parse_expression("the house in the north of the city")
     assert (plan.model_text, plan.side, plan.anchor_text) == ("the houses", (0, 1), "the city")
+
+
+@pytest.mark.parametrize("query, anchors, card", [
+    ("the house between the lake and the road", ("the lake", "the road"), ONE),
+    ("the tanks between the lake and the road", ("the lake", "the road"), ALL),
+    ("the tank between the two lakes", ("the two lakes", None), ONE),
+    ("the building midway between the road and the river", ("the road", "the river"), ONE),
+])
+def test_between_names_two_anchors_or_two_of_one(query, anchors, card):
+    plan = parse_expression(query)
+    assert (plan.between, plan.anchor_text, plan.anchor2_text, plan.cardinality) == (True, *anchors, card)
+    assert plan.model_text in ("the houses", "the tanks", "the buildings")

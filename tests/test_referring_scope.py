@@ -640,6 +640,30 @@ def test_distances_read_in_ground_metres_from_the_candidates_areas():
     assert pick("the boxes within 25 m of the road") == 2 and pick("the boxes within 15 m of the road") == 0
 
 
+def test_between_two_anchors_or_two_of_one_anchor():
+    left, right = _poly(100, 0, 120, 20), _poly(100, 200, 120, 220)
+    on_way, off_way, past = _poly(100, 100, 120, 120), _poly(20, 100, 40, 120), _poly(100, 240, 120, 250)
+    cands = [off_way, on_way, past]
+
+    def pick(q, anchors, other=None):
+        return [_centroid_rc(p) for p in select(parse_expression(q), cands, T, 256, 256, anchors=anchors,
+                                                 other_anchors=other)]
+
+    assert pick("the red box between the lake and the road", [left], [right]) == [(110.0, 110.0)]
+    assert pick("the red boxes between the lake and the road", [left], [right]) == [(110.0, 110.0)]
+    assert pick("the red box between the two lakes", [left, right]) == [(110.0, 110.0)]
+    assert pick("the red boxes between the lakes", [left]) == []  # one lake: nothing lies between lakes
+    assert pick("the red box between the lake and the road", [left], []) == []  # no road
+
+
+def test_the_engine_answers_between_two_anchors_singled_out(scene, predictor):
+    """The bottom-right red box lies on the way from the largest red box (bottom left) to the blue box."""
+    q = "the red box between the largest red box and the blue box"
+    res = segment_raster(scene, [q], predictor, SegmentOptions(tile=64, overlap=0.25))
+    assert [tuple(round(v) for v in _centroid_rc(p)) for p in res.polygons[q]] == [(160, 158)]
+    assert res.stats.plans[q].count("anchor:") == 2
+
+
 def test_the_engine_answers_phrasings_beyond_the_templates(scene, predictor):
     """Requests, ordinals and the middle of the raster end to end: the model is asked the noun phrase, the scene
     picks the object."""

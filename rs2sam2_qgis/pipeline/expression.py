@@ -96,6 +96,8 @@ class ReferringPlan:
     area_m2: tuple | None = None    # (at least, at most) in m2, either None: "buildings larger than 200 m2"
     distance_m: tuple | None = None  # (at least, at most) metres to the anchor, either None: "within 50 m of the road"
     negated: bool = False           # "not next to the road", "away from the road": the objects the relation leaves out
+    anchor2_text: str | None = None  # the second anchor of "between the lake and the road" ("the road")
+    anchor2_plan: ReferringPlan | None = None  # ... read as an expression of its own, as ``anchor_plan``
     anchor_plan: ReferringPlan | None = None  # the anchor read as an expression of its own, when it names a rule
     #                                 ("the largest lake"): answered as a query is, the relation measured to that
 
@@ -111,10 +113,17 @@ class ReferringPlan:
 
     @property
     def anchor_texts(self) -> tuple:
-        """The texts the anchor is found with: its own plan's, or the anchor's words as typed."""
-        if self.anchor_plan is not None:
-            return self.anchor_plan.texts
-        return (self.anchor_text,) if self.anchor_text else ()
+        """The texts the anchors are found with: each one's own plan's, or its words as typed."""
+        out: tuple = ()
+        for text, plan in ((self.anchor_text, self.anchor_plan), (self.anchor2_text, self.anchor2_plan)):
+            out += plan.texts if plan is not None else ((text,) if text else ())
+        return out
+
+    @property
+    def between(self) -> bool:
+        """True for "between": the objects on the way from one anchor to another ("between the lake and the road",
+        "between the two lakes")."""
+        return self.relation == "between"
 
     @property
     def selective(self) -> bool:
@@ -150,8 +159,7 @@ class ReferringPlan:
         keep = {ALL: "all", ONE: "one"}.get(self.cardinality, str(self.cardinality))
         parts = [f"find '{self.model_text}'", f"keep {keep}"]
         parts += list(self.understood)
-        if self.anchor_plan is not None:
-            parts.append(f"anchor: {self.anchor_plan.describe()}")
+        parts += [f"anchor: {p.describe()}" for p in (self.anchor_plan, self.anchor2_plan) if p is not None]
         return "; ".join(parts)
 
 
@@ -384,7 +392,7 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
     extreme = None
     region = None
     relation = None
-    anchor = anchor_plan = distance_m = None
+    anchor = anchor_plan = anchor2 = anchor2_plan = distance_m = None
     negated = False
     side = None
     ordinal = 1
@@ -428,23 +436,24 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
         side = _direction((m.group("d") or {"above": "top", "below": "bottom"}[m.group("v")]).split())
         relation = m.group(0)[: m.start("anchor") - m.start()].strip()
     else:
-        m = re.search(rf"\b(?:(?:right|directly|just|immediately)\s+)?(?:{_RELATION_RE}|(?P<away>away\s+from))\b\s+"
-                      r"(?P<anchor>.+)$", text)
+        m = re.search(rf"\b(?:(?:right|directly|just|immediately)\s+)?(?:{_RELATION_RE}|(?P<away>away\s+from)|"
+                      r"(?P<between>(?:somewhere\s+|midway\s+|halfway\s+)?between))\b\s+(?P<anchor>.+)$", text)
     if m and m.start() > 0:
-        anchor_text = m.group("anchor").strip()
-        anchor_tokens = anchor_text.split()
-        if anchor_tokens and anchor_tokens[0] not in ("the", "a", "an"):
-            anchor_text = "the " + anchor_text
-        relation = m.group(0)[: m.start("anchor") - m.start()].strip()
-        anchor = _tidy(anchor_text)
+        phrase = m.group("anchor").strip()
+        # "between the lake and the road": two anchors; "between the two lakes": two of one
+        ends = split_conjunction(phrase) if m.groupdict().get("between") else [phrase]
+        anchor, anchor2 = [_tidy(e if e.split()[0] in ("the", "a", "an") else "the " + e) for e in ends[:2]] + \
+            [None] * (2 - len(ends[:2]))
+        relation = "between" if m.groupdict().get("between") else m.group(0)[: m.start("anchor") - m.start()].strip()
         anchor_plan = _resolved_anchor(anchor, anchor_depth)
+        anchor2_plan = _resolved_anchor(anchor2, anchor_depth) if anchor2 else None
         text = text[: m.start()]
         denied = re.search(_NEGATED_RE, text)
         negated = bool(denied or m.groupdict().get("away")) and side is None and distance_m is None
         if denied and negated:
             text = text[: denied.start()]
             relation = f"not {relation}"
-        understood.append(f"{relation} {anchor}")
+        understood.append(f"{relation} {_tidy(phrase if anchor2 else anchor)}")
     else:
         side = None
 
@@ -533,7 +542,8 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
         cardinality = ONE  # a superlative picks one unless a number says otherwise ("the two largest tanks")
     plan = dict(query=typed, size=size, extreme=extreme, region=region, relation=relation, anchor_text=anchor,
                 understood=tuple(understood), side=side, ordinal=ordinal if (size or extreme or anchor) else 1,
-                area_m2=area_m2, anchor_plan=anchor_plan, distance_m=distance_m, negated=negated)
+                area_m2=area_m2, anchor_plan=anchor_plan, distance_m=distance_m, negated=negated,
+                anchor2_text=anchor2, anchor2_plan=anchor2_plan)
     tokens = text.split()
     head = _head_noun_index(tokens)
     if not tokens or head is None:  # nothing left to find: give the model the sentence as typed

@@ -128,8 +128,9 @@ def with_anchors(plans: dict) -> dict:
     out: dict = {}
 
     def add(key, plan):
-        if plan.anchor_plan is not None:
-            add(plan.anchor_plan.query, plan.anchor_plan)
+        for anchor in (plan.anchor_plan, plan.anchor2_plan):
+            if anchor is not None:
+                add(anchor.query, anchor)
         out.setdefault(key, plan)
 
     for key, plan in plans.items():
@@ -238,12 +239,12 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
         kept = [c for c in members if id(c.geometry) not in dropped]
         return [dataclasses.replace(c, rank=r) for r, c in enumerate(kept, start=1)]
 
-    def anchors_of(plan) -> list | None:
+    def anchors_of(text, anchor_plan) -> list | None:
         """What a relation measures to: the answer to an anchor read as an expression of its own (answered first:
         ``with_anchors``), else every object found for the anchor's words ("the lake": any lake)."""
-        if plan.anchor_plan is not None:
-            return out[plan.anchor_plan.query]
-        return cands[plan.anchor_text] if plan.anchor_text else None
+        if anchor_plan is not None:
+            return out[anchor_plan.query]
+        return cands[text] if text else None
 
     accept = None if second_look is None else (lambda c: not ruled_out(c))
     out = {}
@@ -258,7 +259,8 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
             own = []
         if plan.alt_text:
             own = deduplicate(own)
-        out[q] = select(plan, own, aoi_transform, aoi.height, aoi.width, anchors_of(plan), accept)
+        out[q] = select(plan, own, aoi_transform, aoi.height, aoi.width, anchors_of(plan.anchor_text, plan.anchor_plan),
+                        accept, anchors_of(plan.anchor2_text, plan.anchor2_plan))
         if second_look is not None and plan.count is None and out[q]:
             out[q] = members_held(out[q], {id(c.geometry): c.query for c in own})
     return out

@@ -81,16 +81,20 @@ def _objects_only(idx: np.ndarray, areas: np.ndarray) -> np.ndarray:
 
 def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_transform: Affine, height: int,
            width: int, anchors: Sequence[DetectedPolygon] | None = None,
-           accept: Callable[[DetectedPolygon], bool] | None = None) -> list[DetectedPolygon]:
+           accept: Callable[[DetectedPolygon], bool] | None = None,
+           other_anchors: Sequence[DetectedPolygon] | None = None) -> list[DetectedPolygon]:
     """The candidates the expression asks for, best first, each a copy with ``query`` = the analyst's sentence and
     ``rank`` = 1, 2, ... . ``extent_transform``/``height``/``width`` describe the analysis extent in grid pixels;
     ``anchors`` are the polygons found for ``plan.anchor_text``: None leaves the relation unjudged (the most
     confident candidates first); an empty list means the anchor is not in the extent, and so neither is what the
     sentence describes by it ("the tank next to the harbour" where there is no harbour): no answer, unless the
-    relation is denied ("the tank not next to the harbour": every tank is). ``accept``: for an answer of a
+    relation is denied ("the tank not next to the harbour": every tank is). ``other_anchors``: those of
+    ``plan.anchor2_text``, the second end of "between the lake and the road". ``accept``: for an answer of a
     number of objects, a candidate ``accept`` refuses is passed over for the next one."""
     cands = list(candidates)
-    if not cands or (plan.anchor_text and anchors is not None and not len(anchors) and not plan.negated):
+    absent = [a is not None and not len(a) for t, a in ((plan.anchor_text, anchors), (plan.anchor2_text,
+                                                                                     other_anchors)) if t]
+    if not cands or (any(absent) and not plan.negated):
         return []
     pos = _positions(cands, extent_transform, height, width)
     areas = _areas(cands)
@@ -108,9 +112,19 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
     conf = np.array([confidence(c) for c in cands])
     order_key = -conf  # default: most confident first
     if plan.anchor_text and anchors:  # an object is not its own neighbour ("the house nearest the red house")
-        idx = idx[~same_as_anchor([cands[i].geometry for i in idx], [a.geometry for a in anchors])]
+        ends = [a.geometry for a in list(anchors) + list(other_anchors or [])]
+        idx = idx[~same_as_anchor([cands[i].geometry for i in idx], ends)]
     related = bool(plan.anchor_text and anchors) and len(idx) > 0
-    if related and plan.side is not None:
+    if related and plan.between:
+        detour = between_anchors([cands[i].geometry for i in idx], [a.geometry for a in anchors],
+                                 [a.geometry for a in other_anchors] if other_anchors else None)
+        paired = np.isfinite(detour)  # a lone lake has no "between"
+        if plan.count is None and paired.any():  # "the houses between the lake and the road": off the way by at
+            sizes = np.sqrt(np.maximum([cands[i].geometry.area for i in idx], 0.0))  # most half an object's size
+            paired &= detour <= max(0.5 * float(np.median(sizes)), float(detour[paired].min()))
+        idx, order_key = idx[paired], np.full(len(cands), np.inf)
+        order_key[idx] = detour[paired] if plan.count is not None else 0.0
+    elif related and plan.side is not None:
         dist = beyond_anchors(cands, idx, anchors, plan.side, extent_transform)
         idx, order_key = idx[np.isfinite(dist)], np.full(len(cands), np.inf)
         order_key[idx] = dist[np.isfinite(dist)]
@@ -148,6 +162,20 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         n = plan.count + plan.ordinal - 1
         chosen = (chosen[:n] if accept is None else first_accepted(chosen, n, accept))[plan.ordinal - 1:]
     return [dataclasses.replace(c, query=plan.query, rank=r) for r, c in enumerate(chosen, start=1)]
+
+
+def between_anchors(geoms: Sequence, ends: Sequence, other_ends: Sequence | None = None) -> np.ndarray:
+    """Per geometry: how far it lies off the way between two anchors, d(c, a) + d(c, b) - d(a, b) over the best
+    pair, a among ``ends`` and b among ``other_ends`` ("between the lake and the road"), or two different ones of
+    ``ends`` without them ("between the two lakes"); 0 or less on the way, inf where there is no pair."""
+    g, a = np.asarray(geoms, dtype=object), np.asarray(ends, dtype=object)
+    b = a if other_ends is None else np.asarray(other_ends, dtype=object)
+    ga, gb = shapely.distance(g[:, None], a[None]), shapely.distance(g[:, None], b[None])  # [n, A], [n, B]
+    ab = shapely.distance(a[:, None], b[None])  # [A, B]
+    detour = ga[:, :, None] + gb[:, None, :] - ab[None]
+    if other_ends is None:  # two different anchors of one set
+        detour[:, np.arange(len(a)), np.arange(len(a))] = np.inf
+    return detour.reshape(len(g), -1).min(1) if detour.size else np.full(len(g), np.inf)
 
 
 #: a candidate that holds at least this share of an anchor's outline is that anchor itself
