@@ -327,3 +327,26 @@ def test_between_names_two_anchors_or_two_of_one(query, anchors, card):
     plan = parse_expression(query)
     assert (plan.between, plan.anchor_text, plan.anchor2_text, plan.cardinality) == (True, *anchors, card)
     assert plan.model_text in ("the houses", "the tanks", "the buildings")
+
+
+@pytest.mark.parametrize("query, text, card, extreme, region", [
+    ("the last building on the right", "the buildings", ONE, (1, 0), None),
+    ("the last houses on the left", "the houses", ALL, None, (-1, 0)),
+    ("the tank near the north edge", "the tanks", ONE, (0, 1), None),
+    ("the tank at the bottom edge of the image", "the tanks", ONE, (0, -1), None),
+    ("the tanks close to the eastern border", "the tanks", ALL, None, (1, 0)),
+])
+def test_the_pictures_edges_and_the_last_one_that_way_are_places_not_objects(query, text, card, extreme, region):
+    plan = parse_expression(query)
+    assert (plan.model_text, plan.cardinality, plan.extreme, plan.region, plan.anchor_text) == (
+        text, card, extreme, region, None)
+
+
+@pytest.mark.parametrize("query, text, relation, anchor", [
+    ("the pond surrounded by trees", "the ponds", "surrounded by", "the trees"),
+    ("the house bordered by the river", "the houses", "bordered by", "the river"),
+    ("the shed by the road", "the sheds", "by", "the road"),  # a noun in -ed is the object, not a participle
+])
+def test_a_participle_before_by_belongs_to_the_relation(query, text, relation, anchor):
+    plan = parse_expression(query)
+    assert (plan.model_text, plan.relation, plan.anchor_text) == (text, relation, anchor)

@@ -340,6 +340,19 @@ def _plain_request(sentence: str) -> str:
     return " ".join(out.split()) or sentence
 
 
+def _relation_match(text: str) -> re.Match | None:
+    """The first relation of ``text`` and its anchor (the rest of the sentence). A participle before "by" belongs to
+    the relation ("the pond surrounded by trees": near the trees, the pond), unless nothing names the object
+    before it ("the shed by the road")."""
+    for participle in (r"|(?P<pp>[a-z]+ed\s+by)", ""):
+        m = re.search(rf"\b(?:(?:right|directly|just|immediately)\s+)?(?:{_RELATION_RE}|(?P<away>away\s+from)|"
+                      rf"(?P<between>(?:somewhere\s+|midway\s+|halfway\s+)?between){participle})\b\s+"
+                      r"(?P<anchor>.+)$", text)
+        if not (m and m.groupdict().get("pp")) or re.search(r"[a-z]", re.sub(r"\b(?:the|a|an)\b", "", text[: m.start()])):
+            return m
+    return None
+
+
 def _resolved_anchor(anchor: str, depth: int) -> ReferringPlan | None:
     """The anchor of a relation read as an expression of its own when it singles objects out: by a rule ("the
     largest lake", "the building in the top left", "the two tanks") or by its colours or the words after its noun
@@ -424,6 +437,14 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
             understood.append(f"ordinal {ordinal}")
     else:  # "the first building in the top left": the first is the one the rule keeps anyway
         text = re.sub(r"\bthe\s+first\s+(?=[a-z])", "the ", text)
+    # the picture's own edges are places, not objects: "the tank near the north edge", "the last house on the
+    # right" -> "on the far north", "on the far right" (the furthest that way; for a plural, that part)
+    text = re.sub(rf"\b(?:{_RELATION_RE}|at|on)\s+the\s+(?:very\s+)?(?P<w>{_DIR_WORD}|northern|southern|eastern|"
+                  rf"western)\s+(?:edge|border|boundary|margin|end)(?:\s+of\s+(?:the\s+|this\s+)?{_PICTURE})?\b",
+                  r"on the far \g<w>", text)
+    if re.search(rf"\bthe\s+last\s+(?=[a-z].*\b(?:on|to|at)\s+the\s+{_DIR_WORD}\b)", text):
+        text = re.sub(r"\bthe\s+last\s+", "the ", text)
+        text = re.sub(rf"\b(?:on|to|at)\s+the\s+(?={_DIR_WORD}\b)", "on the far ", text, count=1)
     # "the closest house to the lake" -> "the house closest to the lake": the relation after its noun phrase
     text = re.sub(r"\b(closest|nearest)\s+(?!to\b)((?:[a-z\-']+\s+){0,3}?[a-z\-']+)\s+to\s+", r"\2 \1 to ", text)
     # relation: "X next to the lake" -> anchor "the lake" (the rest of the sentence after the relation word); a
@@ -436,8 +457,7 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
         side = _direction((m.group("d") or {"above": "top", "below": "bottom"}[m.group("v")]).split())
         relation = m.group(0)[: m.start("anchor") - m.start()].strip()
     else:
-        m = re.search(rf"\b(?:(?:right|directly|just|immediately)\s+)?(?:{_RELATION_RE}|(?P<away>away\s+from)|"
-                      r"(?P<between>(?:somewhere\s+|midway\s+|halfway\s+)?between))\b\s+(?P<anchor>.+)$", text)
+        m = _relation_match(text)
     if m and m.start() > 0:
         phrase = m.group("anchor").strip()
         # "between the lake and the road": two anchors; "between the two lakes": two of one
