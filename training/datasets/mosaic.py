@@ -337,6 +337,23 @@ def _pixel_gaps(labels: np.ndarray, objs: list[SceneObject], anchors: list[Scene
     return np.asarray(out)
 
 
+def _between_clear(labels: np.ndarray, objs: list[SceneObject], lakes: list[SceneObject]) -> SceneObject | None:
+    """The object on the way between the mosaic's two lakes (or its two largest, clearly larger than the third):
+    its outline distances to them add up to at most a fifth of theirs to each other (4 px at least) more than that,
+    and every other object's to twice as much and 16 px more; None when there is no such pair or object."""
+    big = sorted(lakes, key=lambda o: -o.area)
+    if len(big) < 2 or (len(big) > 2 and big[1].area < 1.3 * big[2].area):
+        return None
+    a, b = big[:2]
+    gap_ab = float(_pixel_gaps(labels, [a], [b])[0])
+    detour = _pixel_gaps(labels, objs, [a]) + _pixel_gaps(labels, objs, [b]) - gap_ab
+    order = np.argsort(detour)
+    best, runner_up = detour[order[0]], detour[order[1]] if len(objs) >= 2 else np.inf
+    if len(objs) >= 2 and best <= max(4.0, 0.2 * gap_ab) and runner_up >= max(2 * best, best + 16):
+        return objs[int(order[0])]
+    return None
+
+
 def _round_cut(values: list[float], ratio: float = 1.5, above: int = 2, step: float = 0.0) -> float | None:
     """A round value (two significant digits) in the widest gap of ``values`` (sorted neighbours at least ``ratio``
     and ``step`` apart), with at least ``above`` values above it and one below; None when there is none."""
@@ -415,6 +432,10 @@ def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
         if gaps[-1][0] >= gaps[-2][0] + 40:
             out.append(Query(f"the {NAMES[cls][0][0]} furthest from the lake", "relation",
                              [objs[gaps[-1][1]].label], False))
+        on_way = _between_clear(m.labels, objs, lakes)
+        if on_way is not None:
+            out.append(Query(f"the {NAMES[cls][0][0]} between the two {'largest ' if len(lakes) > 2 else ''}lakes",
+                             "relation", [on_way.label], False))
         metres = _pixel_gaps(m.labels, objs, lakes) * math.sqrt(m2_per_px)  # 8 px apart: outlines drawn a pixel
         cut = _round_cut(list(metres), above=1, step=8 * math.sqrt(m2_per_px))  # off do not cross the cut
         if cut is not None:
