@@ -656,6 +656,17 @@ def test_between_two_anchors_or_two_of_one_anchor():
     assert pick("the red box between the lake and the road", [left], []) == []  # no road
 
 
+def test_between_weighs_candidates_in_blocks_with_the_same_result(monkeypatch):
+    from rs2sam2_qgis.pipeline import selection
+
+    rng = np.random.default_rng(0)
+    geoms = [shapely.box(x, y, x + 3, y + 3) for x, y in rng.uniform(0, 200, (40, 2))]
+    ends = [shapely.box(x, y, x + 5, y + 5) for x, y in rng.uniform(0, 200, (6, 2))]
+    whole = selection.between_anchors(geoms, ends)
+    monkeypatch.setattr(selection, "BETWEEN_BLOCK", 1)
+    assert np.array_equal(selection.between_anchors(geoms, ends), whole) and np.isfinite(whole).all()
+
+
 def test_the_engine_answers_between_two_anchors_singled_out(scene, predictor):
     """The bottom-right red box lies on the way from the largest red box (bottom left) to the blue box."""
     q = "the red box between the largest red box and the blue box"

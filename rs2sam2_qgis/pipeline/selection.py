@@ -164,6 +164,10 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
     return [dataclasses.replace(c, query=plan.query, rank=r) for r, c in enumerate(chosen, start=1)]
 
 
+#: pairs of anchors x candidates weighed at once by ``between_anchors`` (memory: 8 bytes each)
+BETWEEN_BLOCK = 2_000_000
+
+
 def between_anchors(geoms: Sequence, ends: Sequence, other_ends: Sequence | None = None) -> np.ndarray:
     """Per geometry: how far it lies off the way between two anchors, d(c, a) + d(c, b) - d(a, b) over the best
     pair, a among ``ends`` and b among ``other_ends`` ("between the lake and the road"), or two different ones of
@@ -172,10 +176,17 @@ def between_anchors(geoms: Sequence, ends: Sequence, other_ends: Sequence | None
     b = a if other_ends is None else np.asarray(other_ends, dtype=object)
     ga, gb = shapely.distance(g[:, None], a[None]), shapely.distance(g[:, None], b[None])  # [n, A], [n, B]
     ab = shapely.distance(a[:, None], b[None])  # [A, B]
-    detour = ga[:, :, None] + gb[:, None, :] - ab[None]
     if other_ends is None:  # two different anchors of one set
-        detour[:, np.arange(len(a)), np.arange(len(a))] = np.inf
-    return detour.reshape(len(g), -1).min(1) if detour.size else np.full(len(g), np.inf)
+        np.fill_diagonal(ab, -np.inf)
+    out = np.full(len(g), np.inf)
+    if not ab.size:
+        return out
+    step = max(1, BETWEEN_BLOCK // ab.size)  # candidates at a time: [step, A, B] stays small for many anchors
+    for k in range(0, len(g), step):
+        detour = ga[k:k + step, :, None] + gb[k:k + step, None, :] - ab[None]
+        detour[np.isnan(detour)] = np.inf  # an empty outline is nowhere
+        out[k:k + step] = detour.reshape(len(detour), -1).min(1)
+    return out
 
 
 #: a candidate that holds at least this share of an anchor's outline is that anchor itself
