@@ -350,3 +350,14 @@ def test_the_pictures_edges_and_the_last_one_that_way_are_places_not_objects(que
 def test_a_participle_before_by_belongs_to_the_relation(query, text, relation, anchor):
     plan = parse_expression(query)
     assert (plan.model_text, plan.relation, plan.anchor_text) == (text, relation, anchor)
+
+
+@pytest.mark.parametrize("query, text, understood", [
+    ("The vehicle is on the right of the building", "the vehicles", "on the right of the building"),
+    ("the building is at the top left", "the buildings", "region at the top left"),
+    ("the cars are next to the house", "the cars", "next to the house"),
+    ("the building is the largest", "the buildings", "size largest"),
+])
+def test_a_copula_after_the_noun_is_not_asked_of_the_model(query, text, understood):
+    plan = parse_expression(query)
+    assert plan.model_text == text and understood in plan.understood

@@ -552,8 +552,9 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
     # partitives: "the largest of (all) the tanks", "one of the lakes" -> "the tanks", "the lakes"
     text = re.sub(r"^(?:the\s+)?(?:one\s+|each\s+|any\s+)?of\s+(?:all\s+)?", "", text)
     # what a moved superlative, region or relation leaves: "the tank that is (the) largest (one)", "the lake
-    # situated in the south" -> "the tank", "the lake"
-    text = _tidy(re.sub(r"\s+(?:that|which|who)\s+(?:is|are|lies|lie|sits|sit|stands|stand)(?:\s+the)?(?:\s+ones?)?$|"
+    # situated in the south", "the vehicle is on the right of the building" -> "the tank", "the lake", "the vehicle"
+    text = _tidy(re.sub(r"\s+(?:(?:that|which|who)\s+)?(?:is|are|lies|lie|sits|sit|stands|stand)(?:\s+the)?"
+                        r"(?:\s+ones?)?$|"
                         r"(?<=\S)\s+(?:the\s+)?ones?$|\s+(?:located|situated|lying|standing|positioned|placed|sitting|"
                         r"found|seen|visible|parked|built)$", "", text))
     if cardinality is None and relation and re.match(f"{_NEAREST_RE}|{_FURTHEST_RE}", relation):
