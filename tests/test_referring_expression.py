@@ -361,3 +361,17 @@ def test_a_participle_before_by_belongs_to_the_relation(query, text, relation, a
 def test_a_copula_after_the_noun_is_not_asked_of_the_model(query, text, understood):
     plan = parse_expression(query)
     assert plan.model_text == text and understood in plan.understood
+
+
+@pytest.mark.parametrize("query, text, card", [
+    ("the airplane in the middle of the image is white", "the white airplanes", ONE),  # said after the noun
+    ("there is a white airplane in the center", "the white airplanes", ONE),
+    ("the leftmost vehicle among the three", "the vehicles", ONE),  # a number of another phrase: no count
+    ("the ship docked at the bottom of the harbor", "the ship docked at the bottom of the harbor", ONE),
+    ("a bridge crossing the river in the middle of the image", "the bridges crossing the river", ONE),
+])
+def test_remote_sensing_wordings_keep_their_noun(query, text, card):
+    """Wordings of the field's datasets (RRSIS-D, RefSegRS): the head noun stays the object's, never a verb,
+    a participle or a region word ("the ship dockeds", "the bottom" as an adjective, "the rivers")."""
+    plan = parse_expression(query)
+    assert (plan.model_text, plan.cardinality) == (text, card)

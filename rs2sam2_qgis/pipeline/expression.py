@@ -52,7 +52,9 @@ _PREPOSITIONS = {"with", "of", "that", "which", "who", "in", "on", "at", "near",
                  "alongside", "to", "from", "inside", "within", "between", "behind", "under", "over", "above",
                  "below", "across", "around", "close", "closest", "nearest", "adjacent", "bordering", "facing",
                  "whose", "where", "having", "located", "situated", "lying", "standing", "parked", "furthest",
-                 "farthest", "except", "excluding", "but", "besides", "apart", "other", "not", "away"}
+                 "farthest", "except", "excluding", "but", "besides", "apart", "other", "not", "away", "among",
+                 "amongst", "amid", "crossing", "spanning", "connecting", "overlooking", "surrounding", "containing",
+                 "covering", "joining", "adjoining"}
 _MASS_NOUNS = {"water", "vegetation", "forest", "grass", "grassland", "sand", "farmland", "cropland", "soil",
                "snow", "ice", "woodland", "land", "ground", "sea", "ocean", "parking", "pavement", "concrete",
                "asphalt", "bare", "scrub", "shrubland", "wetland", "marsh", "mud", "rock", "gravel", "dirt",
@@ -213,8 +215,12 @@ def singularize(noun: str) -> str:
 
 
 def _head_noun_index(tokens: list[str]) -> int | None:
-    """The head noun: the last word before the first preposition (after the first word), determiners skipped."""
+    """The head noun: the last word before the first preposition (after the first word), determiners skipped, and
+    a participle that follows a noun before a preposition too ("the ship docked at the pier": "ship")."""
     end = next((i for i, t in enumerate(tokens) if i > 0 and t in _PREPOSITIONS), len(tokens))
+    if 1 < end - 1 < len(tokens) - 1 and re.fullmatch(r"[a-z]{3,}ed", tokens[end - 1]) and \
+            tokens[end - 2] not in ("the", "a", "an") and not tokens[end - 2].endswith("ed"):
+        end -= 1
     for i in range(end - 1, -1, -1):
         if re.fullmatch(r"[a-z][a-z\-']*", tokens[i]) and tokens[i] not in ("the", "a", "an", "all", "every", "each",
                                                                            "any", "some"):
@@ -255,7 +261,8 @@ _REQUEST_RE = re.compile(
     r"(?:(?:show|find|give|get)(?:\s+me)?|locate|highlight|mark|outline|segment|select|detect|extract|map|identify|"
     r"delineate|draw|trace|digiti[sz]e|count|search\s+for|look\s+for|point\s+(?:to|at|out)|"
     r"i\s+(?:want|need|am\s+looking\s+for|'m\s+looking\s+for)(?:\s+to\s+(?:see|find))?|"
-    r"where\s+(?:is|are)|which\s+(?:is|are)|what\s+(?:is|are)|is\s+there|are\s+there)\b[\s:,]*", re.IGNORECASE)
+    r"where\s+(?:is|are)|which\s+(?:is|are)|what\s+(?:is|are)|is\s+there|are\s+there|there\s+(?:is|are)|"
+    r"there's)(?=\s|$)[\s:,]*", re.IGNORECASE)
 #: a question about which object: "which building is the largest?" -> "the building that is the largest"
 _WHICH_RE = re.compile(r"^\s*which\s+(?P<np>(?:[\w\-']+\s+){0,3}?[\w\-']+)\s+(?P<v>is|are|lies|lie|stands|sits)\s+"
                        r"(?P<rest>.+)$", re.IGNORECASE)
@@ -504,7 +511,7 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
                 r"(?:\s+(?:corner|part|half|side|quarter|quadrant|area))?\s*$")
     # "northern", "top-left" used as an adjective before the noun: "the northern lake", "the top left building"
     adjective_re = (rf"\b(?:the\s+)?(?P<w1>northern|southern|eastern|western|{_DIR_WORD})(?:\s+(?P<w2>{_DIR_WORD}))?"
-                    r"(?:\s+corner)?\b(?=\s+(?!most\b)[a-z])")
+                    r"(?:\s+corner)?\b(?=\s+(?!most\b|of\b|and\b)[a-z])")
     # each reading in turn, the first that matches names the region; the adjective keeps its determiner
     for pattern, cut in ((region_re, 0), (centre_re, 0), (central_re, 0), (after_re, 0), (adjective_re, "w1")):
         m = re.search(pattern, text)
@@ -556,7 +563,16 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
     text = _tidy(re.sub(r"\s+(?:(?:that|which|who)\s+)?(?:is|are|lies|lie|sits|sit|stands|stand)(?:\s+the)?"
                         r"(?:\s+ones?)?$|"
                         r"(?<=\S)\s+(?:the\s+)?ones?$|\s+(?:located|situated|lying|standing|positioned|placed|sitting|"
-                        r"found|seen|visible|parked|built)$", "", text))
+                        r"found|seen|visible|parked|built)$|"
+                        rf"\s+(?:among|amongst|of)\s+(?:all\s+)?(?:the\s+|these\s+|those\s+)?(?:{_NUMBER_RE}|them|all)$",
+                        "", text))
+    # a colour or other word said of the object after it: "the airplane (in the middle) is white" -> "the white
+    # airplane"
+    said = re.fullmatch(r"(?P<np>.+?)\s+(?:is|are)\s+(?P<adj>[a-z][a-z\-]*)", text)
+    if said and said.group("adj") not in _PREPOSITIONS and said.group("adj") not in ("the", "a", "an", "not"):
+        np_tokens = said.group("np").split()
+        cut = 1 if np_tokens[0] in ("the", "a", "an", "all") else 0
+        text = " ".join(np_tokens[:cut] + [said.group("adj")] + np_tokens[cut:])
     if cardinality is None and relation and re.match(f"{_NEAREST_RE}|{_FURTHEST_RE}", relation):
         cardinality = ONE  # "tank nearest lake": a superlative of distance
     if cardinality is None and (size or extreme or ordinal > 1):
