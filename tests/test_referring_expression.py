@@ -375,3 +375,17 @@ def test_remote_sensing_wordings_keep_their_noun(query, text, card):
     a participle or a region word ("the ship dockeds", "the bottom" as an adjective, "the rivers")."""
     plan = parse_expression(query)
     assert (plan.model_text, plan.cardinality) == (text, card)
+
+
+@pytest.mark.parametrize("query, text, excluded", [
+    ("every building except the red one", "the buildings", "find 'the red building'; keep one"),
+    ("the tanks other than the white ones", "the tanks", "find 'the white tanks'; keep all"),
+    ("all buildings except the largest", "all buildings", "find 'the buildings'; keep one; size largest"),
+    ("the houses apart from the two largest", "the houses", "find 'the houses'; keep 2; size largest; count 2"),
+    ("the trees but not those in the north", "the trees", "find 'the trees'; keep all; region in the north"),
+    ("all the buildings, except for the church", "all the buildings", "find 'the church'; keep one"),
+])
+def test_what_except_leaves_out_is_an_expression_of_its_own(query, text, excluded):
+    plan = parse_expression(query)
+    assert (plan.model_text, plan.cardinality, plan.excluded_plan.describe()) == (text, ALL, excluded)
+    assert plan.describe().endswith(f"except: {excluded}") and set(plan.excluded_plan.texts) <= set(plan.texts)

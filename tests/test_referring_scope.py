@@ -675,6 +675,19 @@ def test_the_engine_answers_between_two_anchors_singled_out(scene, predictor):
     assert res.stats.plans[q].count("anchor:") == 2
 
 
+def test_what_except_leaves_out_is_answered_first_and_left_out(scene, predictor):
+    """"except the largest" is the bottom-left box, "the one in the top left" the top-left one; a green box to
+    leave out is not there, so nothing is left out."""
+    qs = ["the red boxes except the largest", "the red boxes except the one in the top left",
+          "every box except the blue one", "the red boxes except the green one"]
+    res = segment_raster(scene, qs, predictor, SegmentOptions(tile=64, overlap=0.25))
+    centres = {q: sorted(tuple(round(v) for v in _centroid_rc(p)) for p in res.polygons[q]) for q in qs}
+    tl, tr, bl, br = (40, 50), (50, 180), (210, 60), (160, 158)
+    assert centres == {qs[0]: sorted([tl, tr, br]), qs[1]: sorted([tr, bl, br]), qs[2]: sorted([tl, tr, bl, br]),
+                       qs[3]: sorted([tl, tr, bl, br])}
+    assert res.stats.plans[qs[0]].endswith("except: find 'the red boxes'; keep one; size largest")
+
+
 def test_the_engine_answers_phrasings_beyond_the_templates(scene, predictor):
     """Requests, ordinals and the middle of the raster end to end: the model is asked the noun phrase, the scene
     picks the object."""

@@ -98,6 +98,8 @@ class ReferringPlan:
     area_m2: tuple | None = None    # (at least, at most) in m2, either None: "buildings larger than 200 m2"
     distance_m: tuple | None = None  # (at least, at most) metres to the anchor, either None: "within 50 m of the road"
     negated: bool = False           # "not next to the road", "away from the road": the objects the relation leaves out
+    excluded_plan: ReferringPlan | None = None  # what the sentence leaves out, read as an expression of its own:
+    #                                 "every building except the largest one" -> "the largest building"
     anchor2_text: str | None = None  # the second anchor of "between the lake and the road" ("the road")
     anchor2_plan: ReferringPlan | None = None  # ... read as an expression of its own, as ``anchor_plan``
     anchor_plan: ReferringPlan | None = None  # the anchor read as an expression of its own, when it names a rule
@@ -115,9 +117,11 @@ class ReferringPlan:
 
     @property
     def anchor_texts(self) -> tuple:
-        """The texts the anchors are found with: each one's own plan's, or its words as typed."""
+        """The texts the anchors (and what is left out) are found with: each one's own plan's, or its words as
+        typed."""
         out: tuple = ()
-        for text, plan in ((self.anchor_text, self.anchor_plan), (self.anchor2_text, self.anchor2_plan)):
+        for text, plan in ((self.anchor_text, self.anchor_plan), (self.anchor2_text, self.anchor2_plan),
+                           (None, self.excluded_plan)):
             out += plan.texts if plan is not None else ((text,) if text else ())
         return out
 
@@ -162,6 +166,8 @@ class ReferringPlan:
         parts = [f"find '{self.model_text}'", f"keep {keep}"]
         parts += list(self.understood)
         parts += [f"anchor: {p.describe()}" for p in (self.anchor_plan, self.anchor2_plan) if p is not None]
+        if self.excluded_plan is not None:
+            parts.append(f"except: {self.excluded_plan.describe()}")
         return "; ".join(parts)
 
 
@@ -360,6 +366,24 @@ def _relation_match(text: str) -> re.Match | None:
     return None
 
 
+def _excluded_phrase(phrase: str, whole: str) -> str:
+    """What "except ..." leaves out as a noun phrase of its own, the sentence's noun standing in for "one(s)" or
+    completing a phrase that names none ("except the largest", "other than the white ones", "but not those in the
+    north" -> "the largest building", "the white buildings", "the buildings in the north")."""
+    tokens = whole.split()
+    head = _head_noun_index(tokens)
+    noun = tokens[head] if head is not None else "ones"
+    singular, plural = (singularize(noun), noun) if is_plural(noun) else (noun, pluralize(noun))
+    phrase = re.sub(r"^(?:those|these)\b", "the " + plural, phrase.strip())
+    phrase = re.sub(r"\bones\b", plural, re.sub(r"\bone\b(?!\s+of\b)", singular, phrase))
+    bare = rf"(?:the\s+)?(?:(?P<n>{_NUMBER_RE})\s+)?(?:{_SIZE_RE}|[a-z]+most|{_ORDINAL_RE})"
+    done = re.fullmatch(bare, phrase)
+    if done and head is not None:  # "the red boxes except the largest": the largest red box
+        words = [t for t in tokens[:head] if t not in ("the", "a", "an", "all", "every", "each", "any", "some")]
+        return " ".join([phrase] + words + [plural if done.group("n") else singular])
+    return phrase if phrase.split()[0] in ("the", "a", "an", "all", "every") else "the " + phrase
+
+
 def _resolved_anchor(anchor: str, depth: int) -> ReferringPlan | None:
     """The anchor of a relation read as an expression of its own when it singles objects out: by a rule ("the
     largest lake", "the building in the top left", "the two tanks") or by its colours or the words after its noun
@@ -398,6 +422,13 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
                   r" \g<s> ", text)
     text = re.sub(r"\b(?:by|in)\s+(?:area|size|surface(?:\s+area)?|footprint)\b", " ", text)
     text = re.sub(rf"\b(?:exactly|precisely|just)\s+(?={_NUMBER_RE}\b)", "", text)
+    # what is left out: "every building except the largest one", "the tanks other than the white ones"
+    excluded_plan = None
+    m = re.search(r"\s*,?\s*\b(?:except(?:\s+for)?|excluding|other\s+than|apart\s+from|but\s+not)\s+(?P<ex>.+)$", text)
+    if m and m.start() > 0 and anchor_depth > 0:
+        text = text[: m.start()]
+        excluded = _excluded_phrase(m.group("ex"), text)
+        excluded_plan = parse_expression(excluded, anchor_depth=anchor_depth - 1)
 
     # an area filter: "larger than 200 m2", "under 1 ha", "between 100 and 500 m2"
     area_m2 = None
@@ -580,7 +611,7 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
     plan = dict(query=typed, size=size, extreme=extreme, region=region, relation=relation, anchor_text=anchor,
                 understood=tuple(understood), side=side, ordinal=ordinal if (size or extreme or anchor) else 1,
                 area_m2=area_m2, anchor_plan=anchor_plan, distance_m=distance_m, negated=negated,
-                anchor2_text=anchor2, anchor2_plan=anchor2_plan)
+                anchor2_text=anchor2, anchor2_plan=anchor2_plan, excluded_plan=excluded_plan)
     tokens = text.split()
     head = _head_noun_index(tokens)
     if not tokens or head is None:  # nothing left to find: give the model the sentence as typed
@@ -591,7 +622,8 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
         # "the building" / "a car" name one object; a bare noun ("building", "red") is a class search
         singular_det = tokens[0] in ("the", "a", "an", "this", "that")
         cardinality = ONE if singular_det and not plural and noun not in _MASS_NOUNS else ALL
-    if not (size or extreme or region or anchor or area_m2 or cardinality not in (ONE, ALL) or reworded):
+    if not (size or extreme or region or anchor or area_m2 or excluded_plan or cardinality not in (ONE, ALL) or
+            reworded):
         # nothing to choose over the extent: the model gets the sentence as typed (less "only" and any request)
         return ReferringPlan(model_text=text if only else original, cardinality=cardinality, **plan)
     # a choice over the extent needs every candidate: the noun phrase in the plural (as a class is named), and in

@@ -123,12 +123,12 @@ def model_texts(queries: list[str], plans: dict) -> list[str]:
 
 def with_anchors(plans: dict) -> dict:
     """``plans`` with the plans of the anchors read as expressions of their own ("the largest lake" of "the tree
-    next to the largest lake"), keyed by the anchor's words, each before the plans that measure to it, so that
+    next to the largest lake", and what "except ..." leaves out), keyed by the anchor's words, each before the plans that measure to it, so that
     ``answer`` can answer an anchor first and the search and the tile gates see its texts as a query's."""
     out: dict = {}
 
     def add(key, plan):
-        for anchor in (plan.anchor_plan, plan.anchor2_plan):
+        for anchor in (plan.anchor_plan, plan.anchor2_plan, plan.excluded_plan):
             if anchor is not None:
                 add(anchor.query, anchor)
         out.setdefault(key, plan)
@@ -260,7 +260,8 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
         if plan.alt_text:
             own = deduplicate(own)
         out[q] = select(plan, own, aoi_transform, aoi.height, aoi.width, anchors_of(plan.anchor_text, plan.anchor_plan),
-                        accept, anchors_of(plan.anchor2_text, plan.anchor2_plan))
+                        accept, anchors_of(plan.anchor2_text, plan.anchor2_plan),
+                        out[plan.excluded_plan.query] if plan.excluded_plan is not None else None)
         if second_look is not None and plan.count is None and out[q]:
             out[q] = members_held(out[q], {id(c.geometry): c.query for c in own})
     return out

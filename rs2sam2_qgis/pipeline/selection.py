@@ -82,14 +82,16 @@ def _objects_only(idx: np.ndarray, areas: np.ndarray) -> np.ndarray:
 def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_transform: Affine, height: int,
            width: int, anchors: Sequence[DetectedPolygon] | None = None,
            accept: Callable[[DetectedPolygon], bool] | None = None,
-           other_anchors: Sequence[DetectedPolygon] | None = None) -> list[DetectedPolygon]:
+           other_anchors: Sequence[DetectedPolygon] | None = None,
+           excluded: Sequence[DetectedPolygon] | None = None) -> list[DetectedPolygon]:
     """The candidates the expression asks for, best first, each a copy with ``query`` = the analyst's sentence and
     ``rank`` = 1, 2, ... . ``extent_transform``/``height``/``width`` describe the analysis extent in grid pixels;
     ``anchors`` are the polygons found for ``plan.anchor_text``: None leaves the relation unjudged (the most
     confident candidates first); an empty list means the anchor is not in the extent, and so neither is what the
     sentence describes by it ("the tank next to the harbour" where there is no harbour): no answer, unless the
     relation is denied ("the tank not next to the harbour": every tank is). ``other_anchors``: those of
-    ``plan.anchor2_text``, the second end of "between the lake and the road". ``accept``: for an answer of a
+    ``plan.anchor2_text``, the second end of "between the lake and the road"; ``excluded``: the answer to what
+    "except ..." leaves out, whose objects are not candidates (none found: nothing left out). ``accept``: for an answer of a
     number of objects, a candidate ``accept`` refuses is passed over for the next one."""
     cands = list(candidates)
     absent = [a is not None and not len(a) for t, a in ((plan.anchor_text, anchors), (plan.anchor2_text,
@@ -109,6 +111,8 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         if most is not None:
             keep &= areas <= most
         idx = idx[keep[idx]]
+    if excluded:  # "every building except the largest one"
+        idx = idx[~same_as_anchor([cands[i].geometry for i in idx], [e.geometry for e in excluded])]
     conf = np.array([confidence(c) for c in cands])
     order_key = -conf  # default: most confident first
     if plan.anchor_text and anchors:  # an object is not its own neighbour ("the house nearest the red house")
