@@ -105,7 +105,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
                 "Each tile: every tile answers on its own. The whole area reads sizes ('the largest', 'the second "
                 "largest', 'larger than 200 m2'), places ('in the top left', 'the northernmost', 'in the centre'), "
                 "numbers ('the two white tanks'), relations ('closest to the road', 'north of the lake', 'next to the "
-                "largest lake', 'within 50 m of the river', 'between the lake and the road', 'not next to the road') "
+                "largest lake', 'within 50 m of the river', 'between the lake and the road', 'not next to the road'), "
                 "exclusions ('every building except the largest one') and lists ('the lakes and ponds'); the log "
                 "says how each description was read.\n\n"
                 "Descriptions: one per line, or separated by ';'.\n"
