@@ -71,6 +71,12 @@ def _metres_per_unit(cands: Sequence[DetectedPolygon]) -> float:
     return math.sqrt(float(np.median(ratios))) if ratios else 1.0
 
 
+def _object_size(geoms: np.ndarray) -> float:
+    """The typical candidate's size in map units (median square root of the outlines' areas): how far "near" and
+    "on the way between" reach."""
+    return float(np.median(np.sqrt(np.maximum(shapely.area(geoms), 0.0))))
+
+
 def _objects_only(idx: np.ndarray, areas: np.ndarray) -> np.ndarray:
     """Drop fragments and specks (under a quarter of the typical candidate's area) from a rule that could pick
     one for where it lies or how small it is rather than for what it is; fewer than three candidates: all kept."""
@@ -91,15 +97,16 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
     sentence describes by it ("the tank next to the harbour" where there is no harbour): no answer, unless the
     relation is denied ("the tank not next to the harbour": every tank is). ``other_anchors``: those of
     ``plan.anchor2_text``, the second end of "between the lake and the road"; ``excluded``: the answer to what
-    "except ..." leaves out, whose objects are not candidates (none found: nothing left out). ``accept``: for an answer of a
-    number of objects, a candidate ``accept`` refuses is passed over for the next one."""
+    "except ..." leaves out, whose objects are not candidates (none found: nothing left out). ``accept``: for an
+    answer of a number of objects, a candidate ``accept`` refuses is passed over for the next one."""
     cands = list(candidates)
-    absent = [a is not None and not len(a) for t, a in ((plan.anchor_text, anchors), (plan.anchor2_text,
-                                                                                     other_anchors)) if t]
-    if not cands or (any(absent) and not plan.negated):
+    anchor_missing = any(t and a is not None and not len(a)
+                         for t, a in ((plan.anchor_text, anchors), (plan.anchor2_text, other_anchors)))
+    if not cands or (anchor_missing and not plan.negated):
         return []
     pos = _positions(cands, extent_transform, height, width)
     areas = _areas(cands)
+    geoms = np.asarray([c.geometry for c in cands], dtype=object)
     idx = np.arange(len(cands))
     if plan.region is not None:
         idx = idx[in_region(pos[idx], plan.region)]
@@ -112,20 +119,20 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
             keep &= areas <= most
         idx = idx[keep[idx]]
     if excluded:  # "every building except the largest one"
-        idx = idx[~same_as_anchor([cands[i].geometry for i in idx], [e.geometry for e in excluded])]
+        idx = idx[~same_as_anchor(geoms[idx], [e.geometry for e in excluded])]
     conf = np.array([confidence(c) for c in cands])
     order_key = -conf  # default: most confident first
     if plan.anchor_text and anchors:  # an object is not its own neighbour ("the house nearest the red house")
         ends = [a.geometry for a in list(anchors) + list(other_anchors or [])]
-        idx = idx[~same_as_anchor([cands[i].geometry for i in idx], ends)]
+        idx = idx[~same_as_anchor(geoms[idx], ends)]
     related = bool(plan.anchor_text and anchors) and len(idx) > 0
     if related and plan.between:
-        detour = between_anchors([cands[i].geometry for i in idx], [a.geometry for a in anchors],
+        detour = between_anchors(geoms[idx], [a.geometry for a in anchors],
                                  [a.geometry for a in other_anchors] if other_anchors else None)
         paired = np.isfinite(detour)  # a lone lake has no "between"
-        if plan.count is None and paired.any():  # "the houses between the lake and the road": off the way by at
-            sizes = np.sqrt(np.maximum([cands[i].geometry.area for i in idx], 0.0))  # most half an object's size
-            paired &= detour <= max(0.5 * float(np.median(sizes)), float(detour[paired].min()))
+        if plan.count is None and paired.any():
+            # "the houses between the lake and the road": off the way by at most half an object's size
+            paired &= detour <= max(0.5 * _object_size(geoms[idx]), float(detour[paired].min()))
         idx, order_key = idx[paired], np.full(len(cands), np.inf)
         order_key[idx] = detour[paired] if plan.count is not None else 0.0
     elif related and plan.side is not None:
@@ -135,8 +142,7 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         if plan.count is None:  # "the houses north of the road": every one beyond it, the most confident first
             order_key[idx] = 0.0
     elif related:
-        dist = shapely.distance(np.asarray([cands[i].geometry for i in idx], dtype=object),
-                                shapely.union_all([a.geometry for a in anchors]))
+        dist = shapely.distance(geoms[idx], shapely.union_all([a.geometry for a in anchors]))
         if plan.distance_m is not None:  # "within 50 m of the river": metres, or the raster's units without a CRS
             least, most = plan.distance_m
             metres = dist * _metres_per_unit(cands)
@@ -147,8 +153,7 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         elif plan.negated or plan.size or plan.extreme or plan.count is None:
             # "near" means within about one object's size of the anchor (or as close as the closest one); "not near"
             # the others, the most confident first
-            sizes = np.sqrt(np.maximum([cands[i].geometry.area for i in idx], 0.0))
-            near = dist <= max(float(np.median(sizes)), float(dist.min()) * 1.5)
+            near = dist <= max(_object_size(geoms[idx]), float(dist.min()) * 1.5)
             idx = idx[~near if plan.negated else near]
         else:
             order_key = np.full(len(cands), np.inf)
