@@ -123,8 +123,9 @@ def model_texts(queries: list[str], plans: dict) -> list[str]:
 
 def with_anchors(plans: dict) -> dict:
     """``plans`` with the plans of the anchors read as expressions of their own ("the largest lake" of "the tree
-    next to the largest lake", and what "except ..." leaves out), keyed by the anchor's words, each before the plans that measure to it, so that
-    ``answer`` can answer an anchor first and the search and the tile gates see its texts as a query's."""
+    next to the largest lake", and what "except ..." leaves out), keyed by the anchor's words, each before the
+    plans that measure to it, so that ``answer`` can answer an anchor first and the search and the tile gates see
+    its texts as a query's."""
     out: dict = {}
 
     def add(key, plan):
@@ -213,10 +214,18 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
         (col,), (row,) = pixel_points([c], transform)
         return row, col
 
+    def vetoed(points: list, text: str) -> np.ndarray:
+        """Per point: a closer look centred there is sure it shows no ``text``, or, where it did not say so, no
+        object of its noun (``class_phrase``)."""
+        no = sure_absent(second_look(points, text, ds), threshold)
+        noun = class_phrase(text)
+        unsure = np.nonzero(~no)[0]
+        if noun and len(unsure):
+            no[unsure] = sure_absent(second_look([points[i] for i in unsure], noun, ds), threshold)
+        return no
+
     def ruled_out(c) -> bool:
-        """A closer look centred on ``c`` is sure it is not what its text names, or not what its noun names."""
-        return any(bool(sure_absent(second_look([point(c)], t, ds)[0], threshold))
-                   for t in (c.query, class_phrase(c.query)) if t)
+        return bool(vetoed([point(c)], c.query)[0])
 
     def held(c) -> bool:
         return bool(second_look.steady([point(c)], c.query, threshold, ds)[0] >= threshold)
@@ -231,11 +240,7 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
         for text in dict.fromkeys(text_of[id(c.geometry)] for c in looked):
             group = [c for c in looked if text_of[id(c.geometry)] == text]
             cols, rows = pixel_points(group, transform)
-            points = list(zip(rows, cols))
-            no = sure_absent(second_look(points, text, ds), threshold)
-            if class_phrase(text):
-                no |= sure_absent(second_look(points, class_phrase(text), ds), threshold)
-            dropped |= {id(c.geometry) for c, gone in zip(group, no) if gone}
+            dropped |= {id(c.geometry) for c, gone in zip(group, vetoed(list(zip(rows, cols)), text)) if gone}
         kept = [c for c in members if id(c.geometry) not in dropped]
         return [dataclasses.replace(c, rank=r) for r, c in enumerate(kept, start=1)]
 
