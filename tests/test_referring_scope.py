@@ -309,8 +309,9 @@ def _search_directly(raster, model, side: int, text: str, **kw):
 
 
 def test_the_search_passes_over_a_sure_lookalike_and_confirms_a_doubted_referent_closer(tmp_path):
-    """The marked look-alike's tile is sure of it, but a closer look rules it out, so its tiles never run. The plain box's tile is only lukewarm (0.4, under the threshold 0.7); a steady
-    closer look is sure of it, so the search confirms it there and the engine keeps it with that presence."""
+    """The marked look-alike's tile is sure of it, but a closer look rules it out, so its tiles never run. The plain
+    box's tile is only lukewarm (0.4, under the threshold 0.7); a steady closer look is sure of it, so the search
+    confirms it there and the engine keeps it with that presence."""
     boxes = [(40, 40, 52, 52, RED), (40, 53, 44, 57, YELLOW), (400, 420, 412, 432, RED)]
     raster = write_raster(tmp_path / "marked.tif", rgb_scene(512, 512, boxes, GREY), transform=T)
     model = MarkedLookalike(ColourModel(64), device="cpu")

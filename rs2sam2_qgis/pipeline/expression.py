@@ -220,6 +220,10 @@ def singularize(noun: str) -> str:
     return noun[:-1]
 
 
+#: words before a noun that say which or how many, not what: skipped when looking for the head noun
+_DETERMINERS = ("the", "a", "an", "all", "every", "each", "any", "some")
+
+
 def _head_noun_index(tokens: list[str]) -> int | None:
     """The head noun: the last word before the first preposition (after the first word), determiners skipped, and
     a participle that follows a noun before a preposition too ("the ship docked at the pier": "ship")."""
@@ -228,8 +232,7 @@ def _head_noun_index(tokens: list[str]) -> int | None:
             tokens[end - 2] not in ("the", "a", "an") and not tokens[end - 2].endswith("ed"):
         end -= 1
     for i in range(end - 1, -1, -1):
-        if re.fullmatch(r"[a-z][a-z\-']*", tokens[i]) and tokens[i] not in ("the", "a", "an", "all", "every", "each",
-                                                                           "any", "some"):
+        if re.fullmatch(r"[a-z][a-z\-']*", tokens[i]) and tokens[i] not in _DETERMINERS:
             return i
     return None
 
@@ -361,7 +364,9 @@ def _relation_match(text: str) -> re.Match | None:
         m = re.search(rf"\b(?:(?:right|directly|just|immediately)\s+)?(?:{_RELATION_RE}|(?P<away>away\s+from)|"
                       rf"(?P<between>(?:somewhere\s+|midway\s+|halfway\s+)?between){participle})\b\s+"
                       r"(?P<anchor>.+)$", text)
-        if not (m and m.groupdict().get("pp")) or re.search(r"[a-z]", re.sub(r"\b(?:the|a|an)\b", "", text[: m.start()])):
+        if not (m and m.groupdict().get("pp")):
+            return m
+        if re.search(r"[a-z]", re.sub(r"\b(?:the|a|an)\b", "", text[: m.start()])):  # a noun before the participle
             return m
     return None
 
@@ -379,7 +384,7 @@ def _excluded_phrase(phrase: str, whole: str) -> str:
     bare = rf"(?:the\s+)?(?:(?P<n>{_NUMBER_RE})\s+)?(?:{_SIZE_RE}|[a-z]+most|{_ORDINAL_RE})"
     done = re.fullmatch(bare, phrase)
     if done and head is not None:  # "the red boxes except the largest": the largest red box
-        words = [t for t in tokens[:head] if t not in ("the", "a", "an", "all", "every", "each", "any", "some")]
+        words = [t for t in tokens[:head] if t not in _DETERMINERS]
         return " ".join([phrase] + words + [plural if done.group("n") else singular])
     return phrase if phrase.split()[0] in ("the", "a", "an", "all", "every") else "the " + phrase
 
@@ -595,7 +600,8 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
                         r"(?:\s+ones?)?$|"
                         r"(?<=\S)\s+(?:the\s+)?ones?$|\s+(?:located|situated|lying|standing|positioned|placed|sitting|"
                         r"found|seen|visible|parked|built)$|"
-                        rf"\s+(?:among|amongst|of)\s+(?:all\s+)?(?:the\s+|these\s+|those\s+)?(?:{_NUMBER_RE}|them|all)$",
+                        r"\s+(?:among|amongst|of)\s+(?:all\s+)?(?:the\s+|these\s+|those\s+)?"
+                        rf"(?:{_NUMBER_RE}|them|all)$",
                         "", text))
     # a colour or other word said of the object after it: "the airplane (in the middle) is white" -> "the white
     # airplane"
