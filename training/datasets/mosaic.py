@@ -317,40 +317,46 @@ def _beyond(o: SceneObject, a: SceneObject, side: tuple, margin: float) -> bool:
             (dy == 0 or (oy1 < ay0 - margin if dy > 0 else oy0 > ay1 + margin)))
 
 
-def _pixel_gaps(labels: np.ndarray, objs: list[SceneObject], anchors: list[SceneObject]) -> np.ndarray:
-    """Per object, the least distance in pixels between its edge pixels and those of any anchor (an outline's
-    distance, as the engine measures polygons, to within a pixel)."""
-    def edge(mask):
+def _edges(labels: np.ndarray, objs: list[SceneObject]) -> dict[int, np.ndarray]:
+    """Per object's label, its edge pixels (row, col): the pixels of its mask with a 4-neighbour outside it."""
+    out = {}
+    for o in objs:
+        mask = labels == o.label
         inner = mask.copy()
         inner[1:] &= mask[:-1]
         inner[:-1] &= mask[1:]
         inner[:, 1:] &= mask[:, :-1]
         inner[:, :-1] &= mask[:, 1:]
-        return np.argwhere(mask & ~inner).astype(np.float32)
+        out[o.label] = np.argwhere(mask & ~inner).astype(np.float32)
+    return out
 
-    anchor_px = edge(np.isin(labels, [a.label for a in anchors]))
+
+def _pixel_gaps(edges: dict[int, np.ndarray], objs: list[SceneObject], anchors: list[SceneObject]) -> np.ndarray:
+    """Per object, the least distance in pixels between its edge pixels and those of any anchor (``edges``:
+    ``_edges`` of both): an outline's distance, as the engine measures polygons, to within a pixel."""
+    anchor_px = np.concatenate([edges[a.label] for a in anchors])
     out = []
     for o in objs:
-        px = edge(labels == o.label)
+        px = edges[o.label]
         out.append(min(float(np.sqrt(((px[k:k + 256, None] - anchor_px[None]) ** 2).sum(-1).min()))
                        for k in range(0, len(px), 256)))
     return np.asarray(out)
 
 
-def _between_clear(labels: np.ndarray, objs: list[SceneObject], lakes: list[SceneObject]) -> SceneObject | None:
+def _between_clear(edges: dict[int, np.ndarray], objs: list[SceneObject],
+                   lakes: list[SceneObject]) -> SceneObject | None:
     """The object on the way between the mosaic's two lakes (or its two largest, clearly larger than the third):
     its outline distances to them add up to at most a fifth of theirs to each other (4 px at least) more than that,
     and every other object's to twice as much and 16 px more; None when there is no such pair or object."""
     big = sorted(lakes, key=lambda o: -o.area)
-    if len(big) < 2 or (len(big) > 2 and big[1].area < 1.3 * big[2].area):
+    if len(objs) < 2 or len(big) < 2 or (len(big) > 2 and big[1].area < 1.3 * big[2].area):
         return None
     a, b = big[:2]
-    gap_ab = float(_pixel_gaps(labels, [a], [b])[0])
-    detour = _pixel_gaps(labels, objs, [a]) + _pixel_gaps(labels, objs, [b]) - gap_ab
-    order = np.argsort(detour)
-    best, runner_up = detour[order[0]], detour[order[1]] if len(objs) >= 2 else np.inf
-    if len(objs) >= 2 and best <= max(4.0, 0.2 * gap_ab) and runner_up >= max(2 * best, best + 16):
-        return objs[int(order[0])]
+    gap_ab = float(_pixel_gaps(edges, [a], [b])[0])
+    detour = _pixel_gaps(edges, objs, [a]) + _pixel_gaps(edges, objs, [b]) - gap_ab
+    best, runner_up = np.sort(detour)[:2]
+    if best <= max(4.0, 0.2 * gap_ab) and runner_up >= max(2 * best, best + 16):
+        return objs[int(np.argmin(detour))]
     return None
 
 
@@ -432,11 +438,12 @@ def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
         if gaps[-1][0] >= gaps[-2][0] + 40:
             out.append(Query(f"the {NAMES[cls][0][0]} furthest from the lake", "relation",
                              [objs[gaps[-1][1]].label], False))
-        on_way = _between_clear(m.labels, objs, lakes)
+        edges = _edges(m.labels, objs + lakes)
+        on_way = _between_clear(edges, objs, lakes)
         if on_way is not None:
             out.append(Query(f"the {NAMES[cls][0][0]} between the two {'largest ' if len(lakes) > 2 else ''}lakes",
                              "relation", [on_way.label], False))
-        metres = _pixel_gaps(m.labels, objs, lakes) * math.sqrt(m2_per_px)  # 8 px apart: outlines drawn a pixel
+        metres = _pixel_gaps(edges, objs, lakes) * math.sqrt(m2_per_px)  # 8 px apart: outlines drawn a pixel
         cut = _round_cut(list(metres), above=1, step=8 * math.sqrt(m2_per_px))  # off do not cross the cut
         if cut is not None:
             out.append(Query(f"the {NAMES[cls][1][0]} within {cut:g} m of the lake", "relation",
