@@ -389,3 +389,48 @@ def test_what_except_leaves_out_is_an_expression_of_its_own(query, text, exclude
     plan = parse_expression(query)
     assert (plan.model_text, plan.cardinality, plan.excluded_plan.describe()) == (text, ALL, excluded)
     assert plan.describe().endswith(f"except: {excluded}") and set(plan.excluded_plan.texts) <= set(plan.texts)
+
+
+@pytest.mark.parametrize("query, text, card, point, far", [
+    ("the building closest to the top-right corner", "the buildings", ONE, (0.5, 0.5), False),
+    ("tank nearest bottom left corner of the image", "the tanks", ONE, (-0.5, -0.5), False),
+    ("the two houses nearest to the north-east corner", "the houses", 2, (0.5, 0.5), False),
+    ("the pond closest to the centre of the image", "the ponds", ONE, (0.0, 0.0), False),
+    ("the car furthest from the middle", "the cars", ONE, (0.0, 0.0), True),
+])
+def test_a_corner_or_the_middle_of_the_picture_is_a_point_not_an_object(query, text, card, point, far):
+    plan = parse_expression(query)
+    assert (plan.model_text, plan.cardinality, plan.point, plan.far_from_point, plan.anchor_text) == (
+        text, card, point, far, None)
+    assert plan.ranks_all
+
+
+@pytest.mark.parametrize("query, anchor", [
+    ("the tank nearest the centre of the lake", "the centre of the lake"),
+    ("the house closest to the middle of the road", "the middle of the road"),
+])
+def test_the_middle_of_an_object_stays_an_anchor(query, anchor):
+    plan = parse_expression(query)
+    assert (plan.point, plan.anchor_text) == (None, anchor)
+
+
+@pytest.mark.parametrize("query, size, text", [
+    ("the larger of the two lakes", "max", "the lakes"),
+    ("the smaller of both tanks", "min", "the tanks"),
+    ("the bigger building next to the road", "max", "the buildings"),
+    ("the smaller pond", "min", "the ponds"),
+    ("the larger one of the two white tanks", "max", "the white tanks"),
+    ("the smallest of these three ponds", "min", "the ponds"),  # how many there are is not what is asked
+])
+def test_a_comparative_picks_one_of_a_few_as_the_superlative_does(query, size, text):
+    plan = parse_expression(query)
+    assert (plan.size, plan.cardinality, plan.model_text) == (size, ONE, text)
+
+
+def test_a_comparative_before_than_compares_with_something_else_and_is_not_a_size():
+    assert parse_expression("the lake larger than the pond").size is None
+
+
+def test_a_comparative_said_of_a_plural_names_some_of_them_and_is_left_to_the_model():
+    plan = parse_expression("the bigger tanks")
+    assert (plan.size, plan.cardinality, plan.model_text) == (None, ALL, "the bigger tanks")

@@ -72,6 +72,23 @@ def test_smallest_and_extremes_ignore_specks_that_are_no_object():
     assert south.geometry.area == 30 * 30
 
 
+def test_a_corner_or_the_middle_ranks_objects_by_their_distance_to_it_in_pixels():
+    cands = [_poly(*b) for b in BOXES.values()]
+    name = {p.geometry.wkb: k for p, k in zip(cands, BOXES)}
+    pick = lambda q: [name[p.geometry.wkb] for p in select(parse_expression(q), cands, T, 256, 256)]  # noqa: E731
+    assert pick("the red box closest to the top right corner") == ["tr"]
+    assert pick("the red box nearest the bottom left corner") == ["bl"]
+    assert pick("the red box nearest the centre of the image") == ["br"]     # centre (128, 128): br's at 43 px
+    assert pick("the red box furthest from the centre") == ["tl"]           # 118 px against bl's 107
+    assert pick("the two red boxes nearest the top right corner") == ["tr", "br"]
+    # on an extent twice as wide as high, the distance is in its pixels, not in fractions of its sides: to the top
+    # right corner (row 0, column 512), a box at row 5, column 205 lies 307 px off (0.60 of the width, 0.02 of the
+    # height), one at row 195, column 405 lies 222 px off (0.21 and 0.76)
+    wide = [_poly(0, 200, 10, 210), _poly(190, 400, 200, 410)]
+    (near,) = select(parse_expression("the box closest to the top right corner"), wide, T, 256, 512)
+    assert near.geometry.equals(wide[1].geometry)
+
+
 def test_deduplicate_keeps_the_most_confident_of_overlapping_candidates():
     a, b, c = _poly(0, 0, 10, 10, 0.9), _poly(1, 1, 10, 10, 0.95), _poly(50, 50, 60, 60, 0.5)
     kept = deduplicate([a, b, c])

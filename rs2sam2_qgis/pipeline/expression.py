@@ -32,6 +32,11 @@ _SIZE = {"largest": "max", "biggest": "max", "widest": "max", "longest": "max", 
          "most large": "max", "most big": "max", "smallest": "min", "tiniest": "min", "shortest": "min",
          "narrowest": "min", "littlest": "min", "most small": "min", "most tiny": "min"}
 _SIZE_RE = _alternation(_SIZE)
+#: comparatives that pick one of a few ("the larger of the two lakes", "the smaller tank") -> as the superlatives;
+#: one followed by "than" compares with something else and is not read
+_COMPARATIVE = {"larger": "max", "bigger": "max", "wider": "max", "longer": "max", "greater": "max",
+                "smaller": "min", "tinier": "min", "shorter": "min", "narrower": "min", "littler": "min"}
+_COMPARATIVE_RE = _alternation(_COMPARATIVE)
 
 # directions: image/compass word -> unit vector (x to the east/right, y to the north/top)
 _DIRS = {"north": (0, 1), "south": (0, -1), "east": (1, 0), "west": (-1, 0),
@@ -104,6 +109,9 @@ class ReferringPlan:
     anchor2_plan: ReferringPlan | None = None  # ... read as an expression of its own, as ``anchor_plan``
     anchor_plan: ReferringPlan | None = None  # the anchor read as an expression of its own, when it names a rule
     #                                 ("the largest lake"): answered as a query is, the relation measured to that
+    point: tuple | None = None      # (u, v) of a point of the extent in [-0.5, 0.5], u to the right, v to the top:
+    #                                 "closest to the top right corner" (0.5, 0.5), "nearest the centre" (0, 0)
+    far_from_point: bool = False    # "the tank furthest from the centre": the object furthest from ``point``
 
     @property
     def candidate_texts(self) -> tuple:
@@ -140,7 +148,7 @@ class ReferringPlan:
     def ranks_all(self) -> bool:
         """True when a rule ranks or filters every candidate of the extent (largest, furthest, nearest the anchor,
         larger than an area): the answer depends on candidates it does not keep."""
-        return bool(self.size or self.extreme or self.anchor_text or self.area_m2)
+        return bool(self.size or self.extreme or self.anchor_text or self.area_m2 or self.point is not None)
 
     @property
     def furthest(self) -> bool:
@@ -319,6 +327,13 @@ def _area_bounds(m: re.Match) -> tuple:
 _PICTURE = r"(?:image|scene|map|raster|picture|photo|mosaic|extent|area)"
 #: a region of the picture, not of another object: "in the middle of the field" is no region of the raster
 _OF_THE_PICTURE_ONLY = rf"(?!\s+of\s+(?!(?:the\s+|this\s+)?(?:whole\s+|entire\s+)?{_PICTURE}\b))"
+#: a point of the picture as what an object is nearest or furthest from: "the house closest to the top right
+#: corner", "the tank nearest the centre of the image", "the car furthest from the middle" (its edges are read as
+#: extremes, its parts as regions); "the centre of the lake" is another object's
+_PICTURE_POINT_RE = (rf"\b(?:(?P<far>{_FURTHEST_RE})\s+(?:away\s+)?from|{_NEAREST_RE}(?:\s+to)?)\s+(?:the\s+)?"
+                     rf"(?:very\s+|exact\s+)?(?:(?P<w1>north|south|top|upper|bottom|lower)\s+(?P<w2>east|west|left|"
+                     rf"right)\s+corner|(?P<c>centre|center|middle))(?:\s+(?:point|part))?"
+                     rf"(?:\s+of\s+(?:the\s+|this\s+)?(?:whole\s+|entire\s+)?{_PICTURE})?\b(?!\s+of\b)")
 #: a directional relation: "to the left of the lake", "north-east of the road", "above the harbour"
 _SIDE_RE = (r"(?:\b(?:(?:directly|just|immediately|due|right)\s+)?(?:(?:to|on|in)\s+the\s+)?"
             r"(?P<d>(?:north|south)(?:\s+(?:east|west))?|east|west|left|right)(?:\s+(?:side|hand\s+side))?\s+of"
@@ -387,6 +402,17 @@ def _excluded_phrase(phrase: str, whole: str) -> str:
         words = [t for t in tokens[:head] if t not in _DETERMINERS]
         return " ".join([phrase] + words + [plural if done.group("n") else singular])
     return phrase if phrase.split()[0] in ("the", "a", "an", "all", "every") else "the " + phrase
+
+
+def _comparative(text: str) -> re.Match | None:
+    """The first size comparative of ``text`` that picks one of a few ("the larger lake", "the smaller of the two
+    tanks"): not one before "than", nor one said of a plural ("the bigger tanks" are some of them)."""
+    for m in re.finditer(rf"\b{_COMPARATIVE_RE}\b(?!\s+than\b)", text):
+        after = text[m.end():].split()
+        end = next((i for i, t in enumerate(after) if t in _PREPOSITIONS or t in ("is", "are")), len(after))
+        if not (end and is_plural(after[end - 1])):
+            return m
+    return None
 
 
 def _resolved_anchor(anchor: str, depth: int) -> ReferringPlan | None:
@@ -488,6 +514,14 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
     if re.search(rf"\bthe\s+last\s+(?=[a-z].*\b(?:on|to|at)\s+the\s+{_DIR_WORD}\b)", text):
         text = re.sub(r"\bthe\s+last\s+", "the ", text)
         text = re.sub(rf"\b(?:on|to|at)\s+the\s+(?={_DIR_WORD}\b)", "on the far ", text, count=1)
+    # a corner or the middle of the picture is a point, not an object: the objects ranked by their distance to it
+    point, far_from_point = None, False
+    m = re.search(_PICTURE_POINT_RE, text)
+    if m and m.start() > 0:
+        way = _direction([m.group("w1"), m.group("w2")]) if m.group("w1") else (0, 0)
+        point, far_from_point = (0.5 * way[0], 0.5 * way[1]), bool(m.group("far"))
+        understood.append(m.group(0).strip())
+        text = text[: m.start()] + " " + text[m.end():]
     # "the closest house to the lake" -> "the house closest to the lake": the relation after its noun phrase
     text = re.sub(r"\b(closest|nearest)\s+(?!to\b)((?:[a-z\-']+\s+){0,3}?[a-z\-']+)\s+to\s+", r"\2 \1 to ", text)
     # relation: "X next to the lake" -> anchor "the lake" (the rest of the sentence after the relation word); a
@@ -563,11 +597,12 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
             text = text[: m.start(cut)] + " " + text[m.end():]
             break
 
-    # size superlatives
-    m = re.search(rf"\b{_SIZE_RE}\b", text)
+    # size superlatives, and comparatives that pick one of a few ("the larger of the two lakes"; "the bigger
+    # tanks" are some of them, left to the model)
+    m = re.search(rf"\b{_SIZE_RE}\b", text) or _comparative(text)
     if m:
         word = m.group(0)
-        size = _SIZE[word]
+        size = (_SIZE | _COMPARATIVE)[word]
         understood.append(f"size {word}")
         text = text[: m.start()] + " " + text[m.end():]
 
@@ -592,8 +627,10 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
         cardinality = ALL if cardinality is None else cardinality
 
     text = _tidy(text)
-    # partitives: "the largest of (all) the tanks", "one of the lakes" -> "the tanks", "the lakes"
-    text = re.sub(r"^(?:the\s+)?(?:one\s+|each\s+|any\s+)?of\s+(?:all\s+)?", "", text)
+    # partitives: "the largest of (all) the tanks", "one of the lakes", "the larger one of the two tanks" -> "the
+    # tanks", "the lakes", "the tanks" (how many there are says nothing of the one asked for)
+    text = re.sub(rf"^(?:the\s+)?(?:one\s+|each\s+|any\s+)?of\s+(?:all\s+)?(?P<det>(?:the|these|those)\s+)?"
+                  rf"(?:{_NUMBER_RE}\s+(?=[a-z]))?", lambda m: "the " if m.group("det") else "", text)
     # what a moved superlative, region or relation leaves: "the tank that is (the) largest (one)", "the lake
     # situated in the south", "the vehicle is on the right of the building" -> "the tank", "the lake", "the vehicle"
     text = _tidy(re.sub(r"\s+(?:(?:that|which|who)\s+)?(?:is|are|lies|lie|sits|sit|stands|stand)(?:\s+the)?"
@@ -612,10 +649,11 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
         text = " ".join(np_tokens[:cut] + [said.group("adj")] + np_tokens[cut:])
     if cardinality is None and relation and re.match(f"{_NEAREST_RE}|{_FURTHEST_RE}", relation):
         cardinality = ONE  # "tank nearest lake": a superlative of distance
-    if cardinality is None and (size or extreme or ordinal > 1):
+    if cardinality is None and (size or extreme or ordinal > 1 or point):
         cardinality = ONE  # a superlative picks one unless a number says otherwise ("the two largest tanks")
     plan = dict(query=typed, size=size, extreme=extreme, region=region, relation=relation, anchor_text=anchor,
-                understood=tuple(understood), side=side, ordinal=ordinal if (size or extreme or anchor) else 1,
+                understood=tuple(understood), side=side, ordinal=ordinal if (size or extreme or anchor or point) else 1,
+                point=point, far_from_point=far_from_point,
                 area_m2=area_m2, anchor_plan=anchor_plan, distance_m=distance_m, negated=negated,
                 anchor2_text=anchor2, anchor2_plan=anchor2_plan, excluded_plan=excluded_plan)
     tokens = text.split()
@@ -628,8 +666,8 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
         # "the building" / "a car" name one object; a bare noun ("building", "red") is a class search
         singular_det = tokens[0] in ("the", "a", "an", "this", "that")
         cardinality = ONE if singular_det and not plural and noun not in _MASS_NOUNS else ALL
-    if not (size or extreme or region or anchor or area_m2 or excluded_plan or cardinality not in (ONE, ALL) or
-            reworded):
+    if not (size or extreme or region or anchor or area_m2 or excluded_plan or point or
+            cardinality not in (ONE, ALL) or reworded):
         # nothing to choose over the extent: the model gets the sentence as typed (less "only" and any request)
         return ReferringPlan(model_text=text if only else original, cardinality=cardinality, **plan)
     # a choice over the extent needs every candidate: the noun phrase in the plural (as a class is named), and in

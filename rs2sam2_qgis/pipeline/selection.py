@@ -3,7 +3,8 @@
 Candidates are the polygons of the expression's noun phrase found anywhere in the extent, each with its score
 (mean probability inside) and presence (how strongly the model held that its tile holds the referent). A
 ReferringPlan (expression.py) says how many to keep and by which rule: the largest / smallest, the one furthest in a
-direction, those in a part of the extent, those nearest an anchor object; otherwise the most confident. Directions
+direction or nearest a corner, those in a part of the extent, those nearest an anchor object; otherwise the most
+confident. Directions
 are those of the image as displayed (row 0 at the top), which on a north-up raster are the compass's.
 """
 from __future__ import annotations
@@ -166,6 +167,10 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
         dx, dy = plan.extreme
         order_key = -(pos[:, 0] * dx + pos[:, 1] * dy)
         idx = _objects_only(idx, areas)  # a sliver at the edge is no "southernmost house"
+    elif plan.point is not None:  # "closest to the top right corner": in the extent's pixels, whatever its shape
+        (px, py), sign = plan.point, (-1.0 if plan.far_from_point else 1.0)
+        order_key = sign * np.hypot((pos[:, 0] - px) * width, (pos[:, 1] - py) * height)
+        idx = _objects_only(idx, areas)
     chosen = [cands[i] for i in sorted(idx.tolist(), key=lambda i: (order_key[i], -conf[i]))]
     if plan.count is not None:  # the first ``count`` from the ``ordinal``-th on ("the second largest": from the 2nd)
         n = plan.count + plan.ordinal - 1
