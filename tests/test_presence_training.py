@@ -34,8 +34,8 @@ def test_sentences_beyond_the_templates_hold_and_read_as_their_kind():
     each as its kind asks (a count, one object, an area, a list)."""
     from rs2sam2_qgis.pipeline.expression import ALL, ONE, parse_expression, split_conjunction
 
-    qs = [q for i in range(6) for q in describe_beyond(build_mosaic(2401, "test", i, (2, 3, 4)[i % 3],
-                                                                     unique_colours=True))]
+    qs = [q for split in ("test", "val") for i in range(6)
+          for q in describe_beyond(build_mosaic(2401, split, i, (2, 3, 4)[i % 3], unique_colours=True))]
     assert {q.kind for q in qs} <= set(KINDS) and not any(q.template for q in qs)
     for q in qs:
         parts = split_conjunction(q.text)
@@ -53,7 +53,12 @@ def test_sentences_beyond_the_templates_hold_and_read_as_their_kind():
             assert q.target == [], q.text
         if "larger than" in q.text:
             assert plans[0].area_m2[0] is not None
+        if q.text.endswith(("corner of the image", "centre of the image", "middle of the image")):
+            assert plans[0].point is not None and plans[0].anchor_text is None, q.text
+        if " of the two " in q.text:  # "the smaller of the two buildings with gray roofs"
+            assert plans[0].size is not None and plans[0].count == 1, q.text
     assert any(len(split_conjunction(q.text)) == 2 for q in qs) and any(" within " in q.text for q in qs)
+    assert any("corner of the image" in q.text for q in qs) and any(" of the two " in q.text for q in qs)
 
 
 def test_window_pairs_label_positives_free_hard_and_vocabulary_negatives():

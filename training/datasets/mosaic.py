@@ -308,6 +308,36 @@ def _nth_clear(objs: list[SceneObject], key, gap: float) -> SceneObject | None:
     return srt[1]
 
 
+def _ranked_margin(values: list[float]) -> tuple[int, float]:
+    """The index of the lowest value and how far the next lowest lies behind it (0 with fewer than two)."""
+    if len(values) < 2:
+        return 0, 0.0
+    order = np.argsort(values)
+    return int(order[0]), float(values[order[1]] - values[order[0]])
+
+
+def _points_of_the_picture(by: dict[str, list[SceneObject]], side: int, gap: float = 16) -> list[Query]:
+    """One sentence of each form where an object is clearly (``gap`` px, the clearest class and corner) ahead of the
+    next: "the building closest to the top right corner of the image", "the tank nearest the centre of the image",
+    "the tree furthest from the middle of the image"."""
+    corners = {"top left": (0, 0), "top right": (side, 0), "bottom left": (0, side), "bottom right": (side, side)}
+    forms = {"the {n} closest to the {w} corner of the image": [(w, x, y, 1) for w, (x, y) in corners.items()],
+             "the {n} nearest the centre of the image": [("", side / 2, side / 2, 1)],
+             "the {n} furthest from the middle of the image": [("", side / 2, side / 2, -1)]}
+    out = []
+    for ask, points in forms.items():
+        best = None
+        for cls in ("building", "tank", "tree"):
+            objs = by.get(cls, [])
+            for w, x, y, sign in points:
+                k, margin = _ranked_margin([sign * math.hypot(o.cx - x, o.cy - y) for o in objs])
+                if margin >= gap and (best is None or margin > best[0]):
+                    best = (margin, ask.format(n=NAMES[cls][0][0], w=w), objs[k].label)
+        if best is not None:
+            out.append(Query(best[1], "position", [best[2]], False))
+    return out
+
+
 def _beyond(o: SceneObject, a: SceneObject, side: tuple, margin: float) -> bool:
     """``o`` lies wholly past ``a``'s bounding box on ``side`` ((dx, dy), y to the top), by ``margin`` px."""
     ox0, oy0, ox1, oy1 = o.bbox
@@ -376,7 +406,9 @@ def _round_cut(values: list[float], ratio: float = 1.5, above: int = 2, step: fl
 def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
     """Sentences in wordings the generator's templates never use and the engine's grammar reads since e0f088f:
     requests around the description ("where is the red car?"), ordinals ("the second largest building", "the
-    second tree from the left"), the middle of the mosaic ("the tank in the centre"), relations by side and
+    second tree from the left"), the middle of the mosaic ("the tank in the centre"), comparatives ("the larger of
+    the two lakes", "the smaller of the two buildings with red roofs"), corners and the centre as points ("the building closest to the top right corner of the image"),
+    relations by side and
     distance ("the building north of the lake", "the tree closest to / furthest from the lake"), lists ("the
     storage tanks and the trees") and areas ("the buildings larger than 120 m2", at ``m2_per_px``), each of a kind
     of ``describe_mosaic`` and none drawn at random."""
@@ -406,6 +438,9 @@ def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
             elif len(sel) in NUMBER_WORDS and len(sel) < len(objs) and cls == "building":
                 out.append(Query(f"could you outline the {NUMBER_WORDS[len(sel)]} buildings with {c} roofs?",
                                  "count", [o.label for o in sel], False))
+                if len(sel) == 2 and max(o.area for o in sel) >= 1.2 * min(o.area for o in sel):
+                    out.append(Query(f"the smaller of the two buildings with {c} roofs", "superlative",
+                                     [min(sel, key=lambda o: o.area).label], False))
     for cls in ("building", "tank", "tree", "water"):
         objs = by.get(cls, [])
         noun = "lake" if cls == "water" else NAMES[cls][0][0]
@@ -421,6 +456,10 @@ def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
             near = [o for o in objs if abs(max(abs(o.cx - side / 2), abs(o.cy - side / 2)) - side / 4) < side * 0.04]
             if len(centre) == 1 and not near:
                 out.append(Query(f"the {noun} in the centre", "position", [centre[0].label], False))
+        if len(objs) == 2 and max(o.area for o in objs) >= 1.2 * min(o.area for o in objs):
+            out.append(Query(f"the larger of the two {'lakes' if cls == 'water' else NAMES[cls][1][0]}",
+                             "superlative", [max(objs, key=lambda o: o.area).label], False))
+    out += _points_of_the_picture(by, side)
     for cls in ("building", "tank", "tree"):
         objs = by.get(cls, [])
         lakes = by.get("water", [])
