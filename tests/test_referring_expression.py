@@ -417,6 +417,7 @@ def test_the_middle_of_an_object_stays_an_anchor(query, anchor):
 @pytest.mark.parametrize("query, size, text", [
     ("the larger of the two lakes", "max", "the lakes"),
     ("the smaller of both tanks", "min", "the tanks"),
+    ("the leftmost one of the three cars", None, "the cars"),
     ("the bigger building next to the road", "max", "the buildings"),
     ("the smaller pond", "min", "the ponds"),
     ("the larger one of the two white tanks", "max", "the white tanks"),
@@ -425,6 +426,7 @@ def test_the_middle_of_an_object_stays_an_anchor(query, anchor):
 def test_a_comparative_picks_one_of_a_few_as_the_superlative_does(query, size, text):
     plan = parse_expression(query)
     assert (plan.size, plan.cardinality, plan.model_text) == (size, ONE, text)
+    assert plan.among == (3 if "three" in query else 2 if (" two " in query or "both" in query) else None)
 
 
 def test_a_comparative_before_than_compares_with_something_else_and_is_not_a_size():

@@ -54,6 +54,9 @@ def test_select_rules_over_the_extent():
     assert pick("the easternmost red box") == [(1, 1)]      # tr: centre at col 180
     assert pick("the northernmost red box") == [(1, 0)]
     assert pick("the two largest red boxes") == [(1, 2), (2, 0)]
+    # "of the two": the two the model is surest of (br 0.99, tr 0.95), the largest of them (not bl, larger still)
+    assert pick("the largest of the two red boxes") == [(1, 1)]
+    assert pick("the largest of the two red boxes", accept=lambda c: c.score < 0.99) == [(1, 0)]  # br refused: tl
     assert pick("the red box") == [(1, 3)]                  # one: the most confident
     assert [r for r, _ in pick("the red boxes")] == [1, 2, 3, 4]
     assert pick("the red box in the bottom left", anchors=None) == [(1, 2)]

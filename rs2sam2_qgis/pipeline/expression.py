@@ -112,6 +112,8 @@ class ReferringPlan:
     point: tuple | None = None      # (u, v) of a point of the extent in [-0.5, 0.5], u to the right, v to the top:
     #                                 "closest to the top right corner" (0.5, 0.5), "nearest the centre" (0, 0)
     far_from_point: bool = False    # "the tank furthest from the centre": the object furthest from ``point``
+    among: int | None = None        # how many the sentence says there are to choose from: "the smaller of the two
+    #                                 grey-roofed buildings" ranks the two the model is surest of
 
     @property
     def candidate_texts(self) -> tuple:
@@ -478,6 +480,7 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
     negated = False
     side = None
     ordinal = 1
+    among = None
 
     # words about the whole picture ("in the image") or every member ("every house") say nothing about what the
     # objects look like: the model is asked for the plain noun phrase ("the houses") instead
@@ -606,14 +609,17 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
         understood.append(f"size {word}")
         text = text[: m.start()] + " " + text[m.end():]
 
+    if size or extreme or point:  # "the larger one of the two tanks": "one" stands for the noun, no number
+        text = re.sub(rf"\bones?\s+(?=of\s+(?:all\s+)?(?:the\s+|these\s+|those\s+)?{_NUMBER_RE}\b)", "", text)
     # counts: "the two white tanks", "3 buildings", "both lakes"
     m = re.search(rf"\b(?:the\s+|all\s+)?(?P<n>{_NUMBER_RE})\b(?!\s*(?:m|km|metres|meters|%|px))", text)
     if m:
         n = m.group("n")
         k = int(n) if n.isdigit() else _NUMBERS.get(n, None)
         before = text[: m.start("n")].split()
-        if re.search(r"\bof\s+(?:all\s+)?(?:the\s+)?$", text[: m.start("n")]):
-            text = text[: m.start("n")] + " " + text[m.end("n"):]  # "the smallest of the three lakes": not a count
+        if re.search(r"\bof\s+(?:all\s+)?(?:the\s+|these\s+|those\s+)?$", text[: m.start("n")]):
+            among = k if k and k > 1 else None  # "the smallest of the three lakes": what to choose from, no count
+            text = text[: m.start("n")] + " " + text[m.end("n"):]
         elif any(w in _PREPOSITIONS for w in before[1:]):
             pass  # a number of another noun ("the house between the two lakes", "the road with two lanes")
         elif k and (k > 1 or n != "one"):
@@ -627,10 +633,15 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
         cardinality = ALL if cardinality is None else cardinality
 
     text = _tidy(text)
-    # partitives: "the largest of (all) the tanks", "one of the lakes", "the larger one of the two tanks" -> "the
-    # tanks", "the lakes", "the tanks" (how many there are says nothing of the one asked for)
-    text = re.sub(rf"^(?:the\s+)?(?:one\s+|each\s+|any\s+)?of\s+(?:all\s+)?(?P<det>(?:the|these|those)\s+)?"
-                  rf"(?:{_NUMBER_RE}\s+(?=[a-z]))?", lambda m: "the " if m.group("det") else "", text)
+    # partitives: "the largest of (all) the tanks", "one of the lakes", "the smallest of these ponds" -> "the
+    # tanks", "the lakes", "the ponds"
+    text = re.sub(r"^(?:the\s+)?(?:one\s+|each\s+|any\s+)?of\s+(?:all\s+)?(?P<det>(?:the|these|those)\s+)?",
+                  lambda m: "the " if m.group("det") else "", text)
+    # "the leftmost vehicle among the three": what to choose from
+    m = re.search(rf"\s+(?:among|amongst|of)\s+(?:all\s+)?(?:the\s+|these\s+|those\s+)?(?P<n>{_NUMBER_RE})$", text)
+    if m and among is None:
+        n = m.group("n")
+        among = (int(n) if n.isdigit() else _NUMBERS.get(n)) or None
     # what a moved superlative, region or relation leaves: "the tank that is (the) largest (one)", "the lake
     # situated in the south", "the vehicle is on the right of the building" -> "the tank", "the lake", "the vehicle"
     text = _tidy(re.sub(r"\s+(?:(?:that|which|who)\s+)?(?:is|are|lies|lie|sits|sit|stands|stand)(?:\s+the)?"
@@ -651,9 +662,13 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
         cardinality = ONE  # "tank nearest lake": a superlative of distance
     if cardinality is None and (size or extreme or ordinal > 1 or point):
         cardinality = ONE  # a superlative picks one unless a number says otherwise ("the two largest tanks")
+    if among is not None and among > 1:
+        understood.append(f"among {among}")
+    else:
+        among = None
     plan = dict(query=typed, size=size, extreme=extreme, region=region, relation=relation, anchor_text=anchor,
                 understood=tuple(understood), side=side, ordinal=ordinal if (size or extreme or anchor or point) else 1,
-                point=point, far_from_point=far_from_point,
+                point=point, far_from_point=far_from_point, among=among,
                 area_m2=area_m2, anchor_plan=anchor_plan, distance_m=distance_m, negated=negated,
                 anchor2_text=anchor2, anchor2_plan=anchor2_plan, excluded_plan=excluded_plan)
     tokens = text.split()

@@ -407,11 +407,11 @@ def describe_beyond(m: Mosaic, m2_per_px: float = 0.25) -> list[Query]:
     """Sentences in wordings the generator's templates never use and the engine's grammar reads since e0f088f:
     requests around the description ("where is the red car?"), ordinals ("the second largest building", "the
     second tree from the left"), the middle of the mosaic ("the tank in the centre"), comparatives ("the larger of
-    the two lakes", "the smaller of the two buildings with red roofs"), corners and the centre as points ("the building closest to the top right corner of the image"),
-    relations by side and
-    distance ("the building north of the lake", "the tree closest to / furthest from the lake"), lists ("the
-    storage tanks and the trees") and areas ("the buildings larger than 120 m2", at ``m2_per_px``), each of a kind
-    of ``describe_mosaic`` and none drawn at random."""
+    the two lakes", "the smaller of the two buildings with red roofs"), corners and the centre as points ("the
+    building closest to the top right corner of the image"), relations by side and distance ("the building north
+    of the lake", "the tree closest to / furthest from the lake"), lists ("the storage tanks and the trees") and
+    areas ("the buildings larger than 120 m2", at ``m2_per_px``), each of a kind of ``describe_mosaic`` and none
+    drawn at random."""
     side = m.labels.shape[0]
     by = m.by_class()
     out: list[Query] = []
