@@ -436,3 +436,20 @@ def test_a_comparative_before_than_compares_with_something_else_and_is_not_a_siz
 def test_a_comparative_said_of_a_plural_names_some_of_them_and_is_left_to_the_model():
     plan = parse_expression("the bigger tanks")
     assert (plan.size, plan.cardinality, plan.model_text) == (None, ALL, "the bigger tanks")
+
+
+@pytest.mark.parametrize("query, text, extreme, point, side, anchor", [
+    ("A vehicle is parked on the right side of the road", "the vehicles", None, None, (1, 0), "the road"),
+    ("the tennis court closest to the bottom", "the tennis courts", (0, -1), None, None, None),
+    ("the tank nearest to the top of the image", "the tanks", (0, 1), None, None, None),
+    ("the house closest to the top right", "the houses", None, (0.5, 0.5), None, None),
+    ("the house closest to the top right of the lake", "the houses", None, None, (1, 1), "the lake"),
+    ("the car nearest the left side of the road", "the cars", None, None, (-1, 0), "the road"),
+])
+def test_a_side_of_the_picture_or_of_an_object_after_closest_is_read_as_such(query, text, extreme, point, side,
+                                                                               anchor):
+    """"closest to the bottom" is the picture's bottom edge, "closest to the top right of the lake" a side of the
+    lake; "is parked" is no noun ("the vehicle ises" was asked of the model)."""
+    plan = parse_expression(query)
+    assert (plan.model_text, plan.cardinality, plan.extreme, plan.point, plan.side, plan.anchor_text) == (
+        text, ONE, extreme, point, side, anchor)

@@ -334,11 +334,12 @@ _OF_THE_PICTURE_ONLY = rf"(?!\s+of\s+(?!(?:the\s+|this\s+)?(?:whole\s+|entire\s+
 #: extremes, its parts as regions); "the centre of the lake" is another object's
 _PICTURE_POINT_RE = (rf"\b(?:(?P<far>{_FURTHEST_RE})\s+(?:away\s+)?from|{_NEAREST_RE}(?:\s+to)?)\s+(?:the\s+)?"
                      rf"(?:very\s+|exact\s+)?(?:(?P<w1>north|south|top|upper|bottom|lower)\s+(?P<w2>east|west|left|"
-                     rf"right)\s+corner|(?P<c>centre|center|middle))(?:\s+(?:point|part))?"
+                     rf"right)(?:\s+corner)?|(?P<c>centre|center|middle))(?:\s+(?:point|part))?"
                      rf"(?:\s+of\s+(?:the\s+|this\s+)?(?:whole\s+|entire\s+)?{_PICTURE})?\b(?!\s+of\b)")
 #: a directional relation: "to the left of the lake", "north-east of the road", "above the harbour"
-_SIDE_RE = (r"(?:\b(?:(?:directly|just|immediately|due|right)\s+)?(?:(?:to|on|in)\s+the\s+)?"
-            r"(?P<d>(?:north|south)(?:\s+(?:east|west))?|east|west|left|right)(?:\s+(?:side|hand\s+side))?\s+of"
+_SIDE_RE = (r"(?:\b(?:(?:directly|just|immediately|due|right)\s+)?(?:(?:(?P<near>closest|nearest)\s+)?"
+            r"(?:to|on|in)\s+the\s+|(?P<near2>closest|nearest)\s+the\s+)?(?P<d>(?:north|south)(?:\s+(?:east|west))?|"
+            r"east|west|(?:(?:top|bottom|upper|lower)\s+)?(?:left|right))(?:\s+(?:side|hand\s+side))?\s+of"
             r"|\b(?P<v>above|below))")
 
 
@@ -514,6 +515,9 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
     text = re.sub(rf"\b(?:{_RELATION_RE}|at|on)\s+the\s+(?:very\s+)?(?P<w>{_DIR_WORD}|northern|southern|eastern|"
                   rf"western)\s+(?:edge|border|boundary|margin|end)(?:\s+of\s+(?:the\s+|this\s+)?{_PICTURE})?\b",
                   r"on the far \g<w>", text)
+    # ... and a side named alone after a relation: "the court closest to the bottom (of the image)"
+    text = re.sub(rf"\b{_RELATION_RE}\s+the\s+(?:very\s+)?(?P<w>{_DIR_WORD})(?:\s+(?:side|part))?"
+                  rf"(?:\s+of\s+(?:the\s+|this\s+)?{_PICTURE})?\s*$", r"on the far \g<w>", text)
     if re.search(rf"\bthe\s+last\s+(?=[a-z].*\b(?:on|to|at)\s+the\s+{_DIR_WORD}\b)", text):
         text = re.sub(r"\bthe\s+last\s+", "the ", text)
         text = re.sub(rf"\b(?:on|to|at)\s+the\s+(?={_DIR_WORD}\b)", "on the far ", text, count=1)
@@ -646,8 +650,8 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
     # situated in the south", "the vehicle is on the right of the building" -> "the tank", "the lake", "the vehicle"
     text = _tidy(re.sub(r"\s+(?:(?:that|which|who)\s+)?(?:is|are|lies|lie|sits|sit|stands|stand)(?:\s+the)?"
                         r"(?:\s+ones?)?$|"
-                        r"(?<=\S)\s+(?:the\s+)?ones?$|\s+(?:located|situated|lying|standing|positioned|placed|sitting|"
-                        r"found|seen|visible|parked|built)$|"
+                        r"(?<=\S)\s+(?:the\s+)?ones?$|\s+(?:(?:that|which|who)\s+)?(?:(?:is|are)\s+)?(?:located|"
+                        r"situated|lying|standing|positioned|placed|sitting|found|seen|visible|parked|built)$|"
                         r"\s+(?:among|amongst|of)\s+(?:all\s+)?(?:the\s+|these\s+|those\s+)?"
                         rf"(?:{_NUMBER_RE}|them|all)$",
                         "", text))
