@@ -284,6 +284,8 @@ def main(argv=None) -> int:
     ap.add_argument("--unique-colours", action=argparse.BooleanOptionalAction, default=True,
                     help="repaint one building and one vehicle per mosaic into a colour no other has, so that "
                          "singular attribute sentences exist (training.datasets.mosaic.plant_unique_colour)")
+    ap.add_argument("--refine-edges", action=argparse.BooleanOptionalAction, default=None,
+                    help="the engine's edge refinement on or off (default: SegmentOptions.refine_edges)")
     ap.add_argument("--wordings", default="generator", choices=("generator", "beyond"),
                     help="the generator's templates and paraphrases, or wordings beyond them (requests, ordinals, "
                          "the centre, relations by side and distance, lists, areas: "
@@ -298,6 +300,8 @@ def main(argv=None) -> int:
     commit = _git_commit()  # the code that runs, taken before the (long) run
     predictor = cpu_predictor(a.model)
     options = SegmentOptions(batch_size=a.batch_size)
+    if a.refine_edges is not None:
+        options = options.replace(refine_edges=a.refine_edges)
     if a.presence_threshold is not None:
         options = options.replace(presence_threshold=a.presence_threshold)
     rng = np.random.default_rng(a.seed)

@@ -24,6 +24,9 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, default=_D.tile, help="tile size in pixels (default: the model's)")
     p.add_argument("--overlap", type=float, default=_D.overlap, help=f"tile overlap fraction ({_D.overlap})")
     p.add_argument("--threshold", type=float, default=_D.threshold, help=f"probability threshold ({_D.threshold})")
+    p.add_argument("--refine-edges", action=argparse.BooleanOptionalAction, default=_D.refine_edges,
+                   help="move each outline onto the image's colour edges, within half a mask cell (default: "
+                        "off, the model's outlines as drawn)")
     p.add_argument("--min-area", type=float, default=_D.min_area_m2, help="drop polygons smaller than this (m2)")
     p.add_argument("--min-pixels", type=int, default=_D.min_pixels, help=f"drop specks ({_D.min_pixels} px)")
     p.add_argument("--simplify", type=float, default=_D.simplify,
@@ -83,7 +86,8 @@ def model_choice_from_args(a: argparse.Namespace) -> ModelChoice:
 def options_from_args(a: argparse.Namespace) -> SegmentOptions:
     """The validated SegmentOptions of parsed engine arguments; a bad value is one InputError line."""
     return SegmentOptions(
-        tile=a.tile, overlap=a.overlap, threshold=a.threshold, min_area_m2=a.min_area, min_pixels=a.min_pixels,
+        tile=a.tile, overlap=a.overlap, threshold=a.threshold, refine_edges=a.refine_edges, min_area_m2=a.min_area,
+        min_pixels=a.min_pixels,
         simplify=a.simplify, fill_holes_m2=a.fill_holes, polygonize_max_edges=a.max_edges,
         extent=_floats(a.extent, 4, "extent", "--extent 500000,4999000,501000,5000000") if a.extent else None,
         bands=_ints(a.bands, "bands", "--bands 3,2,1") if a.bands else None,

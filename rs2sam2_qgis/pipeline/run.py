@@ -15,6 +15,7 @@ import shapely
 from affine import Affine
 
 from .batching import Prefetcher, batched
+from .edges import edge_radius, refine_edges
 from .errors import Cancelled, InputError
 from .expression import class_phrase, parse_expression, split_conjunction
 from .oom import BatchBackoff
@@ -431,6 +432,10 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             presence[row_index[t.row], col_index[t.col]] = pres[k]
         return prob, opinion
 
+    # outlines onto the image's edges (edges.py), never in the authors' own contract
+    edges = edge_radius(tile, predictor.input_size) if options.refine_edges and \
+        getattr(predictor, "mode", "analyst") != "authors" else None
+    edges_on = str(getattr(predictor, "device", "cpu"))
     try:
         with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20):
             stitcher = Stitcher(T, aoi, tile, grid.overlap_px, sink, grid.rows, grid.cols, abstain=extent_scope)
@@ -448,9 +453,11 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                         stats.forwards += len(run) * T
                     t0 = time.perf_counter()
                     k = 0
-                    for t, _rgb, valid, has in items:
+                    for t, rgb, valid, has in items:
                         if has:
-                            stitcher.add(t, prob[k], valid, None if opinion is None else opinion[k])
+                            p = prob[k] if edges is None else \
+                                refine_edges(prob[k], rgb, edges, options.threshold, device=edges_on)
+                            stitcher.add(t, p, valid, None if opinion is None else opinion[k])
                             k += 1
                     stats.seconds_stitch += time.perf_counter() - t0
                     done += len(items)
