@@ -25,8 +25,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=float, default=_D.overlap, help=f"tile overlap fraction ({_D.overlap})")
     p.add_argument("--threshold", type=float, default=_D.threshold, help=f"probability threshold ({_D.threshold})")
     p.add_argument("--refine-edges", action=argparse.BooleanOptionalAction, default=_D.refine_edges,
-                   help="move each outline onto the image's colour edges, within half a mask cell (default: "
-                        "off, the model's outlines as drawn)")
+                   help="draw each answer's outline on the image's colour edges, within half a mask cell "
+                        "(default on; --no-refine-edges: the model's outlines as drawn)")
     p.add_argument("--min-area", type=float, default=_D.min_area_m2, help="drop polygons smaller than this (m2)")
     p.add_argument("--min-pixels", type=int, default=_D.min_pixels, help=f"drop specks ({_D.min_pixels} px)")
     p.add_argument("--simplify", type=float, default=_D.simplify,

@@ -6,10 +6,22 @@ on the test mosaics most false-positive pixels of class answers lie within 2 px 
 (bench/results/class_fp.md). A guided filter (He, Sun & Tang, "Guided Image Filtering", TPAMI 2013) re-fits the
 probabilities in every small window as a linear function of the tile's colours, which moves the outline onto the
 nearest colour edge within about half a mask cell and leaves flat areas as they were.
+
+The refinement draws outlines; it does not decide. The engine stitches both canvases, chooses its answer on the
+model's own (which objects, how many, which is the largest), and then gives each chosen polygon the refined outline
+drawn for it (``onto_refined``). So a refined outline that merges two fragments, or moves a point by a pixel, never
+changes which objects answer: on the bundled sample a merged fragment changed which three candidates were looked at
+closer for "the swimming pools", and a red roof held it (bench/results/raster_referring_notes.md).
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import numpy as np
+import shapely
+
+from .polygonize import DetectedPolygon
 
 #: SAM's mask decoder draws its masks at a quarter of the model's input size
 MASK_CELL_OF_INPUT = 4
@@ -63,4 +75,38 @@ def refine_edges(prob: np.ndarray, rgb: np.ndarray, radius: int, threshold: floa
             b = mean_p - a * mean_i
             fitted = (_box_mean(a, radius) * guide + _box_mean(b, radius)).mean(0).clamp_(0.0, 1.0)
             out[t] = torch.where(band, fitted, p).cpu().numpy()
+    return out
+
+
+#: a refined polygon is drawn for an answer polygon when their overlap is at least this share of the smaller one;
+#: and the answer keeps its own outline where the refined ones cover less than this share of it (a speck thinned away)
+OWN_SHARE = 0.5
+
+
+def onto_refined(answer: Sequence[DetectedPolygon], refined: Sequence[DetectedPolygon],
+                 reach: float) -> list[DetectedPolygon]:
+    """Each polygon of ``answer`` (chosen on the model's own canvas) with the outline the refined canvas draws for
+    it: the refined polygons that overlap it (``OWN_SHARE`` of the smaller), within ``reach`` map units of it, so
+    that a neighbour merged with it by the refinement stays out. Ground area scaled from the polygon's own; every
+    other attribute kept."""
+    if not answer or not refined:
+        return list(answer)
+    geoms = np.asarray([r.geometry for r in refined], dtype=object)
+    tree = shapely.STRtree(geoms)
+    out = []
+    for p in answer:
+        own = p.geometry
+        hits = tree.query(own, predicate="intersects")
+        if len(hits):
+            shared = shapely.area(shapely.intersection(geoms[hits], own))
+            hits = hits[shared >= OWN_SHARE * np.minimum(shapely.area(geoms[hits]), own.area)]
+        drawn = shapely.intersection(shapely.union_all(geoms[hits]), own.buffer(reach)) if len(hits) else None
+        if drawn is None or drawn.is_empty or drawn.area < OWN_SHARE * own.area:
+            out.append(p)
+            continue
+        drawn = shapely.make_valid(drawn)
+        if drawn.geom_type == "GeometryCollection":
+            drawn = shapely.union_all([g for g in drawn.geoms if g.geom_type in ("Polygon", "MultiPolygon")])
+        ground = p.area_m2 * drawn.area / own.area if p.area_m2 is not None and own.area > 0 else None
+        out.append(dataclasses.replace(p, geometry=drawn, area_m2=ground))
     return out

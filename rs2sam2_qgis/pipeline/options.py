@@ -33,9 +33,9 @@ class SegmentOptions:
     overlap: float = 0.25
     #: probability above which a pixel is foreground
     threshold: float = 0.5
-    #: re-fit each tile's probabilities to the image's colour edges before stitching (edges.py: a guided filter
-    #: within half a mask cell), so outlines follow the objects' edges; the "authors" mode is never refined
-    refine_edges: bool = False
+    #: draw each answer's outline on the image's colour edges (edges.py: a guided filter within half a mask cell,
+    #: on a second canvas; the answer is chosen on the model's own); the "authors" mode is never refined
+    refine_edges: bool = True
     #: polygons with a smaller ground area (m2) are dropped (pixel units when the raster has no CRS)
     min_area_m2: float = 0.0
     #: polygons with fewer pixels than this are dropped (speckle); 0 keeps all

@@ -15,7 +15,7 @@ import shapely
 from affine import Affine
 
 from .batching import Prefetcher, batched
-from .edges import edge_radius, refine_edges
+from .edges import edge_radius, onto_refined, refine_edges
 from .errors import Cancelled, InputError
 from .expression import class_phrase, parse_expression, split_conjunction
 from .oom import BatchBackoff
@@ -273,6 +273,17 @@ def answer(plans: dict, texts: list[str], found: dict, presence: np.ndarray, gri
     return out
 
 
+def on_edges(answer: list, source: dict, outlines: dict, reach: float) -> list:
+    """``answer`` with each polygon's outline from the refined canvas of the text it was found with (``source``:
+    its geometry's id -> that text; ``outlines``: text -> refined polygons), in the answer's order."""
+    out = list(answer)
+    for text in dict.fromkeys(source.get(id(p.geometry)) for p in answer):
+        idx = [i for i, p in enumerate(answer) if source.get(id(p.geometry)) == text]
+        for i, p in zip(idx, onto_refined([answer[i] for i in idx], outlines.get(text, []), reach)):
+            out[i] = p
+    return out
+
+
 def joined(query: str, answers: list[list]) -> list:
     """One query's answer from those of its referents ("the lakes and ponds"): together, a polygon two of them
     found once (selection.deduplicate), ranked anew by confidence, each carrying the query as typed."""
@@ -323,11 +334,17 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                      tile=tile, overlap_px=grid.overlap_px, scope=options.scope,
                      plans={q: " + ".join(plans[s].describe() for s in parts[q]) for q in queries if plans})
     T = len(texts)
-    canvas_mb = aoi.height * aoi.width * (4 * T) / 2**20
+    # outlines onto the image's edges (edges.py), never in the authors' own contract: a second canvas per text,
+    # bands T..2T-1, drawn beside the model's own, on which the answer is chosen
+    edges = edge_radius(tile, predictor.input_size) if options.refine_edges and \
+        getattr(predictor, "mode", "analyst") != "authors" else None
+    edges_on = str(getattr(predictor, "device", "cpu"))
+    bands = 2 * T if edges else T
+    canvas_mb = aoi.height * aoi.width * (4 * bands) / 2**20
     if canvas_mb > options.in_memory_max_mb:
-        sink = GeoTiffSink(T, aoi, options.threshold, aoi_transform, src.crs_wkt, options.temp_dir)
+        sink = GeoTiffSink(bands, aoi, options.threshold, aoi_transform, src.crs_wkt, options.temp_dir)
     else:
-        sink = MemorySink(T, aoi, options.threshold)
+        sink = MemorySink(bands, aoi, options.threshold)
     stats.canvas = sink.kind
     cache = fingerprint = None
     if cache_usable(predictor):
@@ -432,13 +449,9 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             presence[row_index[t.row], col_index[t.col]] = pres[k]
         return prob, opinion
 
-    # outlines onto the image's edges (edges.py), never in the authors' own contract
-    edges = edge_radius(tile, predictor.input_size) if options.refine_edges and \
-        getattr(predictor, "mode", "analyst") != "authors" else None
-    edges_on = str(getattr(predictor, "device", "cpu"))
     try:
         with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 2**20):
-            stitcher = Stitcher(T, aoi, tile, grid.overlap_px, sink, grid.rows, grid.cols, abstain=extent_scope)
+            stitcher = Stitcher(bands, aoi, tile, grid.overlap_px, sink, grid.rows, grid.cols, abstain=extent_scope)
             report(searched, f"{len(tiles)} of {len(grid)} tiles of {tile} px on {stats.device} ({stats.precision})")
             with Prefetcher(produce, depth=options.prefetch) as reader:
                 for items in reader:
@@ -455,9 +468,12 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                     k = 0
                     for t, rgb, valid, has in items:
                         if has:
-                            p = prob[k] if edges is None else \
-                                refine_edges(prob[k], rgb, edges, options.threshold, device=edges_on)
-                            stitcher.add(t, p, valid, None if opinion is None else opinion[k])
+                            p, o = prob[k], None if opinion is None else opinion[k]
+                            if edges:
+                                p = np.concatenate([p, refine_edges(p, rgb, edges, options.threshold,
+                                                                    device=edges_on)])
+                                o = None if o is None else np.concatenate([o, o])
+                            stitcher.add(t, p, valid, o)
                             k += 1
                     stats.seconds_stitch += time.perf_counter() - t0
                     done += len(items)
@@ -479,19 +495,20 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             poly = Polygonizer(aoi_transform, src.crs_wkt, options.threshold, simplify, options.min_area_m2,
                                options.min_pixels, options.fill_holes_m2, predictor.model_name, created_at,
                                options.connectivity, stats.device, stats.precision)
-            found_polygons = {}
+            found_polygons, outlines = {}, {}
             with contextlib.ExitStack() as stack:
                 if sink.kind != "memory":
                     mds = stack.enter_context(rasterio.open(sink.mask_path))
                     pds = stack.enter_context(rasterio.open(sink.prob_path))
-                for i, q in enumerate(texts):
-                    report(0.9 + 0.1 * i / T, f"polygonizing '{q}'")
-                    read_mask, read_prob = (memory_reader(sink.prob[i], options.threshold) if sink.kind == "memory"
-                                            else disk_reader(mds, pds, i + 1))
-                    found_polygons[q], warning = polygonize_canvas(poly, q, read_mask, read_prob, aoi.height,
-                                                                   aoi.width, options.connectivity, cancelled,
-                                                                   options.polygonize_max_edges)
-                    if warning:
+                for i, (q, band) in enumerate([(q, i) for i, q in enumerate(texts)] +
+                                              [(q, T + i) for i, q in enumerate(texts) if edges]):
+                    report(0.9 + 0.1 * i / bands, f"polygonizing '{q}'")
+                    read_mask, read_prob = (memory_reader(sink.prob[band], options.threshold)
+                                            if sink.kind == "memory" else disk_reader(mds, pds, band + 1))
+                    drawn, warning = polygonize_canvas(poly, q, read_mask, read_prob, aoi.height, aoi.width,
+                                                       options.connectivity, cancelled, options.polygonize_max_edges)
+                    (found_polygons if band < T else outlines)[q] = drawn
+                    if warning and band < T:
                         stats.warnings.append(warning)
             if extent_scope:
                 with src.open() as ds:  # one open for every second look of the answers
@@ -502,6 +519,10 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
                 stats.forwards += second_look.forwards
             else:
                 polygons = found_polygons
+            if edges:  # the answer chosen, each polygon gets its outline on the image's edges
+                reach = edges * float(np.hypot(aoi_transform.a, aoi_transform.e)) / np.sqrt(2.0)
+                source = {id(c.geometry): t for t, found in found_polygons.items() for c in found}
+                polygons = {q: on_edges(polygons[q], source, outlines, reach) for q in polygons}
             stats.seconds_polygonize = time.perf_counter() - t0
             if cache is not None:  # the search, the fine tiles and the second looks
                 stats.feature_cache_hits = cache.stats.memory_hits + cache.stats.disk_hits - cache_before[0]
