@@ -95,3 +95,26 @@ def test_the_engine_chooses_on_the_models_canvas_and_draws_on_the_images_edges(t
     run = lambda refine: [p.geometry.wkb for p in segment_raster(  # noqa: E731
         raster, "the red boxes", AuthorsMode(), opts.replace(refine_edges=refine)).polygons["the red boxes"]]
     assert run(True) == run(False)
+
+
+def test_the_filter_reads_only_around_the_outline_and_gives_what_the_whole_tile_would():
+    """The filter runs on the window around the pixels inside (its reach added), and the outline's values are
+    those of the filter over the whole tile."""
+    import torch
+
+    from rs2sam2_qgis.pipeline.edges import EDGE_EPS, _box_mean
+
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((96, 96, 3)) * 255).astype(np.uint8)
+    prob = np.zeros((2, 96, 96), np.float32)
+    prob[0, 10:30, 60:90] = rng.random((20, 30)).astype(np.float32)  # ragged: many outline pixels
+    prob[1, 88:96, 0:8] = 0.9                                        # at the tile's corner
+    out = refine_edges(prob, rgb, radius=2)
+    guide = torch.from_numpy(np.moveaxis(rgb, -1, 0).astype(np.float32)) / 255.0
+    for t in range(2):
+        p = torch.from_numpy(prob[t])
+        mi, mp = _box_mean(guide, 2), _box_mean(p, 2)
+        a = (_box_mean(guide * p, 2) - mi * mp) / (_box_mean(guide * guide, 2) - mi * mi + EDGE_EPS)
+        whole = (_box_mean(a, 2) * guide + _box_mean(mp - a * mi, 2)).mean(0).clamp(0, 1).numpy()
+        changed = out[t] != prob[t]
+        assert changed.any() and np.allclose(out[t][changed], whole[changed], atol=1e-5)
