@@ -131,6 +131,8 @@ def child(args):
     pred.predict(np.zeros((1, args.tile, args.tile, 3), np.uint8), [query])  # warm-up
     rss_base = rss_mb()
     opts = SegmentOptions(tile=args.tile, batch_size=args.batch, scope=args.scope)
+    if args.refine_edges is not None:
+        opts = opts.replace(refine_edges=args.refine_edges)
     t0 = time.perf_counter()
     res = segment_raster(args.raster, [query], pred, opts)
     t1 = time.perf_counter()
@@ -164,6 +166,8 @@ def main():
     ap.add_argument("--scope", default="tile", choices=["tile", "extent"],
                     help="tile (default): every tile runs, the engine's full cost; extent: the search decides")
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--refine-edges", action=argparse.BooleanOptionalAction, default=None,
+                    help="the engine's edge refinement on or off (default: SegmentOptions.refine_edges)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--child", action="store_true")
@@ -195,7 +199,8 @@ def main():
                 tile = {"colour": args.colour_tile, "demo": args.demo_tile}.get(m, args.tile)  # noise: as nano
                 cmd = [sys.executable, __file__, "--child", "--raster", path, "--size", str(size), "--model", m,
                        "--tile", str(tile), "--batch", str(args.batch), "--workdir", work, "--query", args.query,
-                       "--scope", args.scope]
+                       "--scope", args.scope] + ([] if args.refine_edges is None else
+                                                 ["--refine-edges" if args.refine_edges else "--no-refine-edges"])
                 p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                 if p.returncode != 0:
                     print(p.stderr[-3000:], file=sys.stderr)
