@@ -44,13 +44,27 @@ def _box_mean(x, r: int):
     return F.avg_pool2d(flat, 2 * r + 1, stride=1, padding=r, count_include_pad=False).reshape(x.shape)
 
 
+#: the filter runs on the blocks of this side that hold outline pixels, each with the filter's reach around it
+BLOCK = 64
+
+
+def _guided(guide, q, radius: int, eps: float):
+    """The guided filter of ``q`` [h, w] by ``guide`` [3, h, w]: the mean of the three channels' linear fits."""
+    mean_i, mean_q = _box_mean(guide, radius), _box_mean(q, radius)
+    var_i = _box_mean(guide * guide, radius) - mean_i * mean_i
+    a = (_box_mean(guide * q, radius) - mean_i * mean_q) / (var_i + eps)  # [3, h, w]
+    b = mean_q - a * mean_i
+    return (_box_mean(a, radius) * guide + _box_mean(b, radius)).mean(0).clamp_(0.0, 1.0)
+
+
 def refine_edges(prob: np.ndarray, rgb: np.ndarray, radius: int, threshold: float = 0.5, eps: float = EDGE_EPS,
                  device: str = "cpu") -> np.ndarray:
     """``prob`` [T, h, w] (one map per text) re-fitted to the edges of ``rgb`` [h, w, 3] (uint8): the mean over the
     three colour channels of a guided filter of radius ``radius``, clipped to [0, 1]. Only pixels within ``radius``
     of the outline at ``threshold`` change, so an outline moves but no object appears or vanishes (a faint blob
-    under the threshold stays under it). Computed on ``device`` (the model's), over the rows and columns that hold
-    an outline (and the filter's reach around them): a tile without one costs nothing."""
+    under the threshold stays under it). Computed on ``device`` (the model's), around the pixels inside, on the
+    ``BLOCK`` px blocks that hold an outline, each with the filter's reach around it (the values the whole tile
+    would give): a tile without an outline costs nothing, one with a few objects a few blocks."""
     import torch
     import torch.nn.functional as F
 
@@ -59,27 +73,31 @@ def refine_edges(prob: np.ndarray, rgb: np.ndarray, radius: int, threshold: floa
         return F.max_pool2d(mask[None, None].float(), k, stride=1, padding=radius)[0, 0] > 0
 
     out = np.array(prob, dtype=np.float32, copy=True)
+    reach = 2 * radius  # an outline pixel's new value reads the colours and probabilities this far away
     with torch.no_grad():
-        for t, p in enumerate(torch.from_numpy(out).to(device)):
+        for t, p in enumerate(torch.from_numpy(np.asarray(prob, dtype=np.float32)).to(device)):
             inside = p >= threshold
             rows, cols = torch.nonzero(inside.any(1)), torch.nonzero(inside.any(0))
             if not len(rows):
                 continue
-            # the outline lies within ``radius`` of the pixels inside, and its new values read the colours and
-            # probabilities twice as far again: the window past which nothing is read
-            reach = 3 * radius
-            r0, r1 = max(0, int(rows[0]) - reach), min(p.shape[0], int(rows[-1]) + reach + 1)
-            c0, c1 = max(0, int(cols[0]) - reach), min(p.shape[1], int(cols[-1]) + reach + 1)
+            # the outline lies within ``radius`` of the pixels inside: the window past which nothing is read
+            r0, r1 = max(0, int(rows[0]) - radius - reach), min(p.shape[0], int(rows[-1]) + radius + reach + 1)
+            c0, c1 = max(0, int(cols[0]) - radius - reach), min(p.shape[1], int(cols[-1]) + radius + reach + 1)
             q, inside = p[r0:r1, c0:c1], inside[r0:r1, c0:c1]
             band = near(inside) & near(~inside)
             crop = np.ascontiguousarray(np.moveaxis(rgb[r0:r1, c0:c1], -1, 0), dtype=np.float32)
             guide = torch.from_numpy(crop).to(device) / 255.0  # [3, h, w]
-            mean_i, mean_q = _box_mean(guide, radius), _box_mean(q, radius)
-            var_i = _box_mean(guide * guide, radius) - mean_i * mean_i
-            a = (_box_mean(guide * q, radius) - mean_i * mean_q) / (var_i + eps)  # [3, h, w]
-            b = mean_q - a * mean_i
-            fitted = (_box_mean(a, radius) * guide + _box_mean(b, radius)).mean(0).clamp_(0.0, 1.0)
-            out[t, r0:r1, c0:c1] = torch.where(band, fitted, q).cpu().numpy()
+            h, w = q.shape
+            refined = q.clone()
+            held = F.max_pool2d(band[None, None].float(), BLOCK, stride=BLOCK, ceil_mode=True)[0, 0] > 0
+            for bi, bj in torch.nonzero(held).tolist():
+                y0, x0 = bi * BLOCK, bj * BLOCK
+                y1, x1 = min(y0 + BLOCK, h), min(x0 + BLOCK, w)
+                wy0, wx0 = max(0, y0 - reach), max(0, x0 - reach)
+                fitted = _guided(guide[:, wy0:y1 + reach, wx0:x1 + reach], q[wy0:y1 + reach, wx0:x1 + reach],
+                                 radius, eps)[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
+                refined[y0:y1, x0:x1] = torch.where(band[y0:y1, x0:x1], fitted, q[y0:y1, x0:x1])
+            out[t, r0:r1, c0:c1] = refined.cpu().numpy()
     return out
 
 
