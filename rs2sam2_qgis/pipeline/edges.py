@@ -37,11 +37,21 @@ def edge_radius(tile_px: int, input_px: int) -> int:
 
 def _box_mean(x, r: int):
     """Mean over the (2r+1)^2 window around each pixel of a tensor's last two axes; the window is cut at the
-    borders."""
-    import torch.nn.functional as F
+    borders. Running sums (float64), so the cost does not grow with ``r`` (a tile larger than the model's input
+    has a wider mask cell, and so a wider window)."""
+    import torch
 
-    flat = x.reshape(-1, 1, *x.shape[-2:])
-    return F.avg_pool2d(flat, 2 * r + 1, stride=1, padding=r, count_include_pad=False).reshape(x.shape)
+    out = x
+    for dim in (-2, -1):
+        n = out.shape[dim]
+        c = torch.cumsum(out, dim=dim, dtype=torch.float64)
+        c = torch.cat([torch.zeros_like(c.narrow(dim, 0, 1)), c], dim=dim)
+        idx = torch.arange(n, device=x.device)
+        hi, lo = (idx + r + 1).clamp(max=n), (idx - r).clamp(min=0)
+        shape = [1] * out.ndim
+        shape[dim] = n
+        out = (c.index_select(dim, hi) - c.index_select(dim, lo)) / (hi - lo).view(shape)
+    return out.to(x.dtype)
 
 
 #: the filter runs on the blocks of this side that hold outline pixels, each with the filter's reach around it
@@ -68,9 +78,10 @@ def refine_edges(prob: np.ndarray, rgb: np.ndarray, radius: int, threshold: floa
     import torch
     import torch.nn.functional as F
 
-    def near(mask):  # pixels within ``radius`` (a square) of a True one
+    def near(mask):  # pixels within ``radius`` (a square) of a True one: rows, then columns
         k = 2 * radius + 1
-        return F.max_pool2d(mask[None, None].float(), k, stride=1, padding=radius)[0, 0] > 0
+        rows = F.max_pool2d(mask[None, None].float(), (k, 1), stride=1, padding=(radius, 0))
+        return F.max_pool2d(rows, (1, k), stride=1, padding=(0, radius))[0, 0] > 0
 
     out = np.array(prob, dtype=np.float32, copy=True)
     reach = 2 * radius  # an outline pixel's new value reads the colours and probabilities this far away
