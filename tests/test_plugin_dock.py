@@ -135,6 +135,7 @@ def test_dock_builds_with_engine_defaults_and_fills_from_settings(clean_state, i
     assert dock.advanced_widgets["tile"].specialValueText() and defaults.tile is None
     assert dock.scope_combo.currentData() == defaults.scope == "extent"
     assert dock.advanced_widgets["presence_threshold"].specialValueText() and defaults.presence_threshold is None
+    assert dock.refine_check.isChecked() == defaults.refine_edges
     plugin.unload()
 
     s = QgsSettings()
@@ -146,6 +147,7 @@ def test_dock_builds_with_engine_defaults_and_fills_from_settings(clean_state, i
     s.setValue("rs2sam2/checkpoint", "/data/model.pt")
     s.setValue("rs2sam2/area", "canvas")
     s.setValue("rs2sam2/options/threshold", 0.7)
+    s.setValue("rs2sam2/options/refine_edges", not defaults.refine_edges)
     s.setValue("rs2sam2/query_history", ["old query", "the runway"])
     plugin = _plugin(iface)
     plugin.toggle_action.setChecked(True)
@@ -157,6 +159,9 @@ def test_dock_builds_with_engine_defaults_and_fills_from_settings(clean_state, i
     assert dock.model_kind.currentData() == "checkpoint" and dock.model_spec() == "/data/model.pt"
     assert dock.area_combo.currentData() == "canvas"
     assert dock.advanced_widgets["threshold"].value() == pytest.approx(0.7)
+    assert dock.refine_check.isChecked() == (not defaults.refine_edges)
+    dock.reset_advanced()
+    assert dock.refine_check.isChecked() == defaults.refine_edges
     assert dock.query_edit.history() == ["old query", "the runway"]
     completer = dock.query_edit.completer()
     completer.setCompletionPrefix("runw")
@@ -317,6 +322,7 @@ def test_area_canvas_extent_limits_the_run(clean_state, iface, scene):
     dock.area_combo.setCurrentIndex(dock.area_combo.findData("canvas"))
     options, mask_wkt = dock.build_options(raster)
     assert mask_wkt is None and options["scope"] == "extent" and options["presence_threshold"] is None
+    assert options["refine_edges"] is True
     xmin, ymin, xmax, ymax = options["extent"]
     assert xmin <= 500030.0 and xmax >= 500064.0
     task = _run(dock)

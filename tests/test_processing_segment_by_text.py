@@ -170,6 +170,9 @@ def test_parameter_ranges_are_the_engines(processing_ready):
                         ("PRESENCE", "presence_threshold")):
         param = alg.parameterDefinition(name)
         assert (param.minimum(), param.maximum()) == LIMITS[field], name
+    from rs2sam2_qgis.pipeline import SegmentOptions
+
+    assert alg.parameterDefinition("REFINE_EDGES").defaultValue() == SegmentOptions().refine_edges
 
 
 def test_mask_polygons_limit_the_run(processing_ready, clean_state, scene, tmp_path):

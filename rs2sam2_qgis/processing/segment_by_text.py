@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSource,
@@ -64,6 +65,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
     MODE = "MODE"
     SCOPE = "SCOPE"
     PRESENCE = "PRESENCE"
+    REFINE = "REFINE_EDGES"
     TILE = "TILE"
     OVERLAP = "OVERLAP"
     THRESHOLD = "THRESHOLD"
@@ -154,8 +156,11 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
                                                 "model's calibrated one)", NUMBER_DOUBLE, defaultValue=None,
                                                 optional=True, minValue=choices.limits("presence_threshold")[0],
                                                 maxValue=choices.limits("presence_threshold")[1])
-        for param in (scope, tile, overlap, threshold, min_area, simplify, extent, mask, mode, presence):
-            if param.name() in (self.TILE, self.SIMPLIFY, self.EXTENT, self.MASK, self.MODE, self.PRESENCE):
+        refine = QgsProcessingParameterBoolean(self.REFINE, "Outlines on the image's edges (the answer is chosen "
+                                               "on the model's own masks)", defaultValue=DEFAULTS["refine_edges"])
+        for param in (scope, tile, overlap, threshold, min_area, simplify, extent, mask, mode, presence, refine):
+            if param.name() in (self.TILE, self.SIMPLIFY, self.EXTENT, self.MASK, self.MODE, self.PRESENCE,
+                                self.REFINE):
                 param.setFlags(param.flags() | PARAMETER_ADVANCED)
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Segments",
@@ -189,6 +194,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             "min_area_m2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
             "single_layer": True,  # one output layer; the `query` field tells the descriptions apart
             "scope": SCOPES[self.parameterAsEnum(parameters, self.SCOPE, context)][0],
+            "refine_edges": self.parameterAsBoolean(parameters, self.REFINE, context),
         }
         if parameters.get(self.PRESENCE) not in (None, ""):
             values["presence_threshold"] = self.parameterAsDouble(parameters, self.PRESENCE, context)

@@ -19,6 +19,7 @@ from qgis.gui import (
 )
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -225,6 +226,11 @@ class Rs2Sam2Dock(QgsDockWidget):
             widget.setToolTip(tip)
             self.advanced_widgets[name] = widget
             adv_form.addRow(label, widget)
+        self.refine_check = QCheckBox("Outlines on the image's edges", self.advanced)
+        self.refine_check.setToolTip("Draw each answer's outline on the image's colour edges, within half a mask "
+                                     "cell (the answer itself is chosen on the model's own masks); off: the "
+                                     "model's outlines as drawn")
+        adv_form.addRow("", self.refine_check)
         self.reset_button = QPushButton("Reset to defaults", self.advanced)
         self.reset_button.clicked.connect(self.reset_advanced)
         adv_form.addRow("", self.reset_button)
@@ -301,6 +307,7 @@ class Rs2Sam2Dock(QgsDockWidget):
             default = self._default_value(name)
             kind = int if isinstance(widget, QSpinBox) else float
             widget.setValue(settings.get(f"options/{name}", default, kind))
+        self.refine_check.setChecked(settings.get("options/refine_edges", self._refine_default(), bool))
         layer_id = settings.get("raster_layer", "", str)
         layer = QgsProject.instance().mapLayer(layer_id) if layer_id else None
         if layer is not None:
@@ -328,6 +335,10 @@ class Rs2Sam2Dock(QgsDockWidget):
                 settings.remove(f"options/{name}")  # follow the engine's default if it changes later
             else:
                 settings.set(f"options/{name}", value)
+        if self.refine_check.isChecked() == self._refine_default():
+            settings.remove("options/refine_edges")
+        else:
+            settings.set("options/refine_edges", self.refine_check.isChecked())
         layer = self.layer_combo.currentLayer()
         settings.set("raster_layer", layer.id() if layer else "")
         mask = self.mask_combo.currentLayer()
@@ -339,9 +350,13 @@ class Rs2Sam2Dock(QgsDockWidget):
             return self.advanced_widgets[name].minimum() if name in self.advanced_widgets else 0
         return value
 
+    def _refine_default(self) -> bool:
+        return bool(self._defaults.get("refine_edges", True))
+
     def reset_advanced(self) -> None:
         for name, widget in self.advanced_widgets.items():
             widget.setValue(self._default_value(name))
+        self.refine_check.setChecked(self._refine_default())
 
     # environment probe (torch is imported in the worker process, never in QGIS) -----------------------------
     def probe_environment(self) -> None:
@@ -395,6 +410,7 @@ class Rs2Sam2Dock(QgsDockWidget):
                 value = None
             values[name] = value
         values["scope"] = self.scope_combo.currentData()
+        values["refine_edges"] = self.refine_check.isChecked()
         area = self.area_combo.currentData()
         mask_wkt = None
         if area == AREA_CANVAS:
