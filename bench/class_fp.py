@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=2401)
     ap.add_argument("--model", default="demo")
     ap.add_argument("--presence-threshold", type=float, default=0.85)
+    ap.add_argument("--refine-edges", action=argparse.BooleanOptionalAction, default=None,
+                    help="the engine's edge refinement on or off (default: SegmentOptions.refine_edges)")
     ap.add_argument("--edge", type=int, default=2, help="px around a true member counted as its edge")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--name", default="class_fp")
@@ -67,6 +69,8 @@ def main(argv=None) -> int:
     commit = _git_commit()
     predictor = cpu_predictor(a.model)
     options = SegmentOptions(batch_size=8, presence_threshold=a.presence_threshold)
+    if a.refine_edges is not None:
+        options = options.replace(refine_edges=a.refine_edges)
     rng = np.random.default_rng(a.seed)  # as bench/raster_referring.py seeds its sentences
     rows = []
     with tempfile.TemporaryDirectory(prefix="rs2sam2-bench-") as tmp:
