@@ -311,6 +311,11 @@ _AREA_RE = (r"(?:\b(?:that\s+(?:is|are)|which\s+(?:is|are)|with\s+an?\s+area\s+(
             rf"\b(?P<cmp>{_AT_LEAST}|{_AT_MOST})(?:\s+than)?(?:\s+or\s+equal\s+to)?\s+{_area_number('n', 'u')})")
 
 
+def _count(word: str) -> int | None:
+    """How many a number word or numeral says ("3", "three", "a pair of"); None for a word that is none."""
+    return int(word) if word.isdigit() else _NUMBERS.get(word)
+
+
 def _number(text: str) -> float:
     """A number as typed: "2,000" (thousands), "1,5" (a decimal comma) or "1.5"."""
     return float(text.replace(",", "") if re.fullmatch(_THOUSANDS, text) else text.replace(",", "."))
@@ -337,8 +342,8 @@ _PICTURE_POINT_RE = (rf"\b(?:(?P<far>{_FURTHEST_RE})\s+(?:away\s+)?from|{_NEARES
                      rf"right)(?:\s+corner)?|(?P<c>centre|center|middle))(?:\s+(?:point|part))?"
                      rf"(?:\s+of\s+(?:the\s+|this\s+)?(?:whole\s+|entire\s+)?{_PICTURE})?\b(?!\s+of\b)")
 #: a directional relation: "to the left of the lake", "north-east of the road", "above the harbour"
-_SIDE_RE = (r"(?:\b(?:(?:directly|just|immediately|due|right)\s+)?(?:(?:(?P<near>closest|nearest)\s+)?"
-            r"(?:to|on|in)\s+the\s+|(?P<near2>closest|nearest)\s+the\s+)?(?P<d>(?:north|south)(?:\s+(?:east|west))?|"
+_SIDE_RE = (r"(?:\b(?:(?:directly|just|immediately|due|right)\s+)?(?:(?:(?:closest|nearest)\s+)?"
+            r"(?:to|on|in)\s+the\s+|(?:closest|nearest)\s+the\s+)?(?P<d>(?:north|south)(?:\s+(?:east|west))?|"
             r"east|west|(?:(?:top|bottom|upper|lower)\s+)?(?:left|right))(?:\s+(?:side|hand\s+side))?\s+of"
             r"|\b(?P<v>above|below))")
 
@@ -619,7 +624,7 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
     m = re.search(rf"\b(?:the\s+|all\s+)?(?P<n>{_NUMBER_RE})\b(?!\s*(?:m|km|metres|meters|%|px))", text)
     if m:
         n = m.group("n")
-        k = int(n) if n.isdigit() else _NUMBERS.get(n, None)
+        k = _count(n)
         before = text[: m.start("n")].split()
         if re.search(r"\bof\s+(?:all\s+)?(?:the\s+|these\s+|those\s+)?$", text[: m.start("n")]):
             among = k if k and k > 1 else None  # "the smallest of the three lakes": what to choose from, no count
@@ -644,8 +649,7 @@ def parse_expression(query: str, anchor_depth: int = ANCHOR_DEPTH) -> ReferringP
     # "the leftmost vehicle among the three": what to choose from
     m = re.search(rf"\s+(?:among|amongst|of)\s+(?:all\s+)?(?:the\s+|these\s+|those\s+)?(?P<n>{_NUMBER_RE})$", text)
     if m and among is None:
-        n = m.group("n")
-        among = (int(n) if n.isdigit() else _NUMBERS.get(n)) or None
+        among = _count(m.group("n"))
     # what a moved superlative, region or relation leaves: "the tank that is (the) largest (one)", "the lake
     # situated in the south", "the vehicle is on the right of the building" -> "the tank", "the lake", "the vehicle"
     text = _tidy(re.sub(r"\s+(?:(?:that|which|who)\s+)?(?:is|are|lies|lie|sits|sit|stands|stand)(?:\s+the)?"

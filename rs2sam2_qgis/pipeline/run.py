@@ -520,7 +520,7 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             else:
                 polygons = found_polygons
             if edges:  # the answer chosen, each polygon gets its outline on the image's edges
-                reach = edges * float(np.hypot(aoi_transform.a, aoi_transform.e)) / np.sqrt(2.0)
+                reach = edges * float(np.sqrt(abs(aoi_transform.determinant)))  # the radius in map units
                 source = {id(c.geometry): t for t, found in found_polygons.items() for c in found}
                 polygons = {q: on_edges(polygons[q], source, outlines, reach) for q in polygons}
             stats.seconds_polygonize = time.perf_counter() - t0

@@ -4,8 +4,8 @@ Candidates are the polygons of the expression's noun phrase found anywhere in th
 (mean probability inside) and presence (how strongly the model held that its tile holds the referent). A
 ReferringPlan (expression.py) says how many to keep and by which rule: the largest / smallest, the one furthest in a
 direction or nearest a corner, those in a part of the extent, those nearest an anchor object; otherwise the most
-confident. Directions
-are those of the image as displayed (row 0 at the top), which on a north-up raster are the compass's.
+confident. Directions are those of the image as displayed (row 0 at the top), which on a north-up raster are the
+compass's.
 """
 from __future__ import annotations
 
