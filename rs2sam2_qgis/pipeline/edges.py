@@ -3,9 +3,10 @@
 SAM-style decoders (SAM2's, and so RS2-SAM2's and RSRefSeg's) draw their masks on a grid four times coarser than the
 model's input and enlarge them bilinearly, so an outline can lie a pixel or two off the object's edge in the image:
 on the val mosaics 88% of the false-positive pixels of class answers lay within 2 px of a true object
-(`bench/class_fp.py --no-refine-edges`; raster_referring_notes.md). A guided filter (He, Sun & Tang, "Guided Image Filtering", TPAMI 2013) re-fits the
-probabilities in every small window as a linear function of the tile's colours, which moves the outline onto the
-nearest colour edge within about half a mask cell and leaves flat areas as they were.
+(`bench/class_fp.py --no-refine-edges`; raster_referring_notes.md). A guided filter (He, Sun & Tang, "Guided Image
+Filtering", TPAMI 2013) re-fits the probabilities in every small window as a linear function of the tile's colours,
+which moves the outline onto the nearest colour edge within about half a mask cell and leaves flat areas as they
+were.
 
 The refinement draws outlines; it does not decide. The engine stitches both canvases, chooses its answer on the
 model's own (which objects, how many, which is the largest), and then gives each chosen polygon the refined outline
