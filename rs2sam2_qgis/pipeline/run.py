@@ -495,34 +495,42 @@ def segment_raster(raster_path, queries: Sequence[str] | str, predictor, options
             poly = Polygonizer(aoi_transform, src.crs_wkt, options.threshold, simplify, options.min_area_m2,
                                options.min_pixels, options.fill_holes_m2, predictor.model_name, created_at,
                                options.connectivity, stats.device, stats.precision)
-            found_polygons, outlines = {}, {}
+            found_polygons = {}
             with contextlib.ExitStack() as stack:
                 if sink.kind != "memory":
                     mds = stack.enter_context(rasterio.open(sink.mask_path))
                     pds = stack.enter_context(rasterio.open(sink.prob_path))
-                for i, (q, band) in enumerate([(q, i) for i, q in enumerate(texts)] +
-                                              [(q, T + i) for i, q in enumerate(texts) if edges]):
-                    report(0.9 + 0.1 * i / bands, f"polygonizing '{q}'")
+
+                def drawn(q: str, band: int) -> tuple[list, str | None]:
                     read_mask, read_prob = (memory_reader(sink.prob[band], options.threshold)
                                             if sink.kind == "memory" else disk_reader(mds, pds, band + 1))
-                    drawn, warning = polygonize_canvas(poly, q, read_mask, read_prob, aoi.height, aoi.width,
-                                                       options.connectivity, cancelled, options.polygonize_max_edges)
-                    (found_polygons if band < T else outlines)[q] = drawn
-                    if warning and band < T:
+                    return polygonize_canvas(poly, q, read_mask, read_prob, aoi.height, aoi.width,
+                                             options.connectivity, cancelled, options.polygonize_max_edges)
+
+                for i, q in enumerate(texts):
+                    report(0.9 + 0.05 * i / T, f"polygonizing '{q}'")
+                    found_polygons[q], warning = drawn(q, i)
+                    if warning:
                         stats.warnings.append(warning)
-            if extent_scope:
-                with src.open() as ds:  # one open for every second look of the answers
-                    answered = answer(plans, texts, found_polygons, presence, grid, transform, aoi_transform,
-                                      aoi, presence_threshold, second_look, ds)
-                polygons = {q: joined(q, [answered[s] for s in parts[q]]) for q in queries}
-                stats.second_looks = second_look.forwards
-                stats.forwards += second_look.forwards
-            else:
-                polygons = found_polygons
-            if edges:  # the answer chosen, each polygon gets its outline on the image's edges
-                reach = edges * float(np.sqrt(abs(aoi_transform.determinant)))  # the radius in map units
-                source = {id(c.geometry): t for t, found in found_polygons.items() for c in found}
-                polygons = {q: on_edges(polygons[q], source, outlines, reach) for q in polygons}
+                if extent_scope:
+                    with src.open() as ds:  # one open for every second look of the answers
+                        answered = answer(plans, texts, found_polygons, presence, grid, transform, aoi_transform,
+                                          aoi, presence_threshold, second_look, ds)
+                    polygons = {q: joined(q, [answered[s] for s in parts[q]]) for q in queries}
+                    stats.second_looks = second_look.forwards
+                    stats.forwards += second_look.forwards
+                else:
+                    polygons = found_polygons
+                if edges:  # the answer chosen, each of its polygons gets its outline on the image's edges
+                    source = {id(c.geometry): t for t, found in found_polygons.items() for c in found}
+                    answering = list(dict.fromkeys(source[id(p.geometry)] for ps in polygons.values() for p in ps
+                                                   if id(p.geometry) in source))
+                    outlines = {}
+                    for k, q in enumerate(answering):  # only the texts an answer was found with
+                        report(0.95 + 0.05 * k / len(answering), f"outlining '{q}'")
+                        outlines[q] = drawn(q, T + texts.index(q))[0]
+                    reach = edges * float(np.sqrt(abs(aoi_transform.determinant)))  # the radius in map units
+                    polygons = {q: on_edges(polygons[q], source, outlines, reach) for q in polygons}
             stats.seconds_polygonize = time.perf_counter() - t0
             if cache is not None:  # the search, the fine tiles and the second looks
                 stats.feature_cache_hits = cache.stats.memory_hits + cache.stats.disk_hits - cache_before[0]
