@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import shapely
 
-from .polygonize import DetectedPolygon
+from .polygonize import DetectedPolygon, polygonal
 
 #: SAM's mask decoder draws its masks at a quarter of the model's input size
 MASK_CELL_OF_INPUT = 4
@@ -139,9 +139,7 @@ def onto_refined(answer: Sequence[DetectedPolygon], refined: Sequence[DetectedPo
         if drawn is None or drawn.is_empty or drawn.area < OWN_SHARE * own.area:
             out.append(p)
             continue
-        drawn = shapely.make_valid(drawn)
-        if drawn.geom_type == "GeometryCollection":
-            drawn = shapely.union_all([g for g in drawn.geoms if g.geom_type in ("Polygon", "MultiPolygon")])
+        drawn = polygonal(shapely.make_valid(drawn))  # as the polygonizer keeps them: lines and points dropped
         ground = p.area_m2 * drawn.area / own.area if p.area_m2 is not None and own.area > 0 else None
         out.append(dataclasses.replace(p, geometry=drawn, area_m2=ground))
     return out

@@ -44,7 +44,7 @@ class DetectedPolygon:
                 "presence": self.presence, "rank": self.rank}
 
 
-def _polygonal(geom):
+def polygonal(geom):
     """Only the polygonal parts of a geometry (make_valid can return collections with lines/points)."""
     if geom.is_empty or geom.geom_type in ("Polygon", "MultiPolygon"):
         return geom
@@ -131,7 +131,7 @@ class Polygonizer:
             geoms = simplify_rings(geoms, self.simplify)
         bad = ~shapely.is_valid(geoms)
         if bad.any():
-            geoms[bad] = [_polygonal(g) for g in shapely.make_valid(geoms[bad])]
+            geoms[bad] = [polygonal(g) for g in shapely.make_valid(geoms[bad])]
         keep = ~shapely.is_empty(geoms)
         geoms, scores = geoms[keep], scores[keep]
         areas = self._areas(geoms)

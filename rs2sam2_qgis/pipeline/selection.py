@@ -124,8 +124,8 @@ def select(plan: ReferringPlan, candidates: Sequence[DetectedPolygon], extent_tr
     conf = np.array([confidence(c) for c in cands])
     if plan.among is not None:  # "the smaller of the two grey-roofed buildings": of the two the model is surest of
         surest = [cands[i] for i in idx[np.argsort(-conf[idx], kind="stable")]]
-        kept = surest[:plan.among] if accept is None else first_accepted(surest, plan.among, accept)
-        idx = np.asarray(sorted(i for i in idx.tolist() if any(cands[i] is k for k in kept)), dtype=int)
+        kept = {id(c) for c in (surest[:plan.among] if accept is None else first_accepted(surest, plan.among, accept))}
+        idx = np.asarray([i for i in idx.tolist() if id(cands[i]) in kept], dtype=int)
     order_key = -conf  # default: most confident first
     if plan.anchor_text and anchors:  # an object is not its own neighbour ("the house nearest the red house")
         ends = [a.geometry for a in list(anchors) + list(other_anchors or [])]
